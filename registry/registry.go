@@ -1,0 +1,306 @@
+// Package registry is the store of IM users, their terminals and their
+// contacts: who an IM ID is, which terminals it owns, and which one is
+// active. The call path asks it one question, ActiveTerminal, and it answers
+// fast.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Errors that callers check with errors.Is.
+var (
+	// ErrNotFound: the user, terminal or contact does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a user with this IM ID, or a terminal with this mobile
+	// identity, already exists.
+	ErrExists = errors.New("already exists")
+	// ErrNoActiveTerminal: the user exists but has no active terminal.
+	ErrNoActiveTerminal = errors.New("no active terminal")
+)
+
+// ValidationError names the field that is wrong and the rule it broke. The
+// CLI prints it as one line and the HTTP API returns it as JSON, so both
+// report the same words for the same mistake.
+type ValidationError struct {
+	Field string // e.g. "imsi"
+	Rule  string // e.g. "must be 6 to 15 digits"
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Rule }
+
+func invalid(field, rule string) error { return &ValidationError{Field: field, Rule: rule} }
+
+// imIDPattern is a conservative subset of the RFC 3261 user part: it needs no
+// escaping in a SIP URI, a URL path or a shell.
+var imIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ParseIMID validates an IM ID (the user part of sip:<im-id>@<domain>) and
+// returns it lower-cased: IM IDs are case-insensitive in this product so that
+// "Alice" and "alice" cannot be two people.
+func ParseIMID(s string) (string, error) {
+	id := strings.ToLower(strings.TrimSpace(s))
+	if !imIDPattern.MatchString(id) {
+		return "", invalid("im_id", "must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+	}
+	return id, nil
+}
+
+// MobileIDType is the kind of mobile identity a terminal has.
+type MobileIDType string
+
+// Mobile identity types.
+const (
+	IMSI   MobileIDType = "imsi"
+	MAC    MobileIDType = "mac"
+	MSISDN MobileIDType = "msisdn"
+)
+
+// MobileID is a terminal's mobile identity in normalised form: an IMSI as
+// its digits, a MAC as lower-case colon-separated EUI-48, an MSISDN as E.164
+// with its leading '+'.
+type MobileID struct {
+	Type  MobileIDType `json:"type"`
+	Value string       `json:"value"`
+}
+
+// String gives the identity as "type:value", e.g. "imsi:001010000000001".
+func (m MobileID) String() string { return string(m.Type) + ":" + m.Value }
+
+// IsZero reports whether no identity is set.
+func (m MobileID) IsZero() bool { return m.Value == "" }
+
+var (
+	imsiPattern   = regexp.MustCompile(`^[0-9]{6,15}$`)
+	msisdnPattern = regexp.MustCompile(`^\+[1-9][0-9]{5,14}$`)
+	hexOnly       = regexp.MustCompile(`^[0-9a-f]{12}$`)
+)
+
+// ParseIMSI validates an IMSI: 6 to 15 decimal digits (ITU-T E.212 allows at
+// most 15; shorter test IMSIs are common in labs).
+func ParseIMSI(s string) (MobileID, error) {
+	s = strings.TrimSpace(s)
+	if !imsiPattern.MatchString(s) {
+		return MobileID{}, invalid("imsi", "must be 6 to 15 digits")
+	}
+	return MobileID{Type: IMSI, Value: s}, nil
+}
+
+// ParseMAC validates an EUI-48 in any common notation (aa:bb:cc:dd:ee:ff,
+// aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff, aabbccddeeff) and normalises it to
+// lower-case colon form.
+func ParseMAC(s string) (MobileID, error) {
+	raw := strings.ToLower(strings.TrimSpace(s))
+	var hex string
+	switch {
+	case len(raw) == 17 && (strings.Count(raw, ":") == 5 || strings.Count(raw, "-") == 5):
+		sep := raw[2:3]
+		for i := 2; i < 17; i += 3 {
+			if raw[i:i+1] != sep {
+				return MobileID{}, invalid("mac", "must be an EUI-48 address such as 00:1a:2b:3c:4d:5e")
+			}
+		}
+		hex = strings.NewReplacer(":", "", "-", "").Replace(raw)
+	case len(raw) == 14 && raw[4] == '.' && raw[9] == '.':
+		hex = strings.ReplaceAll(raw, ".", "")
+	case len(raw) == 12:
+		hex = raw
+	}
+	if !hexOnly.MatchString(hex) {
+		return MobileID{}, invalid("mac", "must be an EUI-48 address such as 00:1a:2b:3c:4d:5e")
+	}
+	var b strings.Builder
+	for i := 0; i < 12; i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(hex[i : i+2])
+	}
+	return MobileID{Type: MAC, Value: b.String()}, nil
+}
+
+// ParseMSISDN validates an E.164 number written with its leading '+'.
+func ParseMSISDN(s string) (MobileID, error) {
+	s = strings.TrimSpace(s)
+	if !msisdnPattern.MatchString(s) {
+		return MobileID{}, invalid("msisdn", "must be an E.164 number such as +441632960001")
+	}
+	return MobileID{Type: MSISDN, Value: s}, nil
+}
+
+// ParseMobileID parses the "type:value" form that MobileID.String gives.
+func ParseMobileID(s string) (MobileID, error) {
+	typ, val, ok := strings.Cut(s, ":")
+	if !ok {
+		return MobileID{}, invalid("mobile_id", "must be imsi:DIGITS, mac:EUI-48 or msisdn:+E164")
+	}
+	switch MobileIDType(strings.ToLower(typ)) {
+	case IMSI:
+		return ParseIMSI(val)
+	case MAC:
+		return ParseMAC(val)
+	case MSISDN:
+		return ParseMSISDN(val)
+	}
+	return MobileID{}, invalid("mobile_id", "type must be imsi, mac or msisdn")
+}
+
+// Kind says how a terminal is reached.
+type Kind string
+
+// Terminal kinds.
+const (
+	// Legacy terminals are located through the SCP by their mobile identity.
+	Legacy Kind = "legacy"
+	// Smart terminals register over SIP and are called at their binding.
+	Smart Kind = "smart"
+)
+
+// ParseKind validates a terminal kind; the empty string means Legacy.
+func ParseKind(s string) (Kind, error) {
+	switch Kind(strings.ToLower(strings.TrimSpace(s))) {
+	case "", Legacy:
+		return Legacy, nil
+	case Smart:
+		return Smart, nil
+	}
+	return "", invalid("kind", "must be legacy or smart")
+}
+
+// Caps is the set of media a terminal can render.
+type Caps uint8
+
+// Capabilities.
+const (
+	CapAudio Caps = 1 << iota
+	CapText
+	CapImage
+	CapVideo
+)
+
+var capNames = []struct {
+	c    Caps
+	name string
+}{{CapAudio, "audio"}, {CapText, "text"}, {CapImage, "image"}, {CapVideo, "video"}}
+
+// ParseCaps parses a comma-separated list such as "audio,text". The empty
+// string means audio only: every terminal can at least take a call.
+func ParseCaps(s string) (Caps, error) {
+	if strings.TrimSpace(s) == "" {
+		return CapAudio, nil
+	}
+	var c Caps
+	for _, part := range strings.Split(s, ",") {
+		p := strings.ToLower(strings.TrimSpace(part))
+		found := false
+		for _, n := range capNames {
+			if n.name == p {
+				c |= n.c
+				found = true
+			}
+		}
+		if !found {
+			return 0, invalid("caps", fmt.Sprintf("unknown capability %q: must be a list of audio, text, image, video", p))
+		}
+	}
+	return c, nil
+}
+
+// Has reports whether every capability in o is in c.
+func (c Caps) Has(o Caps) bool { return c&o == o }
+
+// Names lists the capabilities in a fixed order.
+func (c Caps) Names() []string {
+	out := []string{}
+	for _, n := range capNames {
+		if c.Has(n.c) {
+			out = append(out, n.name)
+		}
+	}
+	return out
+}
+
+// String gives the comma-separated form ParseCaps reads.
+func (c Caps) String() string { return strings.Join(c.Names(), ",") }
+
+// Credentials are what digest authentication needs, never the password:
+// HA1 = H(username ":" realm ":" password) for MD5 and for SHA-256 (RFC 8760).
+type Credentials struct {
+	Realm     string
+	HA1MD5    string // lower-case hex
+	HA1SHA256 string // lower-case hex
+}
+
+// User is an IM user.
+type User struct {
+	IMID      string
+	Display   string
+	Creds     Credentials
+	CreatedAt time.Time
+}
+
+// NewTerminal is what a caller supplies to create a terminal. ValidateTerminal
+// checks it; the store checks it again so that no path skips validation.
+type NewTerminal struct {
+	IMID     string
+	MobileID MobileID
+	Kind     Kind
+	Caps     Caps
+	Active   bool
+}
+
+// Terminal is a terminal as stored.
+type Terminal struct {
+	ID        int64
+	IMID      string
+	MobileID  MobileID
+	Kind      Kind
+	Caps      Caps
+	Active    bool
+	CreatedAt time.Time
+}
+
+// Contact is an entry in a user's address book, typically imported from a
+// terminal's QR code.
+type Contact struct {
+	ID        int64
+	Owner     string   // IM ID of the address book's owner
+	IMID      string   // the contact's IM ID
+	Domain    string   // the contact's IM domain, may be empty
+	MobileID  MobileID // may be zero
+	Display   string
+	CreatedAt time.Time
+}
+
+// Store is the registry as the rest of the product uses it. Implementations
+// must enforce "at most one active terminal per IM ID" in the database.
+type Store interface {
+	AddUser(ctx context.Context, u User) (User, error)
+	User(ctx context.Context, imID string) (User, error)
+	Users(ctx context.Context) ([]User, error)
+	SetCredentials(ctx context.Context, imID string, c Credentials) error
+	RemoveUser(ctx context.Context, imID string) error
+
+	AddTerminal(ctx context.Context, t NewTerminal) (Terminal, error)
+	Terminal(ctx context.Context, id int64) (Terminal, error)
+	// Terminals lists the terminals of imID, or all terminals when imID is "".
+	Terminals(ctx context.Context, imID string) ([]Terminal, error)
+	// Activate makes id the active terminal of its user and deactivates the
+	// user's other terminals in the same transaction.
+	Activate(ctx context.Context, id int64) (Terminal, error)
+	Deactivate(ctx context.Context, id int64) (Terminal, error)
+	RemoveTerminal(ctx context.Context, id int64) error
+	// ActiveTerminal is the call path's lookup: ErrNotFound for an unknown
+	// user, ErrNoActiveTerminal for a user with none.
+	ActiveTerminal(ctx context.Context, imID string) (Terminal, error)
+
+	AddContact(ctx context.Context, c Contact) (Contact, error)
+	Contacts(ctx context.Context, owner string) ([]Contact, error)
+
+	Close() error
+}
