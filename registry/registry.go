@@ -304,3 +304,52 @@ type Store interface {
 
 	Close() error
 }
+
+// Binding is a SIP registration of a smart terminal (RFC 3261 section 10):
+// the user's address of record is sip:<IMID>@<domain>, Contact is where the
+// terminal asked to be called, Source is the address the REGISTER came from
+// (used when the Contact is unreachable behind NAT).
+type Binding struct {
+	IMID       string
+	TerminalID int64  // the smart terminal this binding belongs to; 0 if not matched
+	Contact    string // the Contact URI as registered
+	Instance   string // +sip.instance (RFC 5626), may be empty
+	Source     string // ip:port the REGISTER arrived from
+	Transport  string // udp, tcp, tls
+	Expires    time.Time
+	UpdatedAt  time.Time
+}
+
+// CallRecord is one call attempt, written when the call starts and updated
+// when it is answered and when it ends.
+type CallRecord struct {
+	ID         int64
+	CallID     string // the caller's Call-ID
+	Caller     string // the caller's URI
+	Callee     string // the callee's IM ID
+	TerminalID int64  // 0 when no terminal was chosen
+	SCPOutcome string // e.g. "online 127.0.0.1:5062", "busy", "unknown", "timeout"; empty for smart terminals
+	StartedAt  time.Time
+	AnsweredAt time.Time // zero if never answered
+	EndedAt    time.Time // zero while the call is up
+	EndCause   string    // e.g. "caller BYE", "486 busy", "media timeout"
+	Stats      string    // JSON with per-leg media counters, may be empty
+}
+
+// SignalStore is the part of the registry the SIP server needs besides
+// ActiveTerminal and User: registrations and call records.
+type SignalStore interface {
+	// PutBinding inserts or refreshes the binding keyed by (IMID, Contact).
+	PutBinding(ctx context.Context, b Binding) error
+	// RemoveBinding deletes one binding; removing a missing one is not an error.
+	RemoveBinding(ctx context.Context, imID, contact string) error
+	// Bindings lists imID's bindings that have not expired at now, newest first.
+	Bindings(ctx context.Context, imID string, now time.Time) ([]Binding, error)
+	// StartCall inserts a record and returns its ID.
+	StartCall(ctx context.Context, r CallRecord) (int64, error)
+	// UpdateCall writes AnsweredAt, EndedAt, EndCause, TerminalID,
+	// SCPOutcome and Stats of record r.ID.
+	UpdateCall(ctx context.Context, r CallRecord) error
+	// Calls lists the most recent call records, newest first.
+	Calls(ctx context.Context, limit int) ([]CallRecord, error)
+}
