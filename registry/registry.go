@@ -6,6 +6,9 @@ package registry
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -234,6 +237,18 @@ type Credentials struct {
 	Realm     string
 	HA1MD5    string // lower-case hex
 	HA1SHA256 string // lower-case hex
+}
+
+// NewCredentials computes the digest credentials of imID for password in
+// realm: HA1 = H(username ":" realm ":" password) with H = MD5 and H =
+// SHA-256 (RFC 7616 section 3.4.2; RFC 8760 section 2.1). The username is the
+// IM ID lower-cased as ParseIMID stores it, so the HA1 matches the username a
+// UA sends for the stored user. The password itself is never kept.
+func NewCredentials(imID, realm, password string) Credentials {
+	a1 := strings.ToLower(strings.TrimSpace(imID)) + ":" + realm + ":" + password
+	m := md5.Sum([]byte(a1))
+	s := sha256.Sum256([]byte(a1))
+	return Credentials{Realm: realm, HA1MD5: hex.EncodeToString(m[:]), HA1SHA256: hex.EncodeToString(s[:])}
 }
 
 // User is an IM user.

@@ -1,0 +1,141 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migration is one step of the schema. Version N is reached by applying
+// migrations[0..N-1] in order; PRAGMA user_version records how far a file
+// has come. Never edit a released migration: append a new one.
+type migration struct {
+	name string
+	sql  string
+}
+
+// migrations is the schema history. Times are Unix nanoseconds (UTC);
+// mobile identities are stored normalised (see ParseMobileID). Tables are
+// STRICT so that a wrong type is an error, not a silent conversion.
+var migrations = []migration{
+	{name: "users, terminals, contacts", sql: `
+CREATE TABLE users (
+	im_id      TEXT PRIMARY KEY,
+	display    TEXT NOT NULL DEFAULT '',
+	realm      TEXT NOT NULL DEFAULT '',
+	ha1_md5    TEXT NOT NULL DEFAULT '',
+	ha1_sha256 TEXT NOT NULL DEFAULT '',
+	created    INTEGER NOT NULL
+) STRICT;
+
+-- AUTOINCREMENT: a removed terminal's ID is never handed out again, so an
+-- API client holding an old ID cannot act on someone else's terminal.
+CREATE TABLE terminals (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	im_id        TEXT NOT NULL REFERENCES users(im_id) ON DELETE CASCADE,
+	mobile_type  TEXT NOT NULL CHECK (mobile_type IN ('imsi', 'mac', 'msisdn')),
+	mobile_value TEXT NOT NULL,
+	kind         TEXT NOT NULL CHECK (kind IN ('legacy', 'smart')),
+	caps         INTEGER NOT NULL CHECK (caps BETWEEN 1 AND 15),
+	active       INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+	created      INTEGER NOT NULL,
+	UNIQUE (mobile_type, mobile_value)
+) STRICT;
+CREATE INDEX terminals_im_id ON terminals(im_id);
+-- The rule "at most one active terminal per IM ID", held by the database
+-- itself: no code path, and no second process, can break it.
+CREATE UNIQUE INDEX terminals_one_active ON terminals(im_id) WHERE active;
+
+CREATE TABLE contacts (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	owner        TEXT NOT NULL REFERENCES users(im_id) ON DELETE CASCADE,
+	im_id        TEXT NOT NULL,
+	domain       TEXT NOT NULL DEFAULT '',
+	mobile_type  TEXT NOT NULL DEFAULT '',
+	mobile_value TEXT NOT NULL DEFAULT '',
+	display      TEXT NOT NULL DEFAULT '',
+	created      INTEGER NOT NULL,
+	UNIQUE (owner, im_id, domain, mobile_type, mobile_value)
+) STRICT;
+`},
+	{name: "bindings, call records", sql: `
+CREATE TABLE bindings (
+	im_id       TEXT NOT NULL REFERENCES users(im_id) ON DELETE CASCADE,
+	contact     TEXT NOT NULL,
+	terminal_id INTEGER REFERENCES terminals(id) ON DELETE CASCADE,
+	instance    TEXT NOT NULL DEFAULT '',
+	source      TEXT NOT NULL DEFAULT '',
+	transport   TEXT NOT NULL DEFAULT '',
+	expires     INTEGER NOT NULL,
+	updated     INTEGER NOT NULL,
+	PRIMARY KEY (im_id, contact)
+) STRICT;
+CREATE INDEX bindings_terminal ON bindings(terminal_id);
+
+-- No foreign keys: a call record is history and outlives the user and the
+-- terminal it names.
+CREATE TABLE call_records (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	call_id     TEXT NOT NULL,
+	caller      TEXT NOT NULL DEFAULT '',
+	callee      TEXT NOT NULL DEFAULT '',
+	terminal_id INTEGER,
+	scp_outcome TEXT NOT NULL DEFAULT '',
+	started     INTEGER NOT NULL,
+	answered    INTEGER,
+	ended       INTEGER,
+	end_cause   TEXT NOT NULL DEFAULT '',
+	stats       TEXT NOT NULL DEFAULT ''
+) STRICT;
+`},
+}
+
+// migrate brings the database on db (whose transactions begin IMMEDIATE)
+// up to len(migs). Each step runs in its own transaction and re-reads the
+// version inside it, so two processes opening one old file at once apply
+// each step exactly once.
+func migrate(ctx context.Context, db *sql.DB, migs []migration) (int, error) {
+	var v int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migs) {
+		return v, fmt.Errorf("database schema version %d is newer than this program knows (%d): use a newer b2bua", v, len(migs))
+	}
+	for v < len(migs) {
+		next, err := migrateOne(ctx, db, migs)
+		if err != nil {
+			return v, err
+		}
+		v = next
+	}
+	return v, nil
+}
+
+func migrateOne(ctx context.Context, db *sql.DB, migs []migration) (int, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if v >= len(migs) {
+		return v, nil // another process finished the work
+	}
+	m := migs[v]
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return v, fmt.Errorf("migration %d (%s): %w", v+1, m.name, err)
+	}
+	// user_version lives in the file header and is written by this
+	// transaction, so the step and its version commit together.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return v, fmt.Errorf("migration %d (%s): set version: %w", v+1, m.name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return v, fmt.Errorf("migration %d (%s): commit: %w", v+1, m.name, err)
+	}
+	return v + 1, nil
+}
