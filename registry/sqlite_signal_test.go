@@ -1,0 +1,129 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestBindings(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	mustUser(t, s, "alice")
+	smart, err := s.AddTerminal(ctx, NewTerminal{IMID: "alice", MobileID: MobileID{Type: MAC, Value: "001a2b3c4d5e"}, Kind: Smart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	b1 := Binding{IMID: "alice", TerminalID: smart.ID, Contact: "sip:alice@192.0.2.1:5060", Source: "192.0.2.1:5060",
+		Transport: "UDP", Expires: t0.Add(time.Hour), UpdatedAt: t0}
+	b2 := Binding{IMID: "alice", Contact: "sip:alice@192.0.2.2:5060", Instance: "<urn:uuid:1>", Transport: "tcp",
+		Expires: t0.Add(2 * time.Minute), UpdatedAt: t0.Add(time.Second)}
+	for _, b := range []Binding{b1, b2} {
+		if err := s.PutBinding(ctx, b); err != nil {
+			t.Fatalf("PutBinding: %v", err)
+		}
+	}
+	got, err := s.Bindings(ctx, "alice", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1.Transport = "udp"
+	if len(got) != 2 || got[0] != b2 || got[1] != b1 {
+		t.Fatalf("Bindings = %+v, want [b2 b1]", got)
+	}
+	// b2 has expired three minutes later.
+	if got, _ := s.Bindings(ctx, "alice", t0.Add(3*time.Minute)); len(got) != 1 || got[0] != b1 {
+		t.Errorf("Bindings later = %+v, want [b1]", got)
+	}
+	// A refresh replaces the row.
+	b1.Expires, b1.UpdatedAt = t0.Add(2*time.Hour), t0.Add(time.Minute)
+	if err := s.PutBinding(ctx, b1); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Bindings(ctx, "alice", t0); len(got) != 2 || got[0] != b1 {
+		t.Errorf("after refresh = %+v, want b1 first", got)
+	}
+
+	if err := s.PutBinding(ctx, Binding{IMID: "nobody", Contact: "sip:x@192.0.2.9", Expires: t0}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown user: err = %v, want ErrNotFound", err)
+	}
+	if err := s.PutBinding(ctx, Binding{IMID: "alice", TerminalID: 999, Contact: "sip:x@192.0.2.9", Expires: t0}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown terminal: err = %v, want ErrNotFound", err)
+	}
+	var ve *ValidationError
+	if err := s.PutBinding(ctx, Binding{IMID: "alice", Expires: t0}); !errors.As(err, &ve) || ve.Field != "contact" {
+		t.Errorf("no contact: err = %v, want ValidationError on contact", err)
+	}
+
+	if err := s.RemoveBinding(ctx, "alice", b2.Contact); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveBinding(ctx, "alice", b2.Contact); err != nil {
+		t.Errorf("removing a missing binding: %v", err)
+	}
+	// Removing the terminal removes its binding.
+	if err := s.RemoveTerminal(ctx, smart.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Bindings(ctx, "alice", t0); len(got) != 0 {
+		t.Errorf("bindings of a removed terminal = %+v", got)
+	}
+	// Removing the user removes the rest.
+	if err := s.PutBinding(ctx, b2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM bindings`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("bindings after RemoveUser = %d, %v", n, err)
+	}
+}
+
+func TestCallRecords(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	var ids []int64
+	for i, callID := range []string{"a@h", "b@h", "c@h"} {
+		id, err := s.StartCall(ctx, CallRecord{CallID: callID, Caller: "sip:carol@im.example", Callee: "alice",
+			StartedAt: t0.Add(time.Duration(i) * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	upd := CallRecord{ID: ids[1], TerminalID: 7, SCPOutcome: "online 127.0.0.1:5062", AnsweredAt: t0.Add(2 * time.Second),
+		EndedAt: t0.Add(time.Minute), EndCause: "caller BYE", Stats: `{"a":{"packets":10}}`}
+	if err := s.UpdateCall(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	calls, err := s.Calls(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 2 || calls[0].ID != ids[2] || calls[1].ID != ids[1] {
+		t.Fatalf("Calls(2) = %+v, want newest two", calls)
+	}
+	want := upd
+	want.CallID, want.Caller, want.Callee, want.StartedAt = "b@h", "sip:carol@im.example", "alice", t0.Add(time.Second)
+	if calls[1] != want {
+		t.Errorf("updated record = %+v, want %+v", calls[1], want)
+	}
+	if !calls[0].AnsweredAt.IsZero() || !calls[0].EndedAt.IsZero() || calls[0].TerminalID != 0 {
+		t.Errorf("untouched record = %+v, want zero times and terminal", calls[0])
+	}
+	if err := s.UpdateCall(ctx, CallRecord{ID: 999}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateCall(999): err = %v, want ErrNotFound", err)
+	}
+	var ve *ValidationError
+	if _, err := s.StartCall(ctx, CallRecord{}); !errors.As(err, &ve) || ve.Field != "call_id" {
+		t.Errorf("StartCall without Call-ID: err = %v", err)
+	}
+	if err := s.UpdateCall(ctx, CallRecord{ID: ids[0], Stats: "{"}); !errors.As(err, &ve) || ve.Field != "stats" {
+		t.Errorf("UpdateCall bad stats: err = %v", err)
+	}
+}
