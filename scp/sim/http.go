@@ -1,0 +1,290 @@
+package sim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/scp"
+)
+
+// Routes of the HTTP SCP protocol, documented in scp/openapi.yaml. Every
+// route lives under PathPrefix so that a host serving other APIs can mount
+// the handler with mux.Handle(sim.PathPrefix, h).
+const (
+	PathPrefix      = "/scp/v1/"
+	LocatePath      = "/scp/v1/locate"
+	SubscribersPath = "/scp/v1/subscribers"
+)
+
+// Error codes of the protocol's error object.
+const (
+	CodeUnknownSubscriber = "unknown_subscriber"
+	CodeInvalidRequest    = "invalid_request"
+	CodeNotFound          = "not_found"
+	CodeInternal          = "internal"
+)
+
+const maxRequestBytes = 64 << 10
+
+// ErrorBody is the protocol's error answer: {"error": {...}}.
+type ErrorBody struct {
+	Error ErrorObject `json:"error"`
+}
+
+// ErrorObject says what went wrong: a stable code for programs, a message
+// for people and, for invalid requests, the field at fault.
+type ErrorObject struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// Change is the body of PUT (attach) and PATCH (move, set state) on a
+// subscriber. In a PATCH an absent field is left as it is.
+type Change struct {
+	Addr  *string `json:"addr,omitempty"`
+	State *string `json:"state,omitempty"`
+}
+
+type handler struct {
+	sim *Simulator
+	log *slog.Logger
+}
+
+// NewHandler serves the HTTP SCP protocol for sim: the locate query that the
+// B2BUA's http backend asks, and the admin routes that scpsim's subscriber
+// commands use. A nil logger discards.
+func NewHandler(sim *Simulator, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{sim: sim, log: logger}
+	mux := http.NewServeMux()
+	// paths knows the routes without their methods, so that a known path
+	// asked with the wrong method gets 405 rather than the catch-all's 404.
+	paths := http.NewServeMux()
+	allow := map[string][]string{}
+	for _, rt := range h.routes() {
+		mux.HandleFunc(rt.method+" "+rt.path, rt.fn)
+		if allow[rt.path] == nil {
+			paths.HandleFunc(rt.path, http.NotFound)
+		}
+		allow[rt.path] = append(allow[rt.path], rt.method)
+	}
+	mux.HandleFunc(PathPrefix, func(w http.ResponseWriter, r *http.Request) {
+		if _, pat := paths.Handler(r); pat != "" {
+			w.Header().Set("Allow", strings.Join(allow[pat], ", "))
+			writeError(w, http.StatusMethodNotAllowed, ErrorObject{Code: CodeInvalidRequest, Message: "method " + r.Method + " not allowed on " + r.URL.Path})
+			return
+		}
+		writeError(w, http.StatusNotFound, ErrorObject{Code: CodeNotFound, Message: "no such route: " + r.Method + " " + r.URL.Path})
+	})
+	return mux
+}
+
+type route struct {
+	method, path string // path in ServeMux pattern form, as in openapi.yaml
+	fn           http.HandlerFunc
+}
+
+// routes is the one list of the protocol's operations; a test checks it
+// against scp/openapi.yaml.
+func (h *handler) routes() []route {
+	return []route{
+		{http.MethodGet, LocatePath, h.locate},
+		{http.MethodGet, SubscribersPath, h.list},
+		{http.MethodGet, SubscribersPath + "/{id}", h.get},
+		{http.MethodPut, SubscribersPath + "/{id}", h.attach},
+		{http.MethodPatch, SubscribersPath + "/{id}", h.patch},
+		{http.MethodDelete, SubscribersPath + "/{id}", h.detach},
+	}
+}
+
+var jsonContentType = []string{"application/json"}
+
+// locate is the hot path: the answer is built by hand, without reflection,
+// because its two fields are an enum and a netip address that never need
+// escaping.
+func (h *handler) locate(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidRequest, Field: "id", Message: "id: is required, e.g. ?id=imsi:001010000000001"})
+		return
+	}
+	loc, err := h.sim.Locate(r.Context(), id)
+	if err != nil {
+		// A malformed identity is answered like an unknown one: the SCP
+		// has no record of it, and that is what the caller must act on.
+		writeErr(w, h.log, err)
+		return
+	}
+	b := make([]byte, 0, 64)
+	b = append(b, `{"state":"`...)
+	b = append(b, loc.State...)
+	b = append(b, '"')
+	if loc.Addr.IsValid() {
+		b = append(b, `,"addr":"`...)
+		b = loc.Addr.AppendTo(b)
+		b = append(b, '"')
+	}
+	b = append(b, "}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	w.Header()["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.Write(b)
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request) {
+	subs := h.sim.List()
+	out := make([]entry, len(subs))
+	for i, s := range subs {
+		out[i] = toEntry(s)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	sub, err := h.sim.Get(r.PathValue("id"))
+	if err != nil {
+		writeErr(w, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toEntry(sub))
+}
+
+func (h *handler) attach(w http.ResponseWriter, r *http.Request) {
+	var c Change
+	if !decodeBody(w, r, &c) {
+		return
+	}
+	sub := Subscriber{ID: r.PathValue("id"), State: scp.Online}
+	if c.State != nil {
+		sub.State = scp.State(*c.State)
+	}
+	if c.Addr != nil && *c.Addr != "" {
+		ap, err := ParseAddr(*c.Addr)
+		if err != nil {
+			writeErr(w, h.log, err)
+			return
+		}
+		sub.Addr = ap
+	}
+	created, err := h.sim.Attach(sub)
+	if err != nil {
+		writeErr(w, h.log, err)
+		return
+	}
+	got, err := h.sim.Get(sub.ID)
+	if err != nil {
+		writeErr(w, h.log, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, toEntry(got))
+}
+
+func (h *handler) patch(w http.ResponseWriter, r *http.Request) {
+	var c Change
+	if !decodeBody(w, r, &c) {
+		return
+	}
+	if c.Addr == nil && c.State == nil {
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidRequest, Message: "body: give addr, state or both"})
+		return
+	}
+	id := r.PathValue("id")
+	var (
+		sub Subscriber
+		err error
+	)
+	if c.Addr != nil {
+		var ap netip.AddrPort
+		if ap, err = ParseAddr(*c.Addr); err == nil {
+			sub, err = h.sim.Move(id, ap)
+		}
+	}
+	if err == nil && c.State != nil {
+		sub, err = h.sim.SetState(id, scp.State(*c.State))
+	}
+	if err != nil {
+		writeErr(w, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toEntry(sub))
+}
+
+func (h *handler) detach(w http.ResponseWriter, r *http.Request) {
+	if err := h.sim.Detach(r.PathValue("id")); err != nil {
+		writeErr(w, h.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// decodeBody reads a JSON request body strictly; on failure it has already
+// answered.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, ErrorObject{Code: CodeInvalidRequest, Message: "body: Content-Type must be application/json"})
+			return false
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, ErrorObject{Code: CodeInvalidRequest, Message: fmt.Sprintf("body: larger than %d bytes", maxRequestBytes)})
+			return false
+		}
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidRequest, Message: "body: " + jsonErr(nil, err)})
+		return false
+	}
+	return true
+}
+
+// writeErr maps the simulator's errors to the protocol's answers.
+func writeErr(w http.ResponseWriter, log *slog.Logger, err error) {
+	var ve *registry.ValidationError
+	switch {
+	case errors.Is(err, scp.ErrUnknownSubscriber):
+		writeError(w, http.StatusNotFound, ErrorObject{Code: CodeUnknownSubscriber, Message: err.Error()})
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidRequest, Field: ve.Field, Message: ve.Error()})
+	default:
+		log.Error("scp admin request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, ErrorObject{Code: CodeInternal, Message: err.Error()})
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, e ErrorObject) {
+	writeJSON(w, status, ErrorBody{Error: e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encoding the answer failed"}}`)
+	}
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
