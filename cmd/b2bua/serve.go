@@ -1,19 +1,147 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/imcall/b2bua/daemon"
+	"github.com/imcall/b2bua/scp"
 )
 
-// newServeCmd is a placeholder until the daemon lands: it lets the CLI build.
-func newServeCmd(opts *rootOptions) *cobra.Command {
-	return &cobra.Command{
+// serveOptions are the flags of `b2bua serve`.
+type serveOptions struct {
+	sipListen   string
+	httpListen  string
+	scp         string
+	subscribers string
+	trusted     string
+	ringTimeout time.Duration
+	scpTimeout  time.Duration
+	tokenFile   string
+	noAuth      bool
+	logLevel    string
+}
+
+func newServeCmd(root *rootOptions) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the B2BUA",
-		Args:  args(),
+		Short: "Run the B2BUA: SIP on UDP and TCP, the provisioning API and health on HTTP",
+		Long: `Run the B2BUA on embedded defaults: the SQLite registry (--db), the
+in-process SCP simulator, loopback addresses.
+
+The provisioning API token is taken from B2BUA_API_TOKEN, else from
+--api-token-file, else generated into b2bua.token beside the database (the
+path is logged, the token never is).
+
+The first SIGINT or SIGTERM stops taking calls (new INVITEs get 503 with
+Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return errors.New("serve: not available in this build")
+			return runServe(cmd, root, o)
 		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&o.sipListen, "sip-listen", envOr("B2BUA_SIP_LISTEN", "127.0.0.1:5060"), "SIP address, UDP and TCP (env B2BUA_SIP_LISTEN)")
+	f.StringVar(&o.httpListen, "http-listen", envOr("B2BUA_HTTP_LISTEN", "127.0.0.1:8080"), "HTTP address: provisioning API, SCP simulator admin, /healthz (env B2BUA_HTTP_LISTEN)")
+	f.StringVar(&o.scp, "scp", envOr("B2BUA_SCP", "sim"), "SCP backend: sim (in process) or a backend spec (env B2BUA_SCP)")
+	f.StringVar(&o.subscribers, "scp-subscribers", envOr("B2BUA_SCP_SUBSCRIBERS", ""), "JSON file seeding the in-process SCP simulator, e.g. testdata/scp/subscribers.json (env B2BUA_SCP_SUBSCRIBERS)")
+	f.StringVar(&o.trusted, "trusted", envOr("B2BUA_TRUSTED", ""), "comma-separated CIDRs of peers that are not challenged for authentication (env B2BUA_TRUSTED)")
+	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
+	f.DurationVar(&o.scpTimeout, "scp-timeout", 2*time.Second, "deadline of one SCP query; past it the caller gets 503")
+	f.StringVar(&o.tokenFile, "api-token-file", envOr("B2BUA_API_TOKEN_FILE", ""), "file holding the provisioning API token; created with a random token if missing (env B2BUA_API_TOKEN_FILE)")
+	f.BoolVar(&o.noAuth, "no-auth", false, "challenge nobody (a lab without credentials)")
+	f.StringVar(&o.logLevel, "log-level", envOr("B2BUA_LOG_LEVEL", "info"), "debug, info, warn or error (env B2BUA_LOG_LEVEL)")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
+	domain, err := root.realm()
+	if err != nil {
+		return err
+	}
+	trusted, err := parseCIDRs(o.trusted)
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usageError(cmd, "--log-level: must be debug, info, warn or error")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	d, err := daemon.Start(cmd.Context(), daemon.Config{
+		DBPath:         root.DBPath,
+		Domain:         domain,
+		SIPListen:      o.sipListen,
+		HTTPListen:     o.httpListen,
+		SCP:            o.scp,
+		SCPSubscribers: o.subscribers,
+		Trusted:        trusted,
+		RingTimeout:    o.ringTimeout,
+		SCPTimeout:     o.scpTimeout,
+		APIToken:       os.Getenv("B2BUA_API_TOKEN"),
+		TokenFile:      o.tokenFile,
+		NoAuth:         o.noAuth,
+		Logger:         log,
+		OpenLocator:    openLocator,
+	})
+	if err != nil {
+		return err
+	}
+	<-sigs
+	log.Info("shutting down: refusing new calls, waiting for live calls (signal again to end them)")
+	drain, cut := context.WithCancel(context.Background())
+	defer cut()
+	go func() {
+		<-sigs
+		log.Info("ending live calls")
+		cut()
+	}()
+	if err := d.Shutdown(drain); err != nil {
+		log.Info("live calls ended", "err", err)
+	}
+	return nil
+}
+
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return nil, fmt.Errorf("--trusted: %q is not a CIDR or address", part)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted: %q is not a CIDR", part)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// openLocator builds the SCP backends other than the in-process simulator.
+func openLocator(_ context.Context, spec string) (scp.Locator, error) {
+	return nil, fmt.Errorf("no SCP backend for %q in this build (use sim)", spec)
 }

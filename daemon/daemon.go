@@ -1,0 +1,271 @@
+// Package daemon wires the product together: the SQLite registry, the SCP
+// backend, the B2BUA and the HTTP side (provisioning API, SCP simulator
+// admin, health). `b2bua serve` is a thin shell around Start, so a test can
+// run exactly what the binary runs.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imcall/b2bua/provision"
+	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/scp"
+	"github.com/imcall/b2bua/scp/sim"
+	"github.com/imcall/b2bua/sip"
+	"github.com/imcall/b2bua/sip/digest"
+)
+
+// Config is everything an operator sets. The zero value of every optional
+// field means the embedded default.
+type Config struct {
+	DBPath         string         // SQLite registry; required
+	Domain         string         // IM domain and digest realm; required
+	SIPListen      string         // UDP and TCP; "" : 127.0.0.1:5060
+	HTTPListen     string         // provisioning API, SCP admin, health; "" : 127.0.0.1:8080
+	SCP            string         // "sim" (default) or a backend spec
+	SCPSubscribers string         // JSON file seeding the in-process simulator; "" : empty
+	Trusted        []netip.Prefix // peers not challenged
+	RingTimeout    time.Duration  // 0: 60s
+	SCPTimeout     time.Duration  // 0: 2s
+	APIToken       string         // "" : read or create TokenFile
+	TokenFile      string         // "" : b2bua.token beside DBPath
+	NoAuth         bool           // challenge nobody (lab use)
+	Logger         *slog.Logger
+	// OpenLocator builds a non-sim SCP backend from its spec; nil: only
+	// "sim" is accepted.
+	OpenLocator func(ctx context.Context, spec string) (scp.Locator, error)
+}
+
+// Daemon is a running product.
+type Daemon struct {
+	log   *slog.Logger
+	store *registry.SQLite
+	sip   *sip.Server
+	http  *http.Server
+	httpL net.Listener
+	loc   scp.Locator
+
+	TokenFile string // where the API token was written; "" when given
+
+	cancel  context.CancelFunc
+	sipDone chan error
+	once    sync.Once
+}
+
+// Start opens the registry, builds the SCP backend and the B2BUA, and
+// starts serving SIP and HTTP. It returns once both listen.
+func Start(ctx context.Context, cfg Config) (*Daemon, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DBPath == "" || cfg.Domain == "" {
+		return nil, errors.New("daemon: DBPath and Domain are required")
+	}
+	if cfg.SIPListen == "" {
+		cfg.SIPListen = "127.0.0.1:5060"
+	}
+	if cfg.HTTPListen == "" {
+		cfg.HTTPListen = "127.0.0.1:8080"
+	}
+	if cfg.SCP == "" {
+		cfg.SCP = "sim"
+	}
+	log := cfg.Logger
+	d := &Daemon{log: log, sipDone: make(chan error, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			d.closeResources()
+		}
+	}()
+
+	store, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: cfg.DBPath, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open registry: %w", err)
+	}
+	d.store = store
+
+	token := cfg.APIToken
+	if token == "" {
+		if token, d.TokenFile, err = loadOrCreateToken(cfg.TokenFile, cfg.DBPath); err != nil {
+			return nil, err
+		}
+		log.Info("provisioning API token", "file", d.TokenFile)
+	}
+
+	mux := http.NewServeMux()
+	var simulator *sim.Simulator
+	if cfg.SCP == "sim" {
+		var subs []sim.Subscriber
+		if cfg.SCPSubscribers != "" {
+			if subs, err = sim.LoadFile(cfg.SCPSubscribers); err != nil {
+				return nil, fmt.Errorf("scp subscribers: %w", err)
+			}
+		}
+		if simulator, err = sim.New(sim.Config{Subscribers: subs, Logger: log.With("component", "scpsim")}); err != nil {
+			return nil, fmt.Errorf("scp simulator: %w", err)
+		}
+		d.loc = simulator
+		mux.Handle(sim.PathPrefix, sim.NewHandler(simulator, log.With("component", "scpsim")))
+	} else {
+		if cfg.OpenLocator == nil {
+			return nil, fmt.Errorf("scp %q: only sim is available", cfg.SCP)
+		}
+		if d.loc, err = cfg.OpenLocator(ctx, cfg.SCP); err != nil {
+			return nil, fmt.Errorf("scp %q: %w", cfg.SCP, err)
+		}
+	}
+	mux.Handle("/api/v1/", provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")}))
+
+	var auth sip.Authenticator
+	if !cfg.NoAuth {
+		v, err := digest.New(digest.Config{
+			Realm: cfg.Domain,
+			Lookup: func(ctx context.Context, user string) (registry.Credentials, error) {
+				u, err := store.User(ctx, user)
+				return u.Creds, err
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("digest: %w", err)
+		}
+		auth = v
+	}
+	d.sip, err = sip.NewServer(sip.Config{
+		Domain:      cfg.Domain,
+		Terminals:   store,
+		Bindings:    store,
+		Calls:       store,
+		Locator:     d.loc,
+		Auth:        auth,
+		IsStale:     func(err error) bool { return errors.Is(err, digest.ErrStale) },
+		Trusted:     cfg.Trusted,
+		RingTimeout: cfg.RingTimeout,
+		SCPTimeout:  cfg.SCPTimeout,
+		Logger:      log.With("component", "sip"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.sip.Listen(cfg.SIPListen); err != nil {
+		return nil, err
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-d.sip.Ready():
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprintln(w, "ready")
+		default:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		}
+	})
+	if d.httpL, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+		return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
+	}
+	d.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	sctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	go func() { d.sipDone <- d.sip.Serve(sctx) }()
+	go func() {
+		if err := d.http.Serve(d.httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	select {
+	case <-d.sip.Ready():
+	case err := <-d.sipDone:
+		return nil, err
+	}
+	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP)
+	ok = true
+	return d, nil
+}
+
+// SIPAddr is where SIP listens (UDP and TCP).
+func (d *Daemon) SIPAddr() netip.AddrPort { return d.sip.Addr() }
+
+// HTTPAddr is where the HTTP side listens.
+func (d *Daemon) HTTPAddr() string { return d.httpL.Addr().String() }
+
+// Store is the registry the daemon uses.
+func (d *Daemon) Store() *registry.SQLite { return d.store }
+
+// SIP is the B2BUA.
+func (d *Daemon) SIP() *sip.Server { return d.sip }
+
+// Shutdown drains (new calls get 503, live calls run on) until ctx is done,
+// then ends live calls with BYE; then it stops serving and closes the
+// registry.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	err := d.sip.Shutdown(ctx)
+	d.Close()
+	return err
+}
+
+// Close stops serving at once and releases everything.
+func (d *Daemon) Close() error {
+	d.once.Do(func() {
+		hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = d.http.Shutdown(hctx)
+		cancel()
+		d.cancel()
+		<-d.sipDone
+		d.closeResources()
+	})
+	return nil
+}
+
+func (d *Daemon) closeResources() {
+	if d.httpL != nil && d.http == nil {
+		d.httpL.Close()
+	}
+	if c, ok := d.loc.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
+	if d.store != nil {
+		_ = d.store.Close()
+	}
+}
+
+// loadOrCreateToken reads the API token from path (default: b2bua.token
+// beside the database) or, when the file does not exist, creates it with a
+// random token, readable only by its owner.
+func loadOrCreateToken(path, dbPath string) (token, file string, err error) {
+	if path == "" {
+		path = filepath.Join(filepath.Dir(dbPath), "b2bua.token")
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, path, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", "", fmt.Errorf("api token: %w", err)
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", "", fmt.Errorf("api token: %w", err)
+	}
+	token = hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", "", fmt.Errorf("api token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("api token: %w", err)
+	}
+	return token, path, nil
+}

@@ -1,0 +1,186 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/imcall/b2bua/registry"
+)
+
+// onRegister keeps the bindings of smart terminals (RFC 3261 §10.3). The
+// user is authenticated with WWW-Authenticate; the address of record (the
+// To user) must be the authenticated user.
+func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.cfg.Bindings == nil {
+		s.respond(tx, req, 501, "registration not supported")
+		return
+	}
+	to := req.To()
+	if to == nil {
+		s.respond(tx, req, 400, "REGISTER without To")
+		return
+	}
+	user, ok := s.authenticate(req, tx, "Authorization", 401)
+	if !ok {
+		return
+	}
+	aor, err := registry.ParseIMID(to.Address.User)
+	if err != nil {
+		s.respond(tx, req, 404, "not an IM user")
+		return
+	}
+	// §10.3 step 6: the authenticated user must be allowed to change the
+	// bindings of this address of record; here only its own.
+	if s.cfg.Auth != nil && !s.trusted(req.Source()) && !strings.EqualFold(user, aor) {
+		s.respond(tx, req, 403, "may only register its own address")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var terminalID int64
+	t, err := s.cfg.Terminals.ActiveTerminal(ctx, aor)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		s.respond(tx, req, 404, "unknown IM user")
+		return
+	case err == nil && t.Kind == registry.Smart:
+		terminalID = t.ID
+	}
+	now := time.Now().UTC()
+	headerExpires := -1
+	if h := req.GetHeader("Expires"); h != nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil {
+			headerExpires = v
+		}
+	}
+	contacts := req.GetHeaders("Contact")
+	for _, h := range contacts {
+		if strings.TrimSpace(h.Value()) == "*" {
+			// §10.3 step 6: "*" only with Expires: 0 and alone.
+			if headerExpires != 0 || len(contacts) != 1 {
+				s.respond(tx, req, 400, "Contact * needs Expires: 0 and no other Contact")
+				return
+			}
+			bs, err := s.cfg.Bindings.Bindings(ctx, aor, now)
+			if err != nil {
+				s.respond(tx, req, 500, "registry unavailable")
+				return
+			}
+			for _, b := range bs {
+				if err := s.cfg.Bindings.RemoveBinding(ctx, aor, b.Contact); err != nil {
+					s.respond(tx, req, 500, "registry unavailable")
+					return
+				}
+			}
+			s.registerOK(ctx, tx, req, aor, now)
+			return
+		}
+	}
+	type change struct {
+		contact  string
+		instance string
+		expires  int
+	}
+	var changes []change
+	for _, h := range contacts {
+		for _, v := range splitContacts(h.Value()) {
+			var u sipmsg.Uri
+			params := sipmsg.NewParams()
+			if _, err := sipmsg.ParseAddressValue(v, &u, &params); err != nil {
+				s.respond(tx, req, 400, "malformed Contact")
+				return
+			}
+			exp := headerExpires
+			if e, ok := params.Get("expires"); ok {
+				if n, err := strconv.Atoi(e); err == nil {
+					exp = n
+				}
+			}
+			if exp < 0 {
+				exp = int(s.cfg.DefaultExpires / time.Second)
+			}
+			if exp > 0 && exp < int(s.cfg.MinExpires/time.Second) {
+				// §10.3 step 7.
+				s.respond(tx, req, 423, "", sipmsg.NewHeader("Min-Expires", strconv.Itoa(int(s.cfg.MinExpires/time.Second))))
+				return
+			}
+			exp = min(exp, int(s.cfg.MaxExpires/time.Second))
+			inst, _ := params.Get("+sip.instance")
+			changes = append(changes, change{contact: u.String(), instance: strings.Trim(inst, `"<>`), expires: exp})
+		}
+	}
+	for _, ch := range changes {
+		if ch.expires == 0 {
+			err = s.cfg.Bindings.RemoveBinding(ctx, aor, ch.contact)
+		} else {
+			err = s.cfg.Bindings.PutBinding(ctx, registry.Binding{
+				IMID:       aor,
+				TerminalID: terminalID,
+				Contact:    ch.contact,
+				Instance:   ch.instance,
+				Source:     req.Source(),
+				Transport:  strings.ToLower(req.Transport()),
+				Expires:    now.Add(time.Duration(ch.expires) * time.Second),
+				UpdatedAt:  now,
+			})
+		}
+		if err != nil {
+			s.log.Warn("binding not stored", "aor", aor, "err", err)
+			s.respond(tx, req, 500, "registry unavailable")
+			return
+		}
+	}
+	s.registerOK(ctx, tx, req, aor, now)
+}
+
+// registerOK answers with every current binding and its remaining time
+// (RFC 3261 §10.3 step 8).
+func (s *Server) registerOK(ctx context.Context, tx sipmsg.ServerTransaction, req *sipmsg.Request, aor string, now time.Time) {
+	bs, err := s.cfg.Bindings.Bindings(ctx, aor, now)
+	if err != nil {
+		s.respond(tx, req, 500, "registry unavailable")
+		return
+	}
+	var hdrs []sipmsg.Header
+	for _, b := range bs {
+		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
+		hdrs = append(hdrs, sipmsg.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(max(left, 0))))
+	}
+	hdrs = append(hdrs, sipmsg.NewHeader("Date", now.Format(time.RFC1123)))
+	s.respond(tx, req, 200, "", hdrs...)
+}
+
+// splitContacts splits a Contact value holding several addresses at the
+// commas outside quotes and angle brackets.
+func splitContacts(v string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			quoted = !quoted
+		case '<':
+			if !quoted {
+				depth++
+			}
+		case '>':
+			if !quoted && depth > 0 {
+				depth--
+			}
+		case ',':
+			if !quoted && depth == 0 {
+				out = append(out, strings.TrimSpace(v[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	if s := strings.TrimSpace(v[start:]); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
