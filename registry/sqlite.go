@@ -94,7 +94,7 @@ func openSQLite(ctx context.Context, cfg SQLiteConfig, migs []migration) (*SQLit
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
 	s := &SQLite{path: abs, log: log, w: w}
-	v, err := migrate(ctx, w, migs)
+	v, err := migrateRetry(ctx, w, migs, cfg.BusyTimeout)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("registry: %s: %w", cfg.Path, err)
@@ -113,6 +113,28 @@ func openSQLite(ctx context.Context, cfg SQLiteConfig, migs []migration) (*SQLit
 		return nil, fmt.Errorf("registry: %s: %w", cfg.Path, err)
 	}
 	return s, nil
+}
+
+// migrateRetry runs migrate, retrying while the file is busy. The busy
+// timeout covers ordinary lock waits, but while a brand-new file is being
+// switched to WAL by another connection SQLite can answer SQLITE_BUSY
+// without calling the busy handler (it cannot wait without risking a
+// deadlock), so the daemon and the CLI opening a new file together would
+// otherwise fail at random.
+func migrateRetry(ctx context.Context, db *sql.DB, migs []migration, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
+		v, err := migrate(ctx, db, migs)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(pause):
+		}
+	}
 }
 
 // Close releases the connections. The store must not be used afterwards.

@@ -1,0 +1,159 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func schemaVersion(t *testing.T, s *SQLite) int {
+	t.Helper()
+	var v int
+	if err := s.r.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestMigrateEmptyFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "new", "registry.db")
+	s := openTest(t, path)
+	if v := schemaVersion(t, s); v != len(migrations) {
+		t.Errorf("user_version = %d, want %d", v, len(migrations))
+	}
+	var mode string
+	if err := s.r.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	var fk int
+	if err := s.w.QueryRow("PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys = %d, %v; want 1", fk, err)
+	}
+	for _, table := range []string{"users", "terminals", "contacts", "bindings", "call_records"} {
+		var n int
+		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, table).Scan(&n); err != nil || n != 1 {
+			t.Errorf("table %s: %d, %v", table, n, err)
+		}
+	}
+	// Reopening a current file changes nothing.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, path)
+	if v := schemaVersion(t, s2); v != len(migrations) {
+		t.Errorf("reopened user_version = %d", v)
+	}
+}
+
+// TestMigrateFromVersion1 builds a file as the first release left it, with
+// data, and opens it with the current code.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	old, err := openSQLite(ctx, SQLiteConfig{Path: path}, migrations[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := schemaVersion(t, old); v != 1 {
+		t.Fatalf("old file at version %d, want 1", v)
+	}
+	mustUser(t, old, "alice")
+	t1 := mustTerminal(t, old, "alice", "imsi:001010000000001", true)
+	c, err := old.AddContact(ctx, Contact{Owner: "alice", IMID: "bob", Domain: "im.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openTest(t, path)
+	if v := schemaVersion(t, s); v != 2 {
+		t.Errorf("user_version = %d, want 2", v)
+	}
+	if got, err := s.ActiveTerminal(ctx, "alice"); err != nil || got != t1 {
+		t.Errorf("ActiveTerminal after migration = %+v, %v; want %+v", got, err, t1)
+	}
+	if cs, err := s.Contacts(ctx, "alice"); err != nil || len(cs) != 1 || cs[0] != c {
+		t.Errorf("Contacts after migration = %+v, %v", cs, err)
+	}
+	// Version 2's tables work.
+	if err := s.PutBinding(ctx, Binding{IMID: "alice", Contact: "sip:alice@192.0.2.1", Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Errorf("PutBinding after migration: %v", err)
+	}
+	if _, err := s.StartCall(ctx, CallRecord{CallID: "x"}); err != nil {
+		t.Errorf("StartCall after migration: %v", err)
+	}
+}
+
+func TestMigrateNewerFileRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = OpenSQLite(ctx, SQLiteConfig{Path: path})
+	if err == nil || !strings.Contains(err.Error(), "schema version 99 is newer") {
+		t.Fatalf("OpenSQLite(newer) = %v, want a schema version error", err)
+	}
+}
+
+func TestMigrateFailedStepRollsBack(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	broken := append(append([]migration{}, migrations...), migration{name: "broken",
+		sql: `CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);`})
+	if _, err := openSQLite(ctx, SQLiteConfig{Path: path}, broken); err == nil || !strings.Contains(err.Error(), "broken") {
+		t.Fatalf("open with a broken migration = %v, want its error", err)
+	}
+	s := openTest(t, path)
+	if v := schemaVersion(t, s); v != len(migrations) {
+		t.Errorf("user_version = %d, want %d: the good steps commit, the broken one does not", v, len(migrations))
+	}
+	var n int
+	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'half'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("table of the failed step exists: %d, %v", n, err)
+	}
+}
+
+// TestOpenConcurrently: the daemon and the CLI may open a new file at the
+// same moment; both must end with one schema.
+func TestOpenConcurrently(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := OpenSQLite(ctx, SQLiteConfig{Path: path})
+			if err == nil {
+				_, err = s.AddUser(ctx, User{IMID: "u" + string(rune('a'+i))})
+				err = errors.Join(err, s.Close())
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	s := openTest(t, path)
+	if us, err := s.Users(ctx); err != nil || len(us) != len(errs) {
+		t.Errorf("Users = %d, %v; want %d", len(us), err, len(errs))
+	}
+}
