@@ -106,13 +106,17 @@ func TestIndefiniteAndLenient(t *testing.T) {
 		check    func(Message) bool
 	}{
 		{"indefinite components", "62 80 48 01 07 6c 80 a1 06 02 01 01 02 01 00 00 00 00 00",
-			func(m Message) bool { return m.Kind == Begin && len(m.Components) == 1 && m.Components[0].Op.Local == 0 }},
+			func(m Message) bool {
+				return m.Kind == Begin && len(m.Components) == 1 && m.Components[0].Op.Local == 0
+			}},
 		{"long-form lengths", "62 81 12 48 04 00 00 00 01 6c 81 09 a1 81 06 02 01 05 02 01 00",
 			func(m Message) bool { return m.Components[0].InvokeID == 5 }},
 		{"AARQ without version", "62 19 48 01 01 6b 14 28 12 06 07 00 11 86 05 01 01 01 a0 07 60 05 a1 03 06 01 2a",
 			func(m Message) bool { return m.Dialogue.Kind == AARQ && m.Dialogue.AC == "1.2" }},
 		{"reject NULL id", "64 0c 49 01 01 6c 07 a4 05 05 00 80 01 00",
-			func(m Message) bool { return m.Components[0].NoInvokeID && m.Components[0].ProblemType == ProblemGeneral }},
+			func(m Message) bool {
+				return m.Components[0].NoInvokeID && m.Components[0].ProblemType == ProblemGeneral
+			}},
 		{"continue", "65 12 48 02 01 02 49 01 09 6c 09 a1 07 02 01 02 02 02 00 ff",
 			func(m Message) bool { return m.Kind == Continue && len(m.OTID) == 2 && m.Components[0].Op.Local == 255 }},
 		{"global opcode", "62 0e 48 01 01 6c 09 a1 07 02 01 01 06 02 2a 03",
