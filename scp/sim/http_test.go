@@ -34,8 +34,8 @@ func TestHandler(t *testing.T) {
 	)
 	tests := []struct {
 		name, method, path, ctype, body string
-		wantStatus                       int
-		wantBody                         string // substring
+		wantStatus                      int
+		wantBody                        string // substring
 	}{
 		{"locate online", "GET", "/scp/v1/locate?id=imsi:001010000000001", "", "", 200, `{"state":"online","addr":"127.0.0.1:5062"}`},
 		{"locate absent", "GET", "/scp/v1/locate?id=mac:00:1a:2b:3c:4d:5e", "", "", 200, `{"state":"absent"}`},
