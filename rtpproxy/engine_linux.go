@@ -1,0 +1,388 @@
+package rtpproxy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// batch is how many datagrams one recvmmsg/sendmmsg moves at most.
+const batch = 32
+
+// maxDatagram bounds a relayed datagram; larger ones arrive truncated and
+// are dropped (RTP over UDP stays under the path MTU).
+const maxDatagram = 2048
+
+// remote is a party's media address, with the raw socket address the send
+// path hands to the kernel, built once when the address is learned.
+type remote struct {
+	ap  netip.AddrPort // where packets go
+	sdp netip.AddrPort // what the SDP said, to tell a re-INVITE's move from a latch
+	sa  unix.RawSockaddrInet4
+}
+
+func newRemote(ap, sdp netip.AddrPort) *remote {
+	r := &remote{ap: ap, sdp: sdp}
+	r.sa.Family = unix.AF_INET
+	r.sa.Addr = ap.Addr().As4()
+	p := (*[2]byte)(unsafe.Pointer(&r.sa.Port))
+	p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port()) // network byte order
+	return r
+}
+
+func addrFromRaw(sa *unix.RawSockaddrInet4) netip.AddrPort {
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+}
+
+const (
+	sockLive int32 = iota
+	sockDraining
+)
+
+// sock is one bound UDP port, read by exactly one worker.
+type sock struct {
+	fd    int
+	port  int
+	rtcp  bool
+	ep    *endpoint
+	w     *worker
+	state atomic.Int32
+}
+
+// engine is the set of relay threads.
+type engine struct {
+	p        *Proxy
+	workers  []*worker
+	draining atomic.Int64
+	stopping atomic.Bool
+}
+
+// worker owns an epoll set and the sockets in it. Only the worker adds,
+// reads and closes its sockets, so a closed descriptor number that the
+// kernel hands out again can never be read under its old identity.
+type worker struct {
+	e    *engine
+	epfd int
+	evfd int // eventfd: wakes the worker for its inbox
+
+	mu      sync.Mutex
+	inbox   []op
+	stopped bool
+
+	socks  map[int32]*sock
+	events [128]unix.EpollEvent
+	bufs   [batch][maxDatagram]byte
+	names  [batch]unix.RawSockaddrInet4
+	rxIov  [batch]unix.Iovec
+	rx     [batch]unix.Mmsghdr
+	txIov  [batch]unix.Iovec
+	tx     [batch]unix.Mmsghdr
+
+	packets, bytes, dropped, drainDropped atomic.Uint64
+	done                                  chan struct{}
+}
+
+type op struct {
+	add    []*sock
+	retire []*sock
+	port   int // with retire: the pair to give back to the pool
+}
+
+func newEngine(p *Proxy, n int) (*engine, error) {
+	e := &engine{p: p}
+	for i := 0; i < n; i++ {
+		w, err := newWorker(e)
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.workers = append(e.workers, w)
+		go w.run()
+	}
+	return e, nil
+}
+
+func newWorker(e *engine) (*worker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("rtpproxy: epoll: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("rtpproxy: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("rtpproxy: epoll add: %w", err)
+	}
+	w := &worker{e: e, epfd: epfd, evfd: evfd, socks: make(map[int32]*sock), done: make(chan struct{})}
+	for i := range w.rx {
+		w.rxIov[i] = unix.Iovec{Base: &w.bufs[i][0]}
+		w.rxIov[i].SetLen(maxDatagram)
+		w.rx[i].Hdr.Name = (*byte)(unsafe.Pointer(&w.names[i]))
+		w.rx[i].Hdr.Iov = &w.rxIov[i]
+		w.rx[i].Hdr.SetIovlen(1)
+		w.tx[i].Hdr.Iov = &w.txIov[i]
+		w.tx[i].Hdr.SetIovlen(1)
+		w.tx[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+	}
+	return w, nil
+}
+
+// post hands an operation to the worker; after the worker stopped, the
+// sockets are already closed and the operation is moot.
+func (w *worker) post(o op) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		for _, s := range o.add {
+			unix.Close(s.fd)
+		}
+		return
+	}
+	w.inbox = append(w.inbox, o)
+	var one = [8]byte{1}
+	unix.Write(w.evfd, one[:]) // eventfd counter; EAGAIN only if already signalled
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	for {
+		n, err := unix.EpollWait(w.epfd, w.events[:], -1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			w.e.p.log.Error("epoll wait", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if w.e.stopping.Load() {
+			break
+		}
+		now := w.e.p.now()
+		for i := 0; i < n; i++ {
+			fd := w.events[i].Fd
+			if fd == int32(w.evfd) {
+				w.takeInbox()
+				continue
+			}
+			if s := w.socks[fd]; s != nil {
+				w.relay(s, now)
+			}
+		}
+	}
+	w.mu.Lock()
+	w.stopped = true
+	inbox := w.inbox
+	w.inbox = nil
+	w.mu.Unlock()
+	for _, o := range inbox {
+		for _, s := range o.add {
+			unix.Close(s.fd)
+		}
+	}
+	for fd := range w.socks {
+		unix.Close(int(fd))
+	}
+	unix.Close(w.epfd)
+	unix.Close(w.evfd)
+}
+
+func (w *worker) takeInbox() {
+	var cnt [8]byte
+	unix.Read(w.evfd, cnt[:])
+	w.mu.Lock()
+	inbox := w.inbox
+	w.inbox = nil
+	w.mu.Unlock()
+	for _, o := range inbox {
+		for _, s := range o.add {
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}
+			if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+				w.e.p.log.Error("epoll add", "port", s.port, "err", err)
+			}
+			w.socks[int32(s.fd)] = s
+		}
+		for _, s := range o.retire {
+			unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+			delete(w.socks, int32(s.fd))
+			unix.Close(s.fd)
+		}
+		if o.retire != nil {
+			w.e.p.pool.put(o.port)
+			w.e.draining.Add(-1)
+		}
+	}
+}
+
+// relay moves what is queued on s: one recvmmsg, the latching and counters
+// under one lock, one sendmmsg out of the peer's socket.
+func (w *worker) relay(s *sock, now int64) {
+	for i := range w.rx {
+		w.rx[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+		w.rx[i].Hdr.Flags = 0
+	}
+	r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.fd),
+		uintptr(unsafe.Pointer(&w.rx[0])), batch, unix.MSG_DONTWAIT, 0, 0)
+	n := int(r)
+	if errno != 0 || n <= 0 {
+		return
+	}
+	if s.state.Load() != sockLive {
+		w.drainDropped.Add(uint64(n))
+		return
+	}
+	ep := s.ep
+	peer := ep.peer
+	window := uint16(w.e.p.cfg.LatchWindow)
+	k, bytes := 0, 0
+	ep.mu.Lock()
+	for i := 0; i < n; i++ {
+		ln := int(w.rx[i].Len)
+		if w.rx[i].Hdr.Flags&unix.MSG_TRUNC != 0 || ln == 0 {
+			ep.dropped++
+			continue
+		}
+		b := w.bufs[i][:ln]
+		src := addrFromRaw(&w.names[i])
+		var ok bool
+		if s.rtcp {
+			ok = ep.admitRTCP(src, b)
+		} else {
+			ok = ep.admitRTP(src, b, now, window)
+		}
+		if ok {
+			w.txIov[k].Base = &w.bufs[i][0]
+			w.txIov[k].SetLen(ln)
+			k++
+			bytes += ln
+		}
+	}
+	ep.mu.Unlock()
+	if k == 0 {
+		w.dropped.Add(uint64(n))
+		return
+	}
+	out, dst := peer.rtp, peer.dstRTP.Load()
+	if s.rtcp {
+		out, dst = peer.rtcp, peer.dstRTCP.Load()
+	}
+	if dst == nil || out.state.Load() != sockLive {
+		w.dropped.Add(uint64(n))
+		return
+	}
+	name := (*byte)(unsafe.Pointer(&dst.sa))
+	for j := 0; j < k; j++ {
+		w.tx[j].Hdr.Name = name
+	}
+	sent := 0
+	for sent < k {
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(out.fd),
+			uintptr(unsafe.Pointer(&w.tx[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
+		if errno != 0 || int(r) <= 0 {
+			break // full socket buffer or ICMP error from the party: drop
+		}
+		sent += int(r)
+	}
+	w.packets.Add(uint64(sent))
+	w.bytes.Add(uint64(bytes))
+	if d := n - sent; d > 0 {
+		w.dropped.Add(uint64(d))
+	}
+}
+
+func (e *engine) pick() *worker {
+	return e.workers[int(e.p.nextW.Add(1))%len(e.workers)]
+}
+
+// openPair binds an RTP/RTCP port pair from the pool for ep on worker w and
+// hands the sockets to w.
+func (e *engine) openPair(w *worker, ep *endpoint) error {
+	var lastErr error = errors.New("pool empty")
+	for try := 0; try < 16; try++ {
+		port, ok := e.p.pool.get()
+		if !ok {
+			break
+		}
+		rtp, err := openUDP(e.p.cfg.BindAddr, port)
+		if err != nil {
+			lastErr = err
+			e.p.pool.put(port)
+			continue
+		}
+		rtcp, err := openUDP(e.p.cfg.BindAddr, port+1)
+		if err != nil {
+			lastErr = err
+			unix.Close(rtp)
+			e.p.pool.put(port)
+			continue
+		}
+		ep.rtp = &sock{fd: rtp, port: port, ep: ep, w: w}
+		ep.rtcp = &sock{fd: rtcp, port: port + 1, rtcp: true, ep: ep, w: w}
+		w.post(op{add: []*sock{ep.rtp, ep.rtcp}})
+		return nil
+	}
+	return noPorts(lastErr)
+}
+
+// releasePair stops relaying on ep's ports at once; they keep reading and
+// dropping for Config.Drain and then go back to the pool.
+func (e *engine) releasePair(ep *endpoint) {
+	if ep.rtp == nil {
+		return
+	}
+	ep.rtp.state.Store(sockDraining)
+	ep.rtcp.state.Store(sockDraining)
+	e.draining.Add(1)
+	o := op{retire: []*sock{ep.rtp, ep.rtcp}, port: ep.rtp.port}
+	w := ep.rtp.w
+	time.AfterFunc(e.p.cfg.Drain, func() { w.post(o) })
+}
+
+func openUDP(addr netip.Addr, port int) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: addr.As4()}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind %v:%d: %w", addr, port, err)
+	}
+	// DSCP EF for interactive voice (RFC 4594 §4.4); best effort.
+	unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, 0xb8)
+	return fd, nil
+}
+
+func (e *engine) counters() (packets, bytes, dropped, drainDropped uint64) {
+	for _, w := range e.workers {
+		packets += w.packets.Load()
+		bytes += w.bytes.Load()
+		dropped += w.dropped.Load()
+		drainDropped += w.drainDropped.Load()
+	}
+	return
+}
+
+// close stops the workers; each closes its own sockets.
+func (e *engine) close() {
+	e.stopping.Store(true)
+	var one = [8]byte{1}
+	for _, w := range e.workers {
+		w.mu.Lock()
+		if !w.stopped {
+			unix.Write(w.evfd, one[:])
+		}
+		w.mu.Unlock()
+	}
+	for _, w := range e.workers {
+		<-w.done
+	}
+}

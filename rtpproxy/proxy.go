@@ -1,0 +1,257 @@
+// Package rtpproxy anchors the media of every call: per call leg it opens a
+// pair of UDP ports from a pool, rewrites the SDP offers and answers so both
+// parties send to those ports, and relays RTP and RTCP between them with
+// symmetric latching (so terminals behind NAT work), per-leg counters and an
+// inactivity timeout that tells the call to end when media dies.
+//
+// The hot path follows three rules: no allocation per packet, packets are
+// read and written in batches (recvmmsg/sendmmsg) by a few worker threads
+// that each own an epoll set, and the RTP header is parsed only for the
+// counters and the latching rule, in place.
+package rtpproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Proxy. Zero values take the documented defaults.
+type Config struct {
+	// BindAddr is the IPv4 address the media sockets bind to; 0.0.0.0 binds
+	// all interfaces. Default 127.0.0.1.
+	BindAddr netip.Addr
+	// AdvertiseAddr is the address written into SDP: the public address when
+	// the proxy sits behind NAT. Default BindAddr; required when BindAddr is
+	// unspecified (0.0.0.0).
+	AdvertiseAddr netip.Addr
+	// PortMin and PortMax bound the media ports (inclusive). RTP takes the
+	// even port and RTCP the odd one above it (RFC 3550 §11). Default
+	// 20000-29999.
+	PortMin, PortMax int
+	// Drain is how long a released port pair keeps reading and dropping
+	// before it can be reused, so a new call never receives an old call's
+	// packets. Default 2s.
+	Drain time.Duration
+	// MediaTimeout ends an established, not held call when a leg sent no
+	// RTP for this long. Default 60s.
+	MediaTimeout time.Duration
+	// CheckInterval is how often supervision looks at the calls. Default 1s.
+	CheckInterval time.Duration
+	// LatchWindow is how far (in RTP sequence numbers) a packet from a new
+	// source may be ahead of the last one, with the same SSRC, to move the
+	// latch there (NAT rebinding). Default 50 (one second of 20 ms audio).
+	LatchWindow int
+	// Workers is the number of relay threads. Default GOMAXPROCS.
+	Workers int
+	// Logger receives operational messages. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if !c.BindAddr.IsValid() {
+		c.BindAddr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if !c.BindAddr.Is4() {
+		return fmt.Errorf("rtpproxy: bind address %v: only IPv4 is supported", c.BindAddr)
+	}
+	if !c.AdvertiseAddr.IsValid() {
+		if c.BindAddr.IsUnspecified() {
+			return errors.New("rtpproxy: bind address 0.0.0.0 needs an advertised address")
+		}
+		c.AdvertiseAddr = c.BindAddr
+	}
+	if !c.AdvertiseAddr.Is4() || c.AdvertiseAddr.IsUnspecified() {
+		return fmt.Errorf("rtpproxy: advertised address %v: need a unicast IPv4 address", c.AdvertiseAddr)
+	}
+	if c.PortMin == 0 && c.PortMax == 0 {
+		c.PortMin, c.PortMax = 20000, 29999
+	}
+	if c.PortMin%2 == 1 {
+		c.PortMin++
+	}
+	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMax < c.PortMin+1 {
+		return fmt.Errorf("rtpproxy: port range %d-%d: need 1024 <= min < max <= 65535 with room for one pair", c.PortMin, c.PortMax)
+	}
+	if c.Drain <= 0 {
+		c.Drain = 2 * time.Second
+	}
+	if c.MediaTimeout <= 0 {
+		c.MediaTimeout = 60 * time.Second
+	}
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = time.Second
+	}
+	if c.LatchWindow <= 0 {
+		c.LatchWindow = 50
+	}
+	if c.LatchWindow > 3000 {
+		return fmt.Errorf("rtpproxy: latch window %d too large", c.LatchWindow)
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Proxy is the media relay shared by all calls. Create it with New, start
+// calls with NewCall, and Close it after the calls.
+type Proxy struct {
+	cfg    Config
+	log    *slog.Logger
+	pool   *portPool
+	eng    *engine
+	epoch  time.Time
+	nextW  atomic.Uint32
+	mu     sync.Mutex
+	calls  map[*Call]struct{}
+	closed bool
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	timeouts atomic.Uint64
+	// sessionID gives the o= session id of each side of a new call; tests
+	// make it deterministic.
+	sessionID func() uint64
+}
+
+// New validates cfg, starts the relay threads and the supervisor.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "rtpproxy"),
+		pool:  newPortPool(cfg.PortMin, cfg.PortMax),
+		epoch: time.Now(),
+		calls: make(map[*Call]struct{}),
+		stop:  make(chan struct{}),
+		// fits every SDP parser's integer type
+		sessionID: func() uint64 { return rand.Uint64N(1 << 40) },
+	}
+	eng, err := newEngine(p, cfg.Workers)
+	if err != nil {
+		return nil, err
+	}
+	p.eng = eng
+	p.wg.Add(1)
+	go p.supervise()
+	return p, nil
+}
+
+// now is the monotonic clock the relay threads stamp packets with.
+func (p *Proxy) now() int64 { return int64(time.Since(p.epoch)) }
+
+// Close ends every call, stops the relay threads and closes all sockets.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	calls := make([]*Call, 0, len(p.calls))
+	for c := range p.calls {
+		calls = append(calls, c)
+	}
+	p.mu.Unlock()
+	for _, c := range calls {
+		c.end(ErrClosed)
+		c.Close()
+	}
+	close(p.stop)
+	p.wg.Wait()
+	p.eng.close()
+	return nil
+}
+
+// CallConfig describes one call to NewCall.
+type CallConfig struct {
+	// ID names the call in logs (the SIP Call-ID, say).
+	ID string
+}
+
+// NewCall creates a call whose lifetime is bounded by ctx: when ctx ends,
+// or supervision sees dead media, Done is closed and Err tells why. Ports
+// are taken when the first offer is rewritten and given back by Close.
+func (p *Proxy) NewCall(ctx context.Context, cc CallConfig) (*Call, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	c := newCall(ctx, p, cc)
+	p.calls[c] = struct{}{}
+	return c, nil
+}
+
+func (p *Proxy) forget(c *Call) {
+	p.mu.Lock()
+	delete(p.calls, c)
+	p.mu.Unlock()
+}
+
+// supervise ends calls whose media died (Config.MediaTimeout).
+func (p *Proxy) supervise() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.cfg.CheckInterval)
+	defer t.Stop()
+	var list []*Call
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		list = list[:0]
+		p.mu.Lock()
+		for c := range p.calls {
+			list = append(list, c)
+		}
+		p.mu.Unlock()
+		now := p.now()
+		for _, c := range list {
+			if err := c.checkMedia(now, int64(p.cfg.MediaTimeout)); err != nil {
+				p.timeouts.Add(1)
+				p.log.Info("media timeout", "call", c.id, "err", err)
+				c.end(err)
+			}
+		}
+	}
+}
+
+// Metrics is a snapshot of the proxy's counters for monitoring.
+type Metrics struct {
+	Calls         int    `json:"calls"`
+	PortPairs     int    `json:"port_pairs"`      // pairs in the configured range
+	PortPairsFree int    `json:"port_pairs_free"` // pairs ready for a new call
+	Draining      int    `json:"draining"`        // pairs released, still draining
+	Packets       uint64 `json:"packets"`         // relayed
+	Bytes         uint64 `json:"bytes"`           // relayed
+	Dropped       uint64 `json:"dropped"`         // from strangers, invalid or unroutable
+	DrainDropped  uint64 `json:"drain_dropped"`   // arrived on a draining port
+	MediaTimeouts uint64 `json:"media_timeouts"`
+}
+
+// Metrics returns the current counters.
+func (p *Proxy) Metrics() Metrics {
+	p.mu.Lock()
+	n := len(p.calls)
+	p.mu.Unlock()
+	m := Metrics{Calls: n, MediaTimeouts: p.timeouts.Load()}
+	m.PortPairs, m.PortPairsFree = p.pool.size()
+	m.Draining = int(p.eng.draining.Load())
+	m.Packets, m.Bytes, m.Dropped, m.DrainDropped = p.eng.counters()
+	return m
+}
