@@ -73,6 +73,13 @@ type Config struct {
 	// detection; 0 means DefaultMaxNonces. When full, the oldest are
 	// forgotten and nonces as old as those are answered as stale.
 	MaxNonces int
+	// Algorithms are the algorithms offered, in order of preference, and
+	// the only ones accepted: "SHA-256" and "MD5". nil means SHA-256 then
+	// MD5 (RFC 8760 section 2.4). Some UAs take the first challenge even
+	// when they cannot compute its algorithm (SIPp before 3.7 reads only
+	// the first algorithm parameter and knows only MD5); for them an
+	// operator lists MD5 first or alone.
+	Algorithms []string
 }
 
 // Verifier builds challenges and verifies credentials. It is safe for
@@ -84,6 +91,7 @@ type Verifier struct {
 	now     func() time.Time
 	nonces  nonceMinter
 	replay  *replayCache
+	algs    []algorithm          // offered, in order
 	dummies map[algorithm]string // HA1 used for unknown users
 }
 
@@ -109,6 +117,25 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	algs := []algorithm{algSHA256, algMD5}
+	if cfg.Algorithms != nil {
+		algs = nil
+		for _, name := range cfg.Algorithms {
+			a, ok := parseAlgorithm(name)
+			if !ok || name == "" {
+				return nil, fmt.Errorf("digest: Config.Algorithms: %q is not SHA-256 or MD5", name)
+			}
+			for _, b := range algs {
+				if a == b {
+					return nil, fmt.Errorf("digest: Config.Algorithms: %s listed twice", a)
+				}
+			}
+			algs = append(algs, a)
+		}
+		if len(algs) == 0 {
+			return nil, errors.New("digest: Config.Algorithms is empty")
+		}
 	}
 	secret := cfg.Secret
 	if secret == nil {
@@ -138,6 +165,7 @@ func New(cfg Config) (*Verifier, error) {
 		now:     cfg.Now,
 		nonces:  nonceMinter{secret: secret, realm: cfg.Realm},
 		replay:  newReplayCache(cfg.MaxNonces, cfg.NonceTTL),
+		algs:    algs,
 		dummies: dummies,
 	}, nil
 }
@@ -146,8 +174,9 @@ func New(cfg Config) (*Verifier, error) {
 func (v *Verifier) Realm() string { return v.realm }
 
 // Challenges returns WWW-Authenticate or Proxy-Authenticate header values,
-// one per algorithm, SHA-256 first then MD5: a UA uses the first one it
-// supports (RFC 8760 section 2.4; RFC 7616 section 3.7). Each offers
+// one per algorithm, SHA-256 first then MD5 (or as Config.Algorithms
+// orders them): a UA uses the first one it supports (RFC 8760 section 2.4;
+// RFC 7616 section 3.7). Each offers
 // qop="auth" only. stale marks that the previous nonce expired while the
 // credentials were right (RFC 7616 section 3.3). Both values carry the same
 // fresh nonce. If the system's random source fails, which crypto/rand
@@ -158,8 +187,8 @@ func (v *Verifier) Challenges(stale bool) []string {
 	if err != nil {
 		nonce = "unavailable"
 	}
-	out := make([]string, 0, 2)
-	for _, a := range []algorithm{algSHA256, algMD5} {
+	out := make([]string, 0, len(v.algs))
+	for _, a := range v.algs {
 		var b strings.Builder
 		b.WriteString("Digest realm=")
 		b.WriteString(quote(v.realm))
@@ -195,8 +224,8 @@ func (v *Verifier) Verify(ctx context.Context, method, headerValue string) (stri
 // Credentials must use qop=auth: the challenges always offer it, RFC 3261
 // section 22.4 requires UAs to honour it, and without nc and cnonce no
 // replay could be detected. Algorithms are MD5 (also when absent, RFC 7616
-// section 3.4) and SHA-256; the -sess variants and userhash are refused
-// because they are never offered.
+// section 3.4) and SHA-256, as far as Config.Algorithms offers them; the
+// -sess variants and userhash are refused because they are never offered.
 func (v *Verifier) VerifyRequest(ctx context.Context, method, requestURI, headerValue string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -215,6 +244,12 @@ func (v *Verifier) VerifyRequest(ctx context.Context, method, requestURI, header
 		return "", fmt.Errorf("%w: realm %q is not %q", ErrInvalid, c["realm"], v.realm)
 	}
 	alg, ok := parseAlgorithm(c["algorithm"])
+	if ok {
+		ok = false
+		for _, a := range v.algs {
+			ok = ok || a == alg
+		}
+	}
 	if !ok {
 		return "", fmt.Errorf("%w: algorithm %q not offered", ErrInvalid, c["algorithm"])
 	}

@@ -567,3 +567,31 @@ func TestRegistryCredentialsMatch(t *testing.T) {
 		t.Fatalf("registry credentials %+v differ from H(user:realm:password)", c)
 	}
 }
+
+func TestAlgorithmsConfig(t *testing.T) {
+	v, _, _ := newVerifier(t, func(c *Config) { c.Algorithms = []string{"MD5"} })
+	ch := v.Challenges(false)
+	if len(ch) != 1 || !strings.Contains(ch[0], "algorithm=MD5") {
+		t.Fatalf("MD5 only: challenges %q", ch)
+	}
+	nonce := nonceOf(t, ch)
+	if _, err := v.Verify(context.Background(), "INVITE", answer{user: "alice", password: "secret", alg: algSHA256}.withNonce(nonce)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("SHA-256 answer to an MD5-only verifier: err = %v, want ErrInvalid", err)
+	}
+	if _, err := v.Verify(context.Background(), "INVITE", answer{user: "alice", password: "secret", alg: algMD5}.withNonce(nonce)); err != nil {
+		t.Errorf("MD5 answer: %v", err)
+	}
+
+	v, _, _ = newVerifier(t, func(c *Config) { c.Algorithms = []string{"md5", "sha-256"} })
+	ch = v.Challenges(false)
+	if len(ch) != 2 || !strings.Contains(ch[0], "algorithm=MD5") || !strings.Contains(ch[1], "algorithm=SHA-256") {
+		t.Fatalf("MD5 first: challenges %q", ch)
+	}
+
+	lookup := newUsers().lookup
+	for _, algs := range [][]string{{}, {"MD5", "md5"}, {"SHA-512-256"}, {""}} {
+		if _, err := New(Config{Realm: realm, Lookup: lookup, Algorithms: algs}); err == nil {
+			t.Errorf("New accepted Algorithms %q", algs)
+		}
+	}
+}
