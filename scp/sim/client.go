@@ -108,6 +108,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		// The url.Error wrapper would repeat the method and URL.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Errorf("simulator at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imcall/b2bua/scp/sim"
+)
+
+// serveConfig is everything `scpsim serve` is told.
+type serveConfig struct {
+	HTTPAddr    string // --http
+	Subscribers string // --subscribers
+	StateFile   string // --state
+}
+
+func newServeCmd(stderr io.Writer) *cobra.Command {
+	var cfg serveConfig
+	var level string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the HTTP SCP protocol until SIGINT or SIGTERM",
+		Long: `Serve the HTTP SCP protocol (locate and admin, under /scp/v1/).
+
+--subscribers seeds the table from a JSON file such as
+  [{"imsi": "001010000000001", "addr": "127.0.0.1:5062", "state": "online"}]
+With --state FILE every change is saved to FILE atomically, and FILE, once it
+exists, is loaded at start instead of --subscribers.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				return &usageError{errors.New("log-level: must be debug, info, warn or error")}
+			}
+			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+			return runServe(cmd.Context(), cfg, logger)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8070", "address of the HTTP SCP listener (IP:PORT; port 0 picks a free one)")
+	f.StringVar(&cfg.Subscribers, "subscribers", "", "JSON file of subscribers to start with")
+	f.StringVar(&cfg.StateFile, "state", "", "file that keeps the subscribers across restarts")
+	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// runServe runs the simulator and its listeners until ctx ends or one
+// listener fails, then stops them all. Each protocol is one entry in
+// listeners: a new one opens its socket here, so that a busy port fails the
+// start, and appends its serve function.
+func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
+	s, err := openSimulator(cfg, logger)
+	if err != nil {
+		return err
+	}
+	type listener struct {
+		name  string
+		serve func(ctx context.Context) error
+	}
+	var listeners []listener
+
+	hln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return &usageError{fmt.Errorf("http: %w", err)}
+	}
+	logger.Info("scpsim listening", "proto", "http", "addr", hln.Addr().String())
+	listeners = append(listeners, listener{"http", func(ctx context.Context) error {
+		return serveHTTP(ctx, hln, httpHandler(s, logger), logger)
+	}})
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errs := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() {
+			err := l.serve(ctx)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", l.name, err)
+			}
+			cancel(err)
+			errs <- err
+		}()
+	}
+	var first error
+	for range listeners {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	logger.Info("scpsim stopped", "subscribers", s.Len())
+	return first
+}
+
+// openSimulator builds the table from --state if that file exists, else
+// from --subscribers, and arranges for every change to be saved.
+func openSimulator(cfg serveConfig, logger *slog.Logger) (*sim.Simulator, error) {
+	var subs []sim.Subscriber
+	var err error
+	from := cfg.Subscribers
+	if cfg.StateFile != "" {
+		subs, err = sim.LoadFile(cfg.StateFile)
+		switch {
+		case err == nil:
+			from = cfg.StateFile
+		case errors.Is(err, fs.ErrNotExist):
+			err = nil
+		default:
+			return nil, fmt.Errorf("state: %w", err)
+		}
+	}
+	if from == cfg.Subscribers && from != "" {
+		if subs, err = sim.LoadFile(from); err != nil {
+			return nil, fmt.Errorf("subscribers: %w", err)
+		}
+	}
+	simCfg := sim.Config{Subscribers: subs, Logger: logger}
+	if cfg.StateFile != "" {
+		path := cfg.StateFile
+		simCfg.Persist = func(subs []sim.Subscriber) error { return sim.SaveFile(path, subs) }
+	}
+	s, err := sim.New(simCfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	if cfg.StateFile != "" && from != cfg.StateFile {
+		// Writing the state file now makes a bad path fail the start, not
+		// the first change.
+		if err := sim.SaveFile(cfg.StateFile, s.List()); err != nil {
+			return nil, fmt.Errorf("state: %w", err)
+		}
+	}
+	logger.Info("subscribers loaded", "count", s.Len(), "from", from)
+	return s, nil
+}
+
+func httpHandler(s *sim.Simulator, logger *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(sim.PathPrefix, sim.NewHandler(s, logger))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	})
+	return mux
+}
+
+// serveHTTP serves until ctx ends, then lets requests in flight finish for
+// a few seconds.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &usageError{fmt.Errorf("unexpected argument %q", strings.Join(args, " "))}
+	}
+	return nil
+}
