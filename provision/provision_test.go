@@ -57,9 +57,14 @@ func newEnv(t *testing.T, tok string, maxBody int64) *env {
 	logs := &syncBuffer{}
 	h := NewHandler(Config{Store: st, Token: tok, MaxBodyBytes: maxBody, Realm: "im.example",
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	return &env{srv: newServer(t, h), store: st, logs: logs}
+}
+
+// newServer serves h on a loopback listener until the test ends.
+func newServer(t *testing.T, h http.Handler) *httptest.Server {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, store: st, logs: logs}
+	return srv
 }
 
 type reply struct {
