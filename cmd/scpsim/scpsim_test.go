@@ -252,4 +252,3 @@ func TestServeRejectsBadSubscribersFile(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want %q", code, errOut, want)
 	}
 }
-

@@ -238,4 +238,3 @@ func addrOrDash(ap netip.AddrPort) string {
 	}
 	return ap.String()
 }
-
