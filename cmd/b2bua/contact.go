@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -22,8 +23,9 @@ func parseOwner(cmd *cobra.Command, owner string) (string, error) {
 		return "", err
 	}
 	id, err := registry.ParseIMID(owner)
-	if err != nil {
-		return "", &registry.ValidationError{Field: "owner", Rule: err.(*registry.ValidationError).Rule}
+	var ve *registry.ValidationError
+	if errors.As(err, &ve) {
+		return "", &registry.ValidationError{Field: "owner", Rule: ve.Rule}
 	}
 	return id, nil
 }

@@ -45,10 +45,12 @@ func newTerminalAddCmd(opts *rootOptions) *cobra.Command {
 		}
 		// An empty --imsi "" counts as given, so that it is reported as a
 		// bad IMSI rather than as a missing identity.
-		for _, name := range []string{"imsi", "mac", "msisdn"} {
-			if cmd.Flags().Changed(name) && strings.TrimSpace(cmd.Flags().Lookup(name).Value.String()) == "" {
-				_, err := map[string]func(string) (registry.MobileID, error){
-					"imsi": registry.ParseIMSI, "mac": registry.ParseMAC, "msisdn": registry.ParseMSISDN}[name]("")
+		for _, f := range []struct {
+			name  string
+			parse func(string) (registry.MobileID, error)
+		}{{"imsi", registry.ParseIMSI}, {"mac", registry.ParseMAC}, {"msisdn", registry.ParseMSISDN}} {
+			if v := cmd.Flags().Lookup(f.name).Value.String(); cmd.Flags().Changed(f.name) && strings.TrimSpace(v) == "" {
+				_, err := f.parse(v)
 				return err
 			}
 		}
