@@ -43,7 +43,10 @@ type Config struct {
 	APIToken       string         // "" : read or create TokenFile
 	TokenFile      string         // "" : b2bua.token beside DBPath
 	NoAuth         bool           // challenge nobody (lab use)
-	Logger         *slog.Logger
+	// DigestAlgorithms are the digest algorithms offered, in order; nil:
+	// SHA-256 then MD5 (see digest.Config.Algorithms).
+	DigestAlgorithms []string
+	Logger           *slog.Logger
 	// OpenLocator builds a non-sim SCP backend from its spec; nil: only
 	// "sim" is accepted.
 	OpenLocator func(ctx context.Context, spec string) (scp.Locator, error)
@@ -133,7 +136,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	var auth sip.Authenticator
 	if !cfg.NoAuth {
 		v, err := digest.New(digest.Config{
-			Realm: cfg.Domain,
+			Realm:      cfg.Domain,
+			Algorithms: cfg.DigestAlgorithms,
 			Lookup: func(ctx context.Context, user string) (registry.Credentials, error) {
 				u, err := store.User(ctx, user)
 				return u.Creds, err

@@ -28,6 +28,7 @@ type serveOptions struct {
 	scpTimeout  time.Duration
 	tokenFile   string
 	noAuth      bool
+	digestAlgs  string
 	logLevel    string
 }
 
@@ -60,6 +61,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.DurationVar(&o.scpTimeout, "scp-timeout", 2*time.Second, "deadline of one SCP query; past it the caller gets 503")
 	f.StringVar(&o.tokenFile, "api-token-file", envOr("B2BUA_API_TOKEN_FILE", ""), "file holding the provisioning API token; created with a random token if missing (env B2BUA_API_TOKEN_FILE)")
 	f.BoolVar(&o.noAuth, "no-auth", false, "challenge nobody (a lab without credentials)")
+	f.StringVar(&o.digestAlgs, "digest-algorithms", envOr("B2BUA_DIGEST_ALGORITHMS", "SHA-256,MD5"), "digest algorithms offered, in order of preference (SIPp 3.6 needs MD5 first) (env B2BUA_DIGEST_ALGORITHMS)")
 	f.StringVar(&o.logLevel, "log-level", envOr("B2BUA_LOG_LEVEL", "info"), "debug, info, warn or error (env B2BUA_LOG_LEVEL)")
 	return cmd
 }
@@ -84,20 +86,21 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	defer signal.Stop(sigs)
 
 	d, err := daemon.Start(cmd.Context(), daemon.Config{
-		DBPath:         root.DBPath,
-		Domain:         domain,
-		SIPListen:      o.sipListen,
-		HTTPListen:     o.httpListen,
-		SCP:            o.scp,
-		SCPSubscribers: o.subscribers,
-		Trusted:        trusted,
-		RingTimeout:    o.ringTimeout,
-		SCPTimeout:     o.scpTimeout,
-		APIToken:       os.Getenv("B2BUA_API_TOKEN"),
-		TokenFile:      o.tokenFile,
-		NoAuth:         o.noAuth,
-		Logger:         log,
-		OpenLocator:    openLocator,
+		DBPath:           root.DBPath,
+		Domain:           domain,
+		SIPListen:        o.sipListen,
+		HTTPListen:       o.httpListen,
+		SCP:              o.scp,
+		SCPSubscribers:   o.subscribers,
+		Trusted:          trusted,
+		RingTimeout:      o.ringTimeout,
+		SCPTimeout:       o.scpTimeout,
+		APIToken:         os.Getenv("B2BUA_API_TOKEN"),
+		TokenFile:        o.tokenFile,
+		NoAuth:           o.noAuth,
+		DigestAlgorithms: splitList(o.digestAlgs),
+		Logger:           log,
+		OpenLocator:      openLocator,
 	})
 	if err != nil {
 		return err
@@ -144,4 +147,15 @@ func parseCIDRs(s string) ([]netip.Prefix, error) {
 // openLocator builds the SCP backends other than the in-process simulator.
 func openLocator(_ context.Context, spec string) (scp.Locator, error) {
 	return nil, fmt.Errorf("no SCP backend for %q in this build (use sim)", spec)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
