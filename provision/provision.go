@@ -78,6 +78,7 @@ type Error struct {
 	status  int
 }
 
+// Error gives the message, so an *Error can travel as an error.
 func (e *Error) Error() string { return e.Message }
 
 type errorBody struct {
