@@ -314,6 +314,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	if tlsL != nil {
 		serve(func() error { return s.srv.ServeTLS(tlsL) })
 	}
+	// Ready only once the UDP listener is in sipgo's pool: a request sent
+	// from it before that would try to bind the port a second time.
+	for i := 0; i < 1000; i++ {
+		if c, _ := s.ua.TransportLayer().GetConnection("udp", udp.LocalAddr().String()); c != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	close(s.ready)
 	s.log.Info("SIP listening", "udp", udp.LocalAddr().String(), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
 	var err error
