@@ -100,6 +100,7 @@ func TestCacheSeesOtherProcessWrites(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "registry.db")
 	s := openTest(t, path)
+	noVerify(t, s)
 	mustUser(t, s, "alice")
 	t1 := mustTerminal(t, s, "alice", "imsi:001010000000001", true)
 	t2 := mustTerminal(t, s, "alice", "imsi:001010000000002", false)

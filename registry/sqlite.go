@@ -108,7 +108,7 @@ func openSQLite(ctx context.Context, cfg SQLiteConfig, migs []migration) (*SQLit
 	}
 	r.SetMaxIdleConns(4)
 	s.r = r
-	if s.cache, err = newActiveCache(ctx, readDSN); err != nil {
+	if s.cache, err = newActiveCache(ctx, readDSN, abs, log); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("registry: %s: %w", cfg.Path, err)
 	}
