@@ -99,7 +99,10 @@ func (r *Router) routeSmart(ctx context.Context, t registry.Terminal) (Target, e
 		return target, &Failure{Status: 480, Cause: CauseSubscriberAbsent, Text: "terminal not registered"}
 	}
 	var u sipmsg.Uri
-	if err := sipmsg.ParseUri(strings.Trim(chosen.Contact, "<>"), &u); err != nil {
+	if err := sipmsg.ParseUri(strings.Trim(chosen.Contact, "<>"), &u); err != nil || u.Host == "" || (u.Scheme != "sip" && u.Scheme != "sips") {
+		if err == nil {
+			err = fmt.Errorf("contact %q is not a SIP URI with a host", chosen.Contact)
+		}
 		return target, &Failure{Status: 480, Cause: CauseSubscriberAbsent, Text: "terminal registered an unusable contact", Err: err}
 	}
 	target.URI = u
