@@ -23,6 +23,7 @@ import (
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/scp"
+	"github.com/imcall/b2bua/scp/locators"
 	"github.com/imcall/b2bua/scp/sim"
 	"github.com/imcall/b2bua/sip"
 	"github.com/imcall/b2bua/sip/digest"
@@ -35,7 +36,7 @@ type Config struct {
 	Domain         string         // IM domain and digest realm; required
 	SIPListen      string         // UDP and TCP; "" : 127.0.0.1:5060
 	HTTPListen     string         // provisioning API, SCP admin, health; "" : 127.0.0.1:8080
-	SCP            string         // "sim" (default) or a backend spec
+	SCP            string         // "sim" (default) or a backend spec for scp/locators
 	SCPSubscribers string         // JSON file seeding the in-process simulator; "" : empty
 	Trusted        []netip.Prefix // peers not challenged
 	RingTimeout    time.Duration  // 0: 60s
@@ -47,9 +48,6 @@ type Config struct {
 	// SHA-256 then MD5 (see digest.Config.Algorithms).
 	DigestAlgorithms []string
 	Logger           *slog.Logger
-	// OpenLocator builds a non-sim SCP backend from its spec; nil: only
-	// "sim" is accepted.
-	OpenLocator func(ctx context.Context, spec string) (scp.Locator, error)
 }
 
 // Daemon is a running product.
@@ -110,26 +108,17 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 
 	mux := http.NewServeMux()
-	var simulator *sim.Simulator
-	if cfg.SCP == "sim" {
-		var subs []sim.Subscriber
-		if cfg.SCPSubscribers != "" {
-			if subs, err = sim.LoadFile(cfg.SCPSubscribers); err != nil {
-				return nil, fmt.Errorf("scp subscribers: %w", err)
-			}
-		}
-		if simulator, err = sim.New(sim.Config{Subscribers: subs, Logger: log.With("component", "scpsim")}); err != nil {
-			return nil, fmt.Errorf("scp simulator: %w", err)
-		}
-		d.loc = simulator
+	if d.loc, err = locators.Open(ctx, cfg.SCP, locators.Options{
+		SubscribersFile: cfg.SCPSubscribers,
+		Timeout:         cfg.SCPTimeout,
+		Logger:          log.With("component", "scp"),
+	}); err != nil {
+		return nil, fmt.Errorf("scp %q: %w", cfg.SCP, err)
+	}
+	if simulator, ok := locators.Simulator(d.loc); ok {
+		// The in-process simulator's admin API, so that scpsim's commands
+		// change it while calls run.
 		mux.Handle(sim.PathPrefix, sim.NewHandler(simulator, log.With("component", "scpsim")))
-	} else {
-		if cfg.OpenLocator == nil {
-			return nil, fmt.Errorf("scp %q: only sim is available", cfg.SCP)
-		}
-		if d.loc, err = cfg.OpenLocator(ctx, cfg.SCP); err != nil {
-			return nil, fmt.Errorf("scp %q: %w", cfg.SCP, err)
-		}
 	}
 	mux.Handle("/api/v1/", provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")}))
 
@@ -237,8 +226,8 @@ func (d *Daemon) closeResources() {
 	if d.httpL != nil && d.http == nil {
 		d.httpL.Close()
 	}
-	if c, ok := d.loc.(interface{ Close() error }); ok {
-		_ = c.Close()
+	if d.loc != nil {
+		_ = locators.Close(d.loc)
 	}
 	if d.store != nil {
 		_ = d.store.Close()

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imcall/b2bua/daemon"
-	"github.com/imcall/b2bua/scp"
 )
 
 // serveOptions are the flags of `b2bua serve`.
@@ -54,7 +53,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f := cmd.Flags()
 	f.StringVar(&o.sipListen, "sip-listen", envOr("B2BUA_SIP_LISTEN", "127.0.0.1:5060"), "SIP address, UDP and TCP (env B2BUA_SIP_LISTEN)")
 	f.StringVar(&o.httpListen, "http-listen", envOr("B2BUA_HTTP_LISTEN", "127.0.0.1:8080"), "HTTP address: provisioning API, SCP simulator admin, /healthz (env B2BUA_HTTP_LISTEN)")
-	f.StringVar(&o.scp, "scp", envOr("B2BUA_SCP", "sim"), "SCP backend: sim (in process) or a backend spec (env B2BUA_SCP)")
+	f.StringVar(&o.scp, "scp", envOr("B2BUA_SCP", "sim"), "SCP backend: sim (in process), http://HOST:PORT, ... (env B2BUA_SCP)")
 	f.StringVar(&o.subscribers, "scp-subscribers", envOr("B2BUA_SCP_SUBSCRIBERS", ""), "JSON file seeding the in-process SCP simulator, e.g. testdata/scp/subscribers.json (env B2BUA_SCP_SUBSCRIBERS)")
 	f.StringVar(&o.trusted, "trusted", envOr("B2BUA_TRUSTED", ""), "comma-separated CIDRs of peers that are not challenged for authentication (env B2BUA_TRUSTED)")
 	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
@@ -100,7 +99,6 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		NoAuth:           o.noAuth,
 		DigestAlgorithms: splitList(o.digestAlgs),
 		Logger:           log,
-		OpenLocator:      openLocator,
 	})
 	if err != nil {
 		return err
@@ -142,11 +140,6 @@ func parseCIDRs(s string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
-}
-
-// openLocator builds the SCP backends other than the in-process simulator.
-func openLocator(_ context.Context, spec string) (scp.Locator, error) {
-	return nil, fmt.Errorf("no SCP backend for %q in this build (use sim)", spec)
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.
