@@ -826,6 +826,11 @@ func (c *call) cleanup() {
 	for _, aw := range c.awaits {
 		aw.timer.Stop()
 	}
+	// The record is final before the call stops counting as live, so
+	// whoever waits for the server to go idle reads a finished record.
+	c.rec.EndedAt = time.Now().UTC()
+	c.rec.EndCause = c.endCause
+	c.writeRecord()
 	keys := []string{c.a.key()}
 	if c.b != nil {
 		keys = append(keys, c.b.key())
@@ -842,9 +847,6 @@ func (c *call) cleanup() {
 	}
 	c.cancel(errors.New(c.endCause))
 	close(c.ended)
-	c.rec.EndedAt = time.Now().UTC()
-	c.rec.EndCause = c.endCause
-	c.writeRecord()
 	c.log.Debug("call ended", "cause", c.endCause)
 }
 

@@ -98,7 +98,8 @@ type Server struct {
 	srv *sipgo.Server
 	cli *sipgo.Client
 
-	token string // marks our Via branches, to detect loops
+	token  string // marks our Via branches, to detect loops
+	parser *sipmsg.Parser
 
 	mu      sync.Mutex
 	udp     net.PacketConn
@@ -177,6 +178,7 @@ func NewServer(cfg Config) (*Server, error) {
 		calls:   map[*call]struct{}{},
 		dialogs: map[string]*call{},
 		idle:    make(chan struct{}, 1),
+		parser:  sipmsg.NewParser(),
 	}
 	quiet := cfg.Logger.With("component", "sipgo")
 	ua, err := sipgo.NewUA(
@@ -189,7 +191,10 @@ func NewServer(cfg Config) (*Server, error) {
 			// ended) are handled by onWire; nothing to log.
 			sipmsg.WithTransactionLayerUnhandledResponseHandler(func(*sipmsg.Response) {}),
 		),
-		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerLogger(quiet)),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sipmsg.WithTransportLayerLogger(quiet),
+			sipmsg.WithTransportLayerReadFilter(s.badRequestFilter),
+		),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sip: user agent: %w", err)
@@ -202,18 +207,41 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
 	ua.TransportLayer().OnMessage(s.onWire)
-	s.srv.OnInvite(s.onInvite)
-	s.srv.OnAck(s.onAck)
-	s.srv.OnBye(s.inDialog)
-	s.srv.OnInfo(s.inDialog)
-	s.srv.OnUpdate(s.inDialog)
-	s.srv.OnNotify(s.inDialog)
-	s.srv.OnCancel(s.onCancel)
-	s.srv.OnOptions(s.onOptions)
-	s.srv.OnMessage(s.onMessage)
-	s.srv.OnRegister(s.onRegister)
-	s.srv.OnNoRoute(s.onUnsupported)
+	s.srv.OnInvite(s.guard(s.onInvite))
+	s.srv.OnAck(s.guard(s.onAck))
+	s.srv.OnBye(s.guard(s.inDialog))
+	s.srv.OnInfo(s.guard(s.inDialog))
+	s.srv.OnUpdate(s.guard(s.inDialog))
+	s.srv.OnNotify(s.guard(s.inDialog))
+	s.srv.OnCancel(s.guard(s.onCancel))
+	s.srv.OnOptions(s.guard(s.onOptions))
+	s.srv.OnMessage(s.guard(s.onMessage))
+	s.srv.OnRegister(s.guard(s.onRegister))
+	s.srv.OnNoRoute(s.guard(s.onUnsupported))
 	return s, nil
+}
+
+// guard answers 400 to a request without the header fields every request
+// must carry (RFC 3261 §8.1.1); sipgo itself only insists on Via and CSeq.
+func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		var missing string
+		switch {
+		case req.CallID() == nil:
+			missing = "Call-ID"
+		case req.From() == nil:
+			missing = "From"
+		case req.To() == nil:
+			missing = "To"
+		}
+		if missing == "" {
+			h(req, tx)
+			return
+		}
+		if !req.IsAck() {
+			s.respond(tx, req, 400, "missing "+missing)
+		}
+	}
 }
 
 // allowed is the Allow header of the B2BUA (RFC 3261 §20.5).
