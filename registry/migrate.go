@@ -88,6 +88,48 @@ CREATE TABLE call_records (
 	stats       TEXT NOT NULL DEFAULT ''
 ) STRICT;
 `},
+	{name: "media, pending messages", sql: `
+-- Stored media of store-and-link. The link's token itself is never stored:
+-- the key is SHA-256 of the token, so a copy of the database does not give
+-- working links and a lookup by key reveals nothing about other tokens.
+-- The bytes are inline (data) or in a file (path); after expiry the purge
+-- drops the bytes and keeps the row a while as a tombstone, so the link
+-- answers 410 Gone rather than 404.
+CREATE TABLE media (
+	token_hash   BLOB PRIMARY KEY CHECK (length(token_hash) = 32),
+	owner        TEXT NOT NULL,
+	sender       TEXT NOT NULL DEFAULT '',
+	content_type TEXT NOT NULL,
+	size         INTEGER NOT NULL CHECK (size >= 0),
+	sha256       BLOB NOT NULL CHECK (length(sha256) = 32),
+	created      INTEGER NOT NULL,
+	expires      INTEGER NOT NULL,
+	data         BLOB,
+	path         TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX media_expires ON media(expires);
+
+-- MESSAGEs kept for a recipient who was absent or busy, delivered when the
+-- terminal is next found online. reply_* is where the delivery notice to
+-- the sender goes.
+CREATE TABLE pending_messages (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	recipient       TEXT NOT NULL,
+	sender          TEXT NOT NULL DEFAULT '',
+	sender_display  TEXT NOT NULL DEFAULT '',
+	content_type    TEXT NOT NULL,
+	body            BLOB NOT NULL,
+	reply_uri       TEXT NOT NULL DEFAULT '',
+	reply_dest      TEXT NOT NULL DEFAULT '',
+	reply_transport TEXT NOT NULL DEFAULT '',
+	created         INTEGER NOT NULL,
+	expires         INTEGER NOT NULL,
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	next_attempt    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX pending_due ON pending_messages(next_attempt);
+CREATE INDEX pending_recipient ON pending_messages(recipient);
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

@@ -74,8 +74,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 
 	s := openTest(t, path)
-	if v := schemaVersion(t, s); v != 2 {
-		t.Errorf("user_version = %d, want 2", v)
+	if v := schemaVersion(t, s); v != len(migrations) {
+		t.Errorf("user_version = %d, want %d", v, len(migrations))
 	}
 	if got, err := s.ActiveTerminal(ctx, "alice"); err != nil || got != t1 {
 		t.Errorf("ActiveTerminal after migration = %+v, %v; want %+v", got, err, t1)
