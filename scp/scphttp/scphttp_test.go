@@ -284,7 +284,7 @@ func TestValidation(t *testing.T) {
 		{"plain 404", 404, "text/plain", "404 page not found", "without code unknown_subscriber"},
 		{"json 404 other code", 404, "application/json", `{"error":{"code":"not_found","message":"no such route"}}`, "without code unknown_subscriber"},
 		{"server error", 500, "application/json", `{"error":{"code":"internal","message":"boom"}}`, "500 Internal Server Error"},
-		{"bad request", 400, "application/json", `{"error":{"code":"invalid_request","message":"id: is required"}}`, "refused the request: 400 Bad Request id: is required"},
+		{"bad request", 400, "application/json", `{"error":{"code":"invalid_argument","message":"id: is required"}}`, "refused the request: 400 Bad Request id: is required"},
 		{"redirect", 302, "text/plain", "", "302 Found"},
 	}
 	for _, tt := range tests {

@@ -128,7 +128,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		switch {
 		case eb.Error.Code == CodeUnknownSubscriber:
 			return fmt.Errorf("%s: %w", strings.TrimPrefix(path, SubscribersPath+"/"), scp.ErrUnknownSubscriber)
-		case eb.Error.Code == CodeInvalidRequest && eb.Error.Field != "":
+		case eb.Error.Code == CodeInvalidArgument && eb.Error.Field != "":
 			return &registry.ValidationError{Field: eb.Error.Field, Rule: strings.TrimPrefix(eb.Error.Message, eb.Error.Field+": ")}
 		}
 		return fmt.Errorf("simulator at %s: %s", c.base, eb.Error.Message)

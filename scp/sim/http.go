@@ -25,12 +25,16 @@ const (
 	SubscribersPath = "/scp/v1/subscribers"
 )
 
-// Error codes of the protocol's error object.
+// Error codes of the protocol's error object; they are the codes of the
+// B2BUA's provisioning API where the two overlap.
 const (
-	CodeUnknownSubscriber = "unknown_subscriber"
-	CodeInvalidRequest    = "invalid_request"
-	CodeNotFound          = "not_found"
-	CodeInternal          = "internal"
+	CodeUnknownSubscriber    = "unknown_subscriber"
+	CodeInvalidArgument      = "invalid_argument"
+	CodeNotFound             = "not_found"
+	CodeMethodNotAllowed     = "method_not_allowed"
+	CodePayloadTooLarge      = "payload_too_large"
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeInternal             = "internal"
 )
 
 const maxRequestBytes = 64 << 10
@@ -83,7 +87,7 @@ func NewHandler(sim *Simulator, logger *slog.Logger) http.Handler {
 	mux.HandleFunc(PathPrefix, func(w http.ResponseWriter, r *http.Request) {
 		if _, pat := paths.Handler(r); pat != "" {
 			w.Header().Set("Allow", strings.Join(allow[pat], ", "))
-			writeError(w, http.StatusMethodNotAllowed, ErrorObject{Code: CodeInvalidRequest, Message: "method " + r.Method + " not allowed on " + r.URL.Path})
+			writeError(w, http.StatusMethodNotAllowed, ErrorObject{Code: CodeMethodNotAllowed, Message: "method " + r.Method + " not allowed on " + r.URL.Path})
 			return
 		}
 		writeError(w, http.StatusNotFound, ErrorObject{Code: CodeNotFound, Message: "no such route: " + r.Method + " " + r.URL.Path})
@@ -117,7 +121,7 @@ var jsonContentType = []string{"application/json"}
 func (h *handler) locate(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("id")
 	if id == "" {
-		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidRequest, Field: "id", Message: "id: is required, e.g. ?id=imsi:001010000000001"})
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidArgument, Field: "id", Message: "id: is required, e.g. ?id=imsi:001010000000001"})
 		return
 	}
 	loc, err := h.sim.Locate(r.Context(), id)
@@ -200,7 +204,7 @@ func (h *handler) patch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.Addr == nil && c.State == nil {
-		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidRequest, Message: "body: give addr, state or both"})
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidArgument, Message: "body: give addr, state or both"})
 		return
 	}
 	id := r.PathValue("id")
@@ -237,7 +241,7 @@ func (h *handler) detach(w http.ResponseWriter, r *http.Request) {
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			writeError(w, http.StatusUnsupportedMediaType, ErrorObject{Code: CodeInvalidRequest, Message: "body: Content-Type must be application/json"})
+			writeError(w, http.StatusUnsupportedMediaType, ErrorObject{Code: CodeUnsupportedMediaType, Message: "body: Content-Type must be application/json"})
 			return false
 		}
 	}
@@ -252,10 +256,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, ErrorObject{Code: CodeInvalidRequest, Message: fmt.Sprintf("body: larger than %d bytes", maxRequestBytes)})
+			writeError(w, http.StatusRequestEntityTooLarge, ErrorObject{Code: CodePayloadTooLarge, Message: fmt.Sprintf("body: larger than %d bytes", maxRequestBytes)})
 			return false
 		}
-		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidRequest, Message: "body: " + jsonErr(nil, err)})
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidArgument, Message: "body: " + jsonErr(nil, err)})
 		return false
 	}
 	return true
@@ -268,7 +272,7 @@ func writeErr(w http.ResponseWriter, log *slog.Logger, err error) {
 	case errors.Is(err, scp.ErrUnknownSubscriber):
 		writeError(w, http.StatusNotFound, ErrorObject{Code: CodeUnknownSubscriber, Message: err.Error()})
 	case errors.As(err, &ve):
-		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidRequest, Field: ve.Field, Message: ve.Error()})
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidArgument, Field: ve.Field, Message: ve.Error()})
 	default:
 		log.Error("scp admin request failed", "err", err)
 		writeError(w, http.StatusInternalServerError, ErrorObject{Code: CodeInternal, Message: err.Error()})
