@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/imcall/b2bua/scp/ss7/internal/vectors"
+	vectors "github.com/imcall/b2bua/scp/ss7/ss7test"
 	"github.com/imcall/b2bua/scp/ss7/tcap"
 )
 

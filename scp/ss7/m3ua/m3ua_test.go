@@ -6,7 +6,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/imcall/b2bua/scp/ss7/internal/vectors"
+	vectors "github.com/imcall/b2bua/scp/ss7/ss7test"
 )
 
 func TestEncodeVectors(t *testing.T) {

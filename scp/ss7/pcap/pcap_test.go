@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imcall/b2bua/scp/ss7/internal/vectors"
+	vectors "github.com/imcall/b2bua/scp/ss7/ss7test"
 )
 
 func TestWriteRead(t *testing.T) {

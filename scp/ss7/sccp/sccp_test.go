@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/imcall/b2bua/scp/ss7/internal/vectors"
 	"github.com/imcall/b2bua/scp/ss7/m3ua"
+	vectors "github.com/imcall/b2bua/scp/ss7/ss7test"
 )
 
 var gtAddr = Address{RouteOnSSN: true, SSN: 146, GT: &GlobalTitle{Indicator: 4, TT: 0, NP: 1, NAI: 4, Digits: "4930000001"}}

@@ -1,6 +1,6 @@
-// Package vectors loads the SS7 test vectors kept in testdata/ss7/vectors.txt
+// Package ss7test loads the SS7 test vectors kept in testdata/ss7/vectors.txt
 // so that every layer's tests check the same verified bytes.
-package vectors
+package ss7test
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 // in any package can load it.
 func Path() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..", "testdata", "ss7", "vectors.txt")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", "ss7", "vectors.txt")
 }
 
 // Load returns every vector by name.

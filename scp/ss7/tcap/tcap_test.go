@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imcall/b2bua/scp/ss7/internal/vectors"
+	vectors "github.com/imcall/b2bua/scp/ss7/ss7test"
 )
 
 func unhex(t testing.TB, s string) []byte {
