@@ -61,7 +61,14 @@ var listening = regexp.MustCompile(`msg="scpsim listening" proto=http addr=(\S+)
 // it to say where it listens.
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve", "--http", "127.0.0.1:0"}, args...)...)
+	return startServerIn(t, "", append([]string{"serve", "--http", "127.0.0.1:0"}, args...)...)
+}
+
+// startServerIn runs scpsim with args (a serve command line) in dir.
+func startServerIn(t *testing.T, dir string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

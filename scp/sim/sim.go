@@ -160,7 +160,7 @@ func (sub Subscriber) normalise() (Subscriber, error) {
 // wraps scp.ErrUnknownSubscriber.
 func (s *Simulator) Locate(ctx context.Context, mobileID string) (scp.Location, error) {
 	if err := ctx.Err(); err != nil {
-		return scp.Location{}, fmt.Errorf("scp sim: %w: %w", scp.ErrTimeout, err)
+		return scp.Location{}, fmt.Errorf("%w: %w", scp.ErrTimeout, err)
 	}
 	s.mu.RLock()
 	r, ok := s.subs[mobileID]
@@ -170,13 +170,13 @@ func (s *Simulator) Locate(ctx context.Context, mobileID string) (scp.Location, 
 		// pass; only a miss pays for normalising, e.g. an upper-case MAC.
 		id, err := ParseID(mobileID)
 		if err != nil {
-			return scp.Location{}, fmt.Errorf("scp sim: %q: %w (%v)", mobileID, scp.ErrUnknownSubscriber, err)
+			return scp.Location{}, fmt.Errorf("%q: %w (%v)", mobileID, scp.ErrUnknownSubscriber, err)
 		}
 		s.mu.RLock()
 		r, ok = s.subs[id]
 		s.mu.RUnlock()
 		if !ok {
-			return scp.Location{}, fmt.Errorf("scp sim: %s: %w", id, scp.ErrUnknownSubscriber)
+			return scp.Location{}, fmt.Errorf("%s: %w", id, scp.ErrUnknownSubscriber)
 		}
 	}
 	return scp.Location{Addr: r.addr, State: r.state}, nil
