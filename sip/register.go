@@ -136,6 +136,7 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	s.registerOK(ctx, tx, req, aor, now)
+	s.onRegistered(aor) // messages kept for aor go out now
 }
 
 // registerOK answers with every current binding and its remaining time

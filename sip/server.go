@@ -82,6 +82,10 @@ type Config struct {
 	// RetryAfter is the Retry-After of 503 answers while draining; 0: 60s.
 	RetryAfter time.Duration
 
+	// Messaging turns on forward / store-and-link / deferred delivery of
+	// MESSAGE (media_message.go); nil: MESSAGE is relayed as it came.
+	Messaging *Messaging
+
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
 	MaxExpires     time.Duration // longer ones are shortened; 0: 2h
 	DefaultExpires time.Duration // when the UA gives none; 0: 1h
@@ -93,6 +97,7 @@ type Server struct {
 	log    *slog.Logger
 	router *Router
 	media  MediaAnchor
+	msg    *messenger // nil without Config.Messaging
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
@@ -180,6 +185,11 @@ func NewServer(cfg Config) (*Server, error) {
 		idle:    make(chan struct{}, 1),
 		parser:  sipmsg.NewParser(),
 	}
+	msg, err := newMessenger(s, cfg.Messaging)
+	if err != nil {
+		return nil, err
+	}
+	s.msg = msg
 	quiet := cfg.Logger.With("component", "sipgo")
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
@@ -215,7 +225,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.srv.OnNotify(s.guard(s.inDialog))
 	s.srv.OnCancel(s.guard(s.onCancel))
 	s.srv.OnOptions(s.guard(s.onOptions))
-	s.srv.OnMessage(s.guard(s.onMessage))
+	s.srv.OnMessage(s.guard(s.onMessageMedia))
 	s.srv.OnRegister(s.guard(s.onRegister))
 	s.srv.OnNoRoute(s.guard(s.onUnsupported))
 	return s, nil
@@ -351,6 +361,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		time.Sleep(time.Millisecond)
 	}
 	close(s.ready)
+	waitMessaging := s.startMessaging(ctx)
 	s.log.Info("SIP listening", "udp", udp.LocalAddr().String(), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
 	var err error
 	select {
@@ -366,6 +377,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for ; n > 0; n-- {
 		<-errc
 	}
+	waitMessaging()
 	s.ua.Close()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("sip: serve: %w", err)

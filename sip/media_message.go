@@ -1,0 +1,429 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/imcall/b2bua/mediastore"
+	"github.com/imcall/b2bua/msgpolicy"
+	"github.com/imcall/b2bua/registry"
+)
+
+// MediaPutter stores content for store-and-link; *mediastore.Store
+// implements it.
+type MediaPutter interface {
+	Put(ctx context.Context, it mediastore.Item) (mediastore.Stored, error)
+}
+
+// PendingStore keeps messages for recipients who are absent or busy
+// (registry.MediaStore's part).
+type PendingStore interface {
+	AddPending(ctx context.Context, p registry.PendingMessage) (int64, error)
+	DuePending(ctx context.Context, now time.Time, limit int) ([]registry.PendingMessage, error)
+	PendingFor(ctx context.Context, recipient string) ([]registry.PendingMessage, error)
+	ReschedulePending(ctx context.Context, id int64, attempts int, next time.Time) error
+	DeletePending(ctx context.Context, id int64) (bool, error)
+}
+
+// Messaging turns on the media rules of MESSAGE (RFC 3428): forward to a
+// terminal that renders the content, store it and send a link to one that
+// does not, keep it for one that is absent or busy. Media and Pending are
+// required.
+type Messaging struct {
+	Media   MediaPutter
+	Pending PendingStore
+	// BaseURL is the start of every link, e.g. "http://192.0.2.1:8080";
+	// the token path is appended.
+	BaseURL string
+	// MaxSize is the largest MESSAGE body accepted (413 above it); 0:
+	// 1 MiB.
+	MaxSize int
+	// ForwardTimeout bounds one attempt to reach a terminal, under the
+	// sender's own 32 s transaction timeout; 0: 8s.
+	ForwardTimeout time.Duration
+	// KeepFor is how long a deferred message is kept; 0: 7 days.
+	KeepFor time.Duration
+	// RetryMin and RetryMax bound the backoff between attempts to reach an
+	// absent recipient: RetryMin, doubling up to RetryMax. 0: 10s, 10min.
+	RetryMin, RetryMax time.Duration
+}
+
+func (m *Messaging) withDefaults() Messaging {
+	c := *m
+	if c.MaxSize <= 0 {
+		c.MaxSize = 1 << 20
+	}
+	if c.ForwardTimeout <= 0 {
+		c.ForwardTimeout = 8 * time.Second
+	}
+	if c.KeepFor <= 0 {
+		c.KeepFor = 7 * 24 * time.Hour
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 10 * time.Second
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(10*time.Minute, c.RetryMin)
+	}
+	return c
+}
+
+// messenger applies Messaging; its delivery loop runs under Serve.
+type messenger struct {
+	s    *Server
+	cfg  Messaging
+	wake chan string // recipients to try at once (a REGISTER came in)
+}
+
+func newMessenger(s *Server, cfg *Messaging) (*messenger, error) {
+	if cfg == nil {
+		return nil, nil
+	}
+	if cfg.Media == nil || cfg.Pending == nil {
+		return nil, errors.New("sip: Messaging.Media and Messaging.Pending are required")
+	}
+	return &messenger{s: s, cfg: cfg.withDefaults(), wake: make(chan string, 64)}, nil
+}
+
+// onMessageMedia is the MESSAGE handler: with Messaging set the media
+// rules apply, without it the plain relay of message.go.
+func (s *Server) onMessageMedia(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.msg == nil {
+		s.onMessage(req, tx)
+		return
+	}
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.msg.inDialog(req, tx)
+		return
+	}
+	s.msg.outOfDialog(req, tx)
+}
+
+// incoming is a MESSAGE as the rules see it.
+type incoming struct {
+	sender   string // IM ID (or From user of a trusted peer)
+	display  string
+	ctype    string // Content-Type as sent
+	body     []byte
+	content  msgpolicy.Content
+	wireSize int
+}
+
+// read checks what can be checked before routing: the body's type and
+// size, and the UDP size rule. ok is false when it has answered.
+func (m *messenger) read(req *sipmsg.Request, tx sipmsg.ServerTransaction, inDialog bool) (incoming, bool) {
+	in := incoming{body: req.Body(), wireSize: len(req.String())}
+	if h := req.ContentType(); h != nil {
+		in.ctype = h.Value()
+	}
+	if from := req.From(); from != nil {
+		in.sender, in.display = from.Address.User, from.DisplayName
+	}
+	pre := msgpolicy.Input{BodySize: len(in.body), MaxSize: m.cfg.MaxSize, Transport: req.Transport(), WireSize: in.wireSize,
+		InDialog: inDialog, Reach: msgpolicy.Online, Caps: registry.CapAudio | registry.CapText | registry.CapImage | registry.CapVideo, ForwardFits: true}
+	var err error
+	in.content, err = msgpolicy.Unwrap(in.ctype, in.body)
+	if err == nil {
+		pre.ContentType = in.content.Type
+	} else {
+		pre.ContentType = "unsupported"
+	}
+	if d := msgpolicy.Decide(pre); d.Action == msgpolicy.Reject {
+		m.reject(tx, req, d)
+		return in, false
+	}
+	return in, true
+}
+
+func (m *messenger) reject(tx sipmsg.ServerTransaction, req *sipmsg.Request, d msgpolicy.Decision) {
+	m.s.log.Info("MESSAGE refused", "status", d.Status, "why", d.Text, "from", req.From().Address.User, "to", req.Recipient.User)
+	f := &Failure{Status: d.Status, Cause: causeForStatus(d.Status), Text: d.Text}
+	hdrs := []sipmsg.Header{sipmsg.NewHeader("Reason", f.Reason())}
+	if d.Status == 415 {
+		hdrs = append(hdrs, sipmsg.NewHeader("Accept", msgpolicy.Accept))
+	}
+	m.answer(tx, req, d.Status, d.Text, hdrs...)
+}
+
+// answer is Server.respond with the phrases of the answers only MESSAGE
+// gives.
+func (m *messenger) answer(tx sipmsg.ServerTransaction, req *sipmsg.Request, status int, text string, hdrs ...sipmsg.Header) {
+	phrase := reasonPhrase(status)
+	switch status {
+	case 202:
+		phrase = "Accepted"
+	case 413:
+		phrase = "Request Entity Too Large"
+	case 415:
+		phrase = "Unsupported Media Type"
+	case 513:
+		phrase = "Message Too Large"
+	}
+	res := sipmsg.NewResponseFromRequest(req, status, phrase, nil)
+	res.AppendHeader(sipmsg.NewHeader("Server", m.s.cfg.UserAgent))
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if text != "" && status >= 300 {
+		res.AppendHeader(sipmsg.NewHeader("Warning", `399 b2bua "`+strings.ReplaceAll(text, `"`, `'`)+`"`))
+	}
+	if err := tx.Respond(res); err != nil {
+		m.s.log.Debug("respond failed", "status", status, "err", err)
+	}
+}
+
+// outOfDialog handles a MESSAGE outside any call: authenticated like an
+// INVITE, routed like a call, then forwarded, linked or kept.
+func (m *messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s := m.s
+	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 0 {
+		s.respondFailure(tx, req, &Failure{Status: 483, Cause: CauseInterworking, Text: "Max-Forwards exhausted"})
+		return
+	}
+	sender, ok := s.authenticate(req, tx, "Proxy-Authorization", 407)
+	if !ok {
+		return
+	}
+	callee, err := registry.ParseIMID(req.Recipient.User)
+	if err != nil {
+		s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
+		return
+	}
+	in, ok := m.read(req, tx, false)
+	if !ok {
+		return
+	}
+	if sender != "" {
+		in.sender = sender
+	}
+	if in.sender == "" {
+		in.sender = "anonymous"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ForwardTimeout+5*time.Second)
+	defer cancel()
+	pending := registry.PendingMessage{
+		Recipient: callee, Sender: in.sender, SenderDisplay: in.display, ContentType: in.ctype, Body: in.body,
+		ReplyURI: req.From().Address.String(), ReplyDest: req.Source(), ReplyTransport: req.Transport(),
+	}
+	res := m.deliver(ctx, callee, in, func(d msgpolicy.Decision) {
+		if d.Action == msgpolicy.Reject {
+			m.reject(tx, req, d)
+		}
+	})
+	switch res.outcome {
+	case delivered:
+		status := res.status
+		if res.action == msgpolicy.StoreLink {
+			// The terminal has a link, not the content: accepted, not
+			// delivered as sent (RFC 3428 §7 lets 202 say so).
+			status = 202
+		}
+		m.answer(tx, req, status, "")
+	case failed:
+		s.respondFailure(tx, req, res.failure)
+	case deferred:
+		if _, err := m.keep(ctx, pending); err != nil {
+			s.log.Warn("message not kept", "to", callee, "err", err)
+			s.respondFailure(tx, req, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "message store unavailable", RetryAfter: 30})
+			return
+		}
+		s.log.Info("message kept for later delivery", "to", callee, "from", in.sender, "why", res.why)
+		m.answer(tx, req, 202, "")
+	}
+}
+
+// keep stores a deferred message for the delivery loop.
+func (m *messenger) keep(ctx context.Context, p registry.PendingMessage) (int64, error) {
+	now := time.Now().UTC()
+	p.Created = now
+	p.Expires = now.Add(m.cfg.KeepFor)
+	p.NextAttempt = now.Add(m.cfg.RetryMin)
+	return m.cfg.Pending.AddPending(ctx, p)
+}
+
+type outcome int
+
+const (
+	delivered outcome = iota // the terminal took it (forwarded or linked)
+	deferred                 // keep it for later
+	failed                   // answer the sender with failure
+	rejected                 // the policy refused it; onDecision answered
+)
+
+type result struct {
+	outcome outcome
+	action  msgpolicy.Action
+	status  int      // the terminal's 2xx
+	failure *Failure // for failed
+	why     string   // for deferred
+}
+
+// deliver routes one message to callee's terminal and acts on the
+// decision. onDecision sees a Reject before deliver returns rejected.
+func (m *messenger) deliver(ctx context.Context, callee string, in incoming, onDecision func(msgpolicy.Decision)) result {
+	s := m.s
+	input := msgpolicy.Input{ContentType: in.content.Type, BodySize: len(in.body), MaxSize: m.cfg.MaxSize}
+	t, err := s.router.Route(ctx, callee)
+	if err != nil {
+		f := AsFailure(err)
+		switch f.Status {
+		case 480:
+			input.Reach = msgpolicy.Absent
+		case 486:
+			input.Reach = msgpolicy.Busy
+		default:
+			input.Reach, input.RouteStatus, input.RouteText = msgpolicy.Unreachable, f.Status, f.Text
+		}
+	} else {
+		input.Reach = msgpolicy.Online
+		input.Caps = t.Terminal.Caps
+	}
+	var out *sipmsg.Request
+	if input.Reach == msgpolicy.Online {
+		out = m.newMessage(t, in.sender, in.display, callee, in.ctype, in.body)
+		input.ForwardFits = fits(out)
+	}
+	d := msgpolicy.Decide(input)
+	switch d.Action {
+	case msgpolicy.Reject:
+		onDecision(d)
+		if input.Reach == msgpolicy.Unreachable {
+			return result{outcome: rejected, failure: AsFailure(err)}
+		}
+		return result{outcome: rejected}
+	case msgpolicy.Defer:
+		return result{outcome: deferred, why: d.Text}
+	case msgpolicy.StoreLink:
+		st, err := m.cfg.Media.Put(ctx, mediastore.Item{Owner: callee, Sender: in.sender, ContentType: in.content.RawType, Data: in.content.Data})
+		if err != nil {
+			s.log.Warn("media not stored", "to", callee, "err", err)
+			return result{outcome: failed, failure: &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "media store unavailable", RetryAfter: 30, Err: err}}
+		}
+		text := msgpolicy.LinkText(in.sender, in.content.Type, len(in.content.Data), mediastore.Link(m.cfg.BaseURL, st.Token))
+		out = m.newMessage(t, in.sender, in.display, callee, "text/plain;charset=utf-8", []byte(text))
+		s.log.Info("media linked", "to", callee, "from", in.sender, "media", mediastore.LogID(st.Token), "why", d.Text)
+	}
+	res, err := m.send(ctx, out)
+	switch {
+	case err != nil || res.StatusCode == 408 || res.StatusCode == 480 || res.StatusCode == 486:
+		// The terminal is not there after all: keep the message.
+		why := "terminal not answering"
+		if res != nil {
+			why = "terminal answered " + res.Reason
+		}
+		return result{outcome: deferred, action: d.Action, why: why}
+	case res.StatusCode >= 300:
+		return result{outcome: failed, action: d.Action, failure: failureFromResponse(res)}
+	}
+	return result{outcome: delivered, action: d.Action, status: res.StatusCode}
+}
+
+// fits applies RFC 3261 §18.1.1 to a request we send: over UDP it must not
+// exceed 1300 bytes (sipgo refuses to send it otherwise).
+func fits(out *sipmsg.Request) bool {
+	if !strings.EqualFold(out.Transport(), "UDP") {
+		return true
+	}
+	return len(out.String()) <= msgpolicy.MaxUDPMessage
+}
+
+// newMessage builds a MESSAGE towards target that says nothing of the
+// sender's topology: From is the sender's IM address in our domain.
+func (m *messenger) newMessage(t Target, sender, display, callee, ctype string, body []byte) *sipmsg.Request {
+	s := m.s
+	out := sipmsg.NewRequest(sipmsg.MESSAGE, t.URI)
+	from := &sipmsg.FromHeader{DisplayName: display, Address: sipmsg.Uri{Scheme: "sip", User: sender, Host: s.cfg.Domain}, Params: sipmsg.NewParams()}
+	from.Params.Add("tag", sipmsg.GenerateTagN(16))
+	to := &sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: callee, Host: s.cfg.Domain}, Params: sipmsg.NewParams()}
+	callID := sipmsg.CallIDHeader(newCallID())
+	mf := sipmsg.MaxForwardsHeader(70)
+	// Our Via now, so that the size check sees the request as sent.
+	out.AppendHeader(s.via(t.Transport))
+	out.AppendHeader(from)
+	out.AppendHeader(to)
+	out.AppendHeader(&callID)
+	out.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: sipmsg.MESSAGE})
+	out.AppendHeader(&mf)
+	out.AppendHeader(sipmsg.NewHeader("Content-Type", ctype))
+	out.AppendHeader(sipmsg.NewHeader("User-Agent", s.cfg.UserAgent))
+	out.SetBody(body)
+	out.SetTransport(t.Transport)
+	out.SetDestination(t.Dest)
+	out.Laddr = s.laddr(t.Transport)
+	return out
+}
+
+// send sends out and waits for its final response, at most
+// ForwardTimeout.
+func (m *messenger) send(ctx context.Context, out *sipmsg.Request) (*sipmsg.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.ForwardTimeout)
+	defer cancel()
+	type answer struct {
+		res *sipmsg.Response
+		err error
+	}
+	done := make(chan answer, 1)
+	m.s.request(ctx, out, nil, func(r *sipmsg.Response, err error) { done <- answer{r, err} })
+	a := <-done
+	return a.res, a.err
+}
+
+// inDialog applies the rules to a MESSAGE inside a call. The terminal is
+// the call's, so nothing is kept for later: content the recipient's
+// terminal cannot render is stored and the MESSAGE relayed with a link
+// instead. A recipient without a terminal of its own (the caller's side)
+// gets the MESSAGE as it came.
+func (m *messenger) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s := m.s
+	in, ok := m.read(req, tx, true)
+	if !ok {
+		return
+	}
+	recipient := req.To().Address.User
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t, err := s.cfg.Terminals.ActiveTerminal(ctx, recipient)
+	if err != nil {
+		s.inDialog(req, tx)
+		return
+	}
+	input := msgpolicy.Input{ContentType: in.content.Type, BodySize: len(in.body), MaxSize: m.cfg.MaxSize, InDialog: true,
+		Reach: msgpolicy.Online, Caps: t.Caps, ForwardFits: m.fitsTerminal(ctx, t, in.wireSize)}
+	d := msgpolicy.Decide(input)
+	switch d.Action {
+	case msgpolicy.Reject:
+		m.reject(tx, req, d)
+		return
+	case msgpolicy.StoreLink:
+		st, err := m.cfg.Media.Put(ctx, mediastore.Item{Owner: t.IMID, Sender: in.sender, ContentType: in.content.RawType, Data: in.content.Data})
+		if err != nil {
+			s.log.Warn("media not stored", "to", t.IMID, "err", err)
+			s.respondFailure(tx, req, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "media store unavailable", RetryAfter: 30})
+			return
+		}
+		text := msgpolicy.LinkText(in.sender, in.content.Type, len(in.content.Data), mediastore.Link(m.cfg.BaseURL, st.Token))
+		req.RemoveHeader("Content-Type")
+		req.AppendHeader(sipmsg.NewHeader("Content-Type", "text/plain;charset=utf-8"))
+		req.SetBody([]byte(text))
+		s.log.Info("media linked in call", "to", t.IMID, "from", in.sender, "media", mediastore.LogID(st.Token), "why", d.Text)
+	}
+	s.inDialog(req, tx)
+}
+
+// fitsTerminal guesses, without touching the call's state, whether a
+// relayed request of about size bytes fits the transport towards t: a
+// legacy terminal is reached over UDP, a smart one over the transport it
+// registered from.
+func (m *messenger) fitsTerminal(ctx context.Context, t registry.Terminal, size int) bool {
+	transport := "udp"
+	if t.Kind == registry.Smart && m.s.cfg.Bindings != nil {
+		if bs, err := m.s.cfg.Bindings.Bindings(ctx, t.IMID, time.Now()); err == nil && len(bs) > 0 {
+			transport = bs[0].Transport
+		}
+	}
+	return !strings.EqualFold(transport, "udp") || size <= msgpolicy.MaxUDPMessage
+}
