@@ -159,11 +159,10 @@ func (c *Client) Locate(ctx context.Context, mobileID string) (scp.Location, err
 		case ctx.Err() == context.Canceled:
 			v, err = neutral, fmt.Errorf("scp http: locate %s: %w", mobileID, context.Canceled)
 		case errors.Is(lctx.Err(), context.DeadlineExceeded):
-			if ctx.Err() != nil {
-				v = neutral // the caller's own, shorter deadline says nothing about the SCP
-			} else {
-				v = failed
-			}
+			// Counted even when the caller's own deadline was the shorter
+			// one: an SCP that cannot answer within what callers allow is
+			// failing them, and only the breaker spares them the wait.
+			v = failed
 			err = fmt.Errorf("scp http: locate %s: no answer within %v: %w", mobileID, time.Since(start).Round(time.Millisecond), scp.ErrTimeout)
 		}
 	}

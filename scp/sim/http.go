@@ -248,6 +248,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidArgument, Message: `body: is required, a JSON object such as {"addr":"127.0.0.1:5062","state":"online"}`})
+		return false
+	}
 	if err == nil {
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = errors.New("unexpected data after the JSON object")

@@ -54,6 +54,7 @@ func TestHandler(t *testing.T) {
 		{"attach bad state", "PUT", "/scp/v1/subscribers/imsi:001010000000003", "application/json", `{"addr":"127.0.0.1:5070","state":"gone"}`, 400, `"field":"state"`},
 		{"attach unknown field", "PUT", "/scp/v1/subscribers/imsi:001010000000003", "application/json", `{"addr":"127.0.0.1:5070","x":1}`, 400, `unknown field`},
 		{"attach not json", "PUT", "/scp/v1/subscribers/imsi:001010000000003", "application/json", `addr=1`, 400, `invalid JSON`},
+		{"attach empty body", "PUT", "/scp/v1/subscribers/imsi:001010000000003", "application/json", ``, 400, `body: is required`},
 		{"attach truncated", "PUT", "/scp/v1/subscribers/imsi:001010000000003", "application/json", `{"addr":`, 400, `truncated JSON`},
 		{"attach trailing", "PUT", "/scp/v1/subscribers/imsi:001010000000003", "application/json", `{"addr":"127.0.0.1:5070"} {}`, 400, `unexpected data`},
 		{"attach wrong type", "PUT", "/scp/v1/subscribers/imsi:001010000000003", "application/json", `{"addr":5070}`, 400, `addr: must be a JSON string`},
