@@ -44,7 +44,7 @@ const (
 // Defaults.
 const (
 	DefaultServiceKey = 100
-	DefaultPrefix     = "9"
+	DefaultPrefix     = cap.DefaultRoutingPrefix
 	DefaultTimeout    = 2 * time.Second
 	DefaultOPC        = 1
 	DefaultDPC        = 2

@@ -16,6 +16,10 @@ const (
 	RoutingNPI = 5
 )
 
+// DefaultRoutingPrefix is the routing number prefix both sides use unless
+// configured otherwise.
+const DefaultRoutingPrefix = "9"
+
 // EncodeRoutingNumber carries an IPv4 address and port in a routing number:
 // prefix, the four octets as three digits each, the port as five digits
 // (192.0.2.10:5060 with prefix 9 → 919200000201005060). [non-standard]
