@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -76,7 +78,9 @@ type worker struct {
 	inbox   []op
 	stopped bool
 
-	socks  map[int32]*sock
+	epf    *os.File // epfd, registered with Go's netpoller
+	rc     syscall.RawConn
+	socks  []*sock // by descriptor number
 	events [128]unix.EpollEvent
 	bufs   [batch][maxDatagram]byte
 	names  [batch]unix.RawSockaddrInet4
@@ -125,7 +129,19 @@ func newWorker(e *engine) (*worker, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("rtpproxy: epoll add: %w", err)
 	}
-	w := &worker{e: e, epfd: epfd, evfd: evfd, socks: make(map[int32]*sock), done: make(chan struct{})}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("rtpproxy: epoll: %w", err)
+	}
+	epf := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := epf.SyscallConn()
+	if err != nil {
+		epf.Close()
+		unix.Close(evfd)
+		return nil, fmt.Errorf("rtpproxy: epoll: %w", err)
+	}
+	w := &worker{e: e, epfd: epfd, evfd: evfd, epf: epf, rc: rc, done: make(chan struct{})}
 	for i := range w.rx {
 		w.rxIov[i] = unix.Iovec{Base: &w.bufs[i][0]}
 		w.rxIov[i].SetLen(maxDatagram)
@@ -157,27 +173,38 @@ func (w *worker) post(o op) {
 
 func (w *worker) run() {
 	defer close(w.done)
-	for {
-		n, err := unix.EpollWait(w.epfd, w.events[:], -1)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			w.e.p.log.Error("epoll wait", "err", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		if w.e.stopping.Load() {
-			break
-		}
-		now := w.e.p.now()
-		for i := 0; i < n; i++ {
-			fd := w.events[i].Fd
-			if fd == int32(w.evfd) {
-				w.takeInbox()
-				continue
+	// Blocking happens in Go's netpoller, on the epoll descriptor itself
+	// (an epoll set is readable while it has ready events): a thread parked
+	// in epoll_wait would make the runtime hand its P off and spin sysmon up
+	// on every wait, which costs more than the relaying at these rates.
+	err := w.rc.Read(func(uintptr) bool {
+		for {
+			r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(w.epfd),
+				uintptr(unsafe.Pointer(&w.events[0])), uintptr(len(w.events)), 0, 0, 0)
+			if w.e.stopping.Load() {
+				return true
 			}
-			if s := w.socks[fd]; s != nil {
-				w.relay(s, now)
+			n := int(r)
+			if errno != 0 || n <= 0 {
+				return false // nothing ready: park until the set is readable
+			}
+			now := w.e.p.now()
+			for i := 0; i < n; i++ {
+				fd := int(w.events[i].Fd)
+				if fd == w.evfd {
+					w.takeInbox()
+					continue
+				}
+				if fd < len(w.socks) {
+					if s := w.socks[fd]; s != nil {
+						w.relay(s, now)
+					}
+				}
 			}
 		}
+	})
+	if err != nil && !w.e.stopping.Load() {
+		w.e.p.log.Error("relay thread stopped", "err", err)
 	}
 	w.mu.Lock()
 	w.stopped = true
@@ -189,10 +216,12 @@ func (w *worker) run() {
 			unix.Close(s.fd)
 		}
 	}
-	for fd := range w.socks {
-		unix.Close(int(fd))
+	for _, s := range w.socks {
+		if s != nil {
+			unix.Close(s.fd)
+		}
 	}
-	unix.Close(w.epfd)
+	w.epf.Close()
 	unix.Close(w.evfd)
 }
 
@@ -209,11 +238,14 @@ func (w *worker) takeInbox() {
 			if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
 				w.e.p.log.Error("epoll add", "port", s.port, "err", err)
 			}
-			w.socks[int32(s.fd)] = s
+			for len(w.socks) <= s.fd {
+				w.socks = append(w.socks, nil)
+			}
+			w.socks[s.fd] = s
 		}
 		for _, s := range o.retire {
 			unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
-			delete(w.socks, int32(s.fd))
+			w.socks[s.fd] = nil
 			unix.Close(s.fd)
 		}
 		if o.retire != nil {
