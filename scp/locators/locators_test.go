@@ -16,6 +16,15 @@ import (
 
 var subscribersFile = filepath.Join("..", "..", "testdata", "scp", "subscribers.json")
 
+func TestSchemes(t *testing.T) {
+	got := strings.Join(Schemes(), ", ")
+	for _, want := range []string{"http", "https", "sim"} {
+		if !strings.Contains(", "+got+", ", ", "+want+", ") {
+			t.Errorf("Schemes() = %s, missing %s", got, want)
+		}
+	}
+}
+
 func TestOpen(t *testing.T) {
 	tests := []struct {
 		spec    string
@@ -29,8 +38,8 @@ func TestOpen(t *testing.T) {
 		{spec: "http://127.0.0.1:8070"},
 		{spec: "https://scp.example:443/prefix"},
 		{spec: "http://127.0.0.1:8070?timeout=200ms"},
-		{spec: "", wantErr: "unknown backend: the scheme must be one of http, https, sim"},
-		{spec: "inap://127.0.0.1:2905", wantErr: "one of http, https, sim"},
+		{spec: "", wantErr: "unknown backend: the scheme must be one of " + strings.Join(Schemes(), ", ")},
+		{spec: "ftp://127.0.0.1:2905", wantErr: "unknown backend: the scheme must be one of " + strings.Join(Schemes(), ", ")},
 		{spec: "sim://somewhere", wantErr: "takes no address"},
 		{spec: "sim", opts: Options{SubscribersFile: "does-not-exist.json"}, wantErr: "does-not-exist.json"},
 		{spec: "http://127.0.0.1:8070?timeout=soon", wantErr: "timeout: must be a positive duration"},
