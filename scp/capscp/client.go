@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"github.com/imcall/b2bua/scp/ss7/assoc"
 	"github.com/imcall/b2bua/scp/ss7/cap"
 	"github.com/imcall/b2bua/scp/ss7/m3ua"
+	"github.com/imcall/b2bua/scp/ss7/pcap"
 	"github.com/imcall/b2bua/scp/ss7/sccp"
 	"github.com/imcall/b2bua/scp/ss7/tcap"
 )
@@ -22,10 +25,11 @@ import (
 // Lookups run concurrently: each owns a TCAP transaction ID, and only the
 // table of open transactions is locked, never the round trip.
 type Client struct {
-	cfg  Config
-	log  *slog.Logger
-	asp  *assoc.ASP
-	next atomic.Uint32
+	cfg     Config
+	log     *slog.Logger
+	asp     *assoc.ASP
+	next    atomic.Uint32
+	capture io.Closer // the PcapFile, if New opened it
 
 	mu      sync.Mutex
 	pending map[uint32]chan answer
@@ -45,13 +49,27 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger.With("scp", cfg.Addr, "protocol", cfg.Protocol), pending: map[uint32]chan answer{}}
+	if cfg.Pcap == nil && cfg.PcapFile != "" {
+		f, err := os.Create(cfg.PcapFile)
+		if err != nil {
+			return nil, fmt.Errorf("capscp: capture: %w", err)
+		}
+		if c.cfg.Pcap, err = pcap.NewWriter(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("capscp: capture: %w", err)
+		}
+		c.capture = f
+	}
 	c.asp, err = assoc.NewASP(assoc.ASPConfig{
 		Network: cfg.Network, Addr: cfg.Addr, RoutingContext: cfg.RoutingContext,
 		Beat: cfg.Beat, MinBackoff: cfg.MinBackoff, MaxBackoff: cfg.MaxBackoff,
 		HandshakeTimeout: max(cfg.Timeout, DefaultTimeout),
-		OnData:           c.onData, OnDown: c.onDown, Pcap: cfg.Pcap, Logger: c.log,
+		OnData:           c.onData, OnDown: c.onDown, Pcap: c.cfg.Pcap, Logger: c.log,
 	})
 	if err != nil {
+		if c.capture != nil {
+			c.capture.Close()
+		}
 		return nil, fmt.Errorf("capscp: %w", err)
 	}
 	return c, nil
@@ -61,8 +79,15 @@ func New(cfg Config) (*Client, error) {
 // want the first lookup not to fail while it is still connecting).
 func (c *Client) WaitUp(ctx context.Context) error { return c.asp.WaitUp(ctx) }
 
-// Close takes the association down. Lookups in flight fail.
-func (c *Client) Close() error { return c.asp.Close() }
+// Close takes the association down and closes the capture file. Lookups
+// in flight fail.
+func (c *Client) Close() error {
+	err := c.asp.Close()
+	if c.capture != nil {
+		err = errors.Join(err, c.capture.Close())
+	}
+	return err
+}
 
 // Locate implements scp.Locator for "imsi:DIGITS" identities.
 func (c *Client) Locate(ctx context.Context, mobileID string) (scp.Location, error) {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,14 +90,17 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// Pcap, when set, records every M3UA message of the association.
-	Pcap   *pcap.Writer
-	Logger *slog.Logger
+	Pcap *pcap.Writer
+	// PcapFile, when set and Pcap is not, is created and records the
+	// association; Close closes it.
+	PcapFile string
+	Logger   *slog.Logger
 }
 
 // ParseURL fills a Config from a URL such as
 // cap+tcp://10.0.0.5:2905?opc=1&dpc=2&rc=1&lgt=4930000001&rgt=4930000002&sk=100.
 // Parameters: opc, dpc, ni, rc, lgt, rgt, lssn, rssn, ac, sk (service key),
-// called, prefix, timeout.
+// called, prefix, timeout, pcap (a capture file to write).
 func ParseURL(spec string) (Config, error) {
 	u, err := url.Parse(spec)
 	if err != nil {
@@ -115,6 +119,11 @@ func ParseURL(spec string) (Config, error) {
 	}
 	c := Config{URL: spec, Protocol: Protocol(proto), Network: network, Addr: addr}
 	q := u.Query()
+	for k := range q {
+		if !slices.Contains(urlParams, k) {
+			return Config{}, fmt.Errorf("capscp: unknown parameter %q (known: %s)", k, strings.Join(urlParams, ", "))
+		}
+	}
 	num := func(key string, bits int, dst func(uint64)) error {
 		if v := q.Get(key); v != "" {
 			n, err := strconv.ParseUint(v, 10, bits)
@@ -137,7 +146,7 @@ func ParseURL(spec string) (Config, error) {
 		return Config{}, err
 	}
 	c.LocalGT, c.RemoteGT = q.Get("lgt"), q.Get("rgt")
-	c.AC, c.CalledNumber, c.Prefix = q.Get("ac"), q.Get("called"), q.Get("prefix")
+	c.AC, c.CalledNumber, c.Prefix, c.PcapFile = q.Get("ac"), q.Get("called"), q.Get("prefix"), q.Get("pcap")
 	if v := q.Get("timeout"); v != "" {
 		if c.Timeout, err = time.ParseDuration(v); err != nil {
 			return Config{}, fmt.Errorf("capscp: parameter timeout: %w", err)
@@ -145,6 +154,8 @@ func ParseURL(spec string) (Config, error) {
 	}
 	return c, nil
 }
+
+var urlParams = []string{"opc", "dpc", "ni", "rc", "lgt", "rgt", "lssn", "rssn", "ac", "sk", "called", "prefix", "timeout", "pcap"}
 
 // withDefaults validates c and fills its defaults.
 func (c Config) withDefaults() (Config, error) {
@@ -265,6 +276,9 @@ func merge(dst *Config, src Config) {
 		dst.Timeout = src.Timeout
 	}
 	dst.Beat, dst.MinBackoff, dst.MaxBackoff = src.Beat, src.MinBackoff, src.MaxBackoff
+	if src.PcapFile != "" {
+		dst.PcapFile = src.PcapFile
+	}
 	dst.Pcap, dst.Logger = src.Pcap, src.Logger
 }
 

@@ -45,6 +45,11 @@ var constructors = map[string]Constructor{
 	"sim":   openSim,
 	"http":  openHTTP,
 	"https": openHTTP,
+	// CAP or INAP over M3UA (scp/capscp), e.g. cap+tcp://10.0.0.5:2905?rc=1.
+	"cap+tcp":   openCAP,
+	"cap+sctp":  openCAP,
+	"inap+tcp":  openCAP,
+	"inap+sctp": openCAP,
 }
 
 // Schemes lists the known schemes, sorted.
