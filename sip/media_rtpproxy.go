@@ -1,0 +1,100 @@
+package sip
+
+import (
+	"context"
+	"errors"
+
+	"github.com/imcall/b2bua/rtpproxy"
+)
+
+// RTPProxy is the MediaAnchor that anchors every call's media in the
+// rtpproxy relay: both parties send their RTP to the proxy's ports.
+type RTPProxy struct {
+	Proxy *rtpproxy.Proxy
+}
+
+// NewSession opens a relay call bounded by ctx (the call's context).
+func (a RTPProxy) NewSession(ctx context.Context, callID string) (MediaSession, error) {
+	c, err := a.Proxy.NewCall(ctx, rtpproxy.CallConfig{ID: callID})
+	if err != nil {
+		return nil, &Failure{Status: 503, Cause: CauseCongestion, Text: "no media resources", RetryAfter: 5, Err: err}
+	}
+	return &RTPSession{call: c}, nil
+}
+
+// RTPSession is the MediaSession of one anchored call. Beyond the
+// MediaSession methods it offers, for the call loop to discover by type
+// assertion, Answered (start media supervision at the 2xx), Done and Err
+// (dead media: Err wraps rtpproxy.ErrMediaTimeout) and Stats (the per-leg
+// counters for the call record).
+type RTPSession struct {
+	call *rtpproxy.Call
+}
+
+func proxySide(s Side) rtpproxy.Side {
+	if s == Callee {
+		return rtpproxy.SideB
+	}
+	return rtpproxy.SideA
+}
+
+// Offer rewrites an offer from side from for the other side.
+func (s *RTPSession) Offer(_ context.Context, from Side, sdp []byte) ([]byte, error) {
+	out, err := s.call.RewriteOffer(proxySide(from), sdp)
+	return out, mediaFailure(err)
+}
+
+// Answer rewrites an answer from side from for the other side.
+func (s *RTPSession) Answer(_ context.Context, from Side, sdp []byte) ([]byte, error) {
+	out, err := s.call.RewriteAnswer(proxySide(from), sdp)
+	return out, mediaFailure(err)
+}
+
+// Close releases the call's ports.
+func (s *RTPSession) Close() error { return s.call.Close() }
+
+// Answered starts media supervision; call it when the final 2xx is relayed.
+func (s *RTPSession) Answered() { s.call.Answered() }
+
+// Done is closed when the media session ends by itself (dead media) or
+// its context ends.
+func (s *RTPSession) Done() <-chan struct{} { return s.call.Done() }
+
+// Err tells why Done was closed.
+func (s *RTPSession) Err() error { return s.call.Err() }
+
+// Stats gives the per-leg media counters (JSON-ready, for CallRecord.Stats).
+func (s *RTPSession) Stats() []rtpproxy.LegStats { return s.call.Stats() }
+
+// MediaTimeoutFailure is how a call ended by dead media is reported: BYE to
+// both sides with this Reason (RFC 3326), and "media timeout" as the end
+// cause of the call record.
+func MediaTimeoutFailure(err error) *Failure {
+	return &Failure{Status: 408, Cause: CauseRecoveryOnTimer, Text: "media timeout", Err: err}
+}
+
+// mediaFailure turns a relay error into a Failure carrying its own SIP
+// status: 400 for malformed SDP, 488 for SDP the relay cannot anchor, 503
+// when the port pool is exhausted. The relay's text suits a Warning header
+// (rtpproxy.Error.Warning).
+func mediaFailure(err error) error {
+	var e *rtpproxy.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	f := &Failure{Status: e.StatusCode(), Text: e.Text, Err: err}
+	switch e.StatusCode() {
+	case 400:
+		f.Cause = 95 // Q.850: invalid message, unspecified
+	case 503:
+		f.Cause, f.RetryAfter = CauseCongestion, 5
+	default:
+		f.Cause = 65 // Q.850: bearer capability not implemented
+	}
+	return f
+}
+
+var (
+	_ MediaAnchor  = RTPProxy{}
+	_ MediaSession = (*RTPSession)(nil)
+)
