@@ -22,6 +22,8 @@ type serveConfig struct {
 	HTTPAddr    string // --http
 	Subscribers string // --subscribers
 	StateFile   string // --state
+	CAPAddr     string // --cap: CAP/INAP over M3UA, [tcp://|sctp://]IP:PORT
+	CAPPcap     string // --cap-pcap: capture file of the CAP associations
 }
 
 func newServeCmd(stderr io.Writer) *cobra.Command {
@@ -50,6 +52,8 @@ exists, is loaded at start instead of --subscribers.`,
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8070", "address of the HTTP SCP listener (IP:PORT; port 0 picks a free one)")
 	f.StringVar(&cfg.Subscribers, "subscribers", "", "JSON file of subscribers to start with")
 	f.StringVar(&cfg.StateFile, "state", "", "file that keeps the subscribers across restarts")
+	f.StringVar(&cfg.CAPAddr, "cap", "", "also serve CAP/INAP over M3UA (as the gsmSCF) on [tcp://|sctp://]IP:PORT, e.g. 127.0.0.1:2905")
+	f.StringVar(&cfg.CAPPcap, "cap-pcap", "", "write the CAP signalling to this pcap file (readable by Wireshark and scpsim decode)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -77,6 +81,14 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	listeners = append(listeners, listener{"http", func(ctx context.Context) error {
 		return serveHTTP(ctx, hln, httpHandler(s, logger), logger)
 	}})
+	if cfg.CAPAddr != "" {
+		serve, err := openCAP(cfg, s, logger)
+		if err != nil {
+			hln.Close()
+			return err
+		}
+		listeners = append(listeners, listener{"cap", serve})
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

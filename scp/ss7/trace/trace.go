@@ -310,7 +310,9 @@ func (p *printer) component(c tcap.Component, inap bool) {
 				return
 			}
 			p.f("destinationRoutingAddress: %s", number(a.DestinationRoutingAddress))
-			if ap, err := cap.DecodeRoutingNumber(cap.DefaultRoutingPrefix, a.DestinationRoutingAddress); err == nil {
+			if _, ext := cap.Find(a.Extensions, cap.OIDAddress); ext {
+				// The address is in the extension; the number is a placeholder.
+			} else if ap, err := cap.DecodeRoutingNumber(cap.DefaultRoutingPrefix, a.DestinationRoutingAddress); err == nil {
 				p.f("  = %s (IP routing number, prefix %s)", ap, cap.DefaultRoutingPrefix)
 			}
 			p.extensions(a.Extensions)
