@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -40,7 +41,8 @@ type Messaging struct {
 	// the token path is appended.
 	BaseURL string
 	// MaxSize is the largest MESSAGE body accepted (413 above it); 0:
-	// 1 MiB.
+	// DefaultMaxMessageSize. The SIP stack reads no message over 64 KiB
+	// at all, so a larger value has no effect.
 	MaxSize int
 	// ForwardTimeout bounds one attempt to reach a terminal, under the
 	// sender's own 32 s transaction timeout; 0: 8s.
@@ -55,7 +57,7 @@ type Messaging struct {
 func (m *Messaging) withDefaults() Messaging {
 	c := *m
 	if c.MaxSize <= 0 {
-		c.MaxSize = 1 << 20
+		c.MaxSize = DefaultMaxMessageSize
 	}
 	if c.ForwardTimeout <= 0 {
 		c.ForwardTimeout = 8 * time.Second
@@ -72,11 +74,17 @@ func (m *Messaging) withDefaults() Messaging {
 	return c
 }
 
+// DefaultMaxMessageSize is the default limit of a MESSAGE body: what fits
+// in the 64 KiB the SIP stack parses (sipgo's ParseMaxMessageLength) with
+// room for the headers.
+const DefaultMaxMessageSize = 60 << 10
+
 // messenger applies Messaging; its delivery loop runs under Serve.
 type messenger struct {
-	s    *Server
-	cfg  Messaging
-	wake chan string // recipients to try at once (a REGISTER came in)
+	s       *Server
+	cfg     Messaging
+	wake    chan string    // recipients to try at once (a REGISTER came in)
+	notices sync.WaitGroup // notices to senders in flight, added only by the loop
 }
 
 func newMessenger(s *Server, cfg *Messaging) (*messenger, error) {
@@ -358,18 +366,33 @@ func (m *messenger) newMessage(t Target, sender, display, callee, ctype string, 
 }
 
 // send sends out and waits for its final response, at most
-// ForwardTimeout.
+// ForwardTimeout. It waits on the caller's goroutine rather than through
+// Server.request, so nothing is added to the server's call wait group
+// while Shutdown may be waiting on it.
 func (m *messenger) send(ctx context.Context, out *sipmsg.Request) (*sipmsg.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.ForwardTimeout)
 	defer cancel()
-	type answer struct {
-		res *sipmsg.Response
-		err error
+	tx, err := m.s.cli.TransactionRequest(ctx, out, m.s.addVia)
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan answer, 1)
-	m.s.request(ctx, out, nil, func(r *sipmsg.Response, err error) { done <- answer{r, err} })
-	a := <-done
-	return a.res, a.err
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			if err := tx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, sipmsg.ErrTransactionTerminated
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // inDialog applies the rules to a MESSAGE inside a call. The terminal is

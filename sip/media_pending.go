@@ -39,6 +39,7 @@ func (s *Server) startMessaging(ctx context.Context) (wait func()) {
 	go func() {
 		defer close(done)
 		s.msg.runPending(ctx)
+		s.msg.notices.Wait()
 	}()
 	return func() { <-done }
 }
@@ -143,7 +144,7 @@ func (m *messenger) tryPending(ctx context.Context, p registry.PendingMessage) b
 		m.s.log.Warn("delivered message not removed", "id", p.ID, "err", err)
 	}
 	m.s.log.Info("kept message delivered", "to", p.Recipient, "from", p.Sender, "attempts", p.Attempts+1, "as", res.action.String())
-	m.notifySender(p, msgpolicy.DeliveredText(p.Recipient))
+	m.notifySender(ctx, p, msgpolicy.DeliveredText(p.Recipient))
 	return true
 }
 
@@ -164,12 +165,13 @@ func (m *messenger) giveUp(ctx context.Context, p registry.PendingMessage, why s
 		return
 	}
 	m.s.log.Info("kept message given up", "to", p.Recipient, "from", p.Sender, "why", why)
-	m.notifySender(p, msgpolicy.ExpiredText(p.Recipient))
+	m.notifySender(ctx, p, msgpolicy.ExpiredText(p.Recipient))
 }
 
 // notifySender sends the sender of p an IM from the recipient's address,
-// to where the original MESSAGE came from, without waiting for it.
-func (m *messenger) notifySender(p registry.PendingMessage, text string) {
+// to where the original MESSAGE came from, without waiting for it; ctx
+// (the loop's) ends it when the server stops.
+func (m *messenger) notifySender(ctx context.Context, p registry.PendingMessage, text string) {
 	s := m.s
 	if p.ReplyDest == "" || p.ReplyURI == "" {
 		return
@@ -200,11 +202,11 @@ func (m *messenger) notifySender(p registry.PendingMessage, text string) {
 	req.SetTransport(strings.ToUpper(transport))
 	req.SetDestination(p.ReplyDest)
 	req.Laddr = s.laddr(transport)
-	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
-	s.request(ctx, req, nil, func(_ *sipmsg.Response, err error) {
-		cancel()
-		if err != nil {
+	m.notices.Add(1)
+	go func() {
+		defer m.notices.Done()
+		if _, err := m.send(ctx, req); err != nil {
 			s.log.Debug("delivery notice not delivered", "to", p.Sender, "err", err)
 		}
-	})
+	}()
 }
