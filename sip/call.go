@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +88,7 @@ type call struct {
 	pending                                            int
 	ending, finished                                   bool
 	endCause                                           string
+	byeCause                                           int // Q.850 cause of the BYEs we send; 0: 16
 
 	ringTimer, giveUp *time.Timer
 	awaits            map[*leg]*await2xx
@@ -197,10 +199,48 @@ func (c *call) start() {
 	}
 	m, err := c.s.media.NewSession(c.ctx, c.a.callID)
 	if err != nil {
-		c.fail(&Failure{Status: 503, Cause: CauseCongestion, Text: "no media resources", RetryAfter: 5, Err: err}, false)
+		var f *Failure
+		if !errors.As(err, &f) {
+			f = &Failure{Status: 503, Cause: CauseCongestion, Text: "no media resources", RetryAfter: 5, Err: err}
+		}
+		c.media = passthroughSession{}
+		c.fail(f, false)
 		return
 	}
 	c.media = m
+	// A session that can die by itself (the RTP proxy's inactivity
+	// timeout) ends the call with BYE on both legs.
+	if w, ok := m.(interface {
+		Done() <-chan struct{}
+		Err() error
+	}); ok {
+		c.s.wg.Add(1)
+		go func() {
+			defer c.s.wg.Done()
+			select {
+			case <-w.Done():
+				c.post(func() {
+					if !c.ending && c.ctx.Err() == nil {
+						c.log.Info("media died: ending call", "err", w.Err())
+						c.byeCause = CauseRecoveryOnTimer
+						c.fail(&Failure{Status: 408, Cause: CauseRecoveryOnTimer, Text: "media timeout", Err: w.Err()}, false)
+						c.endCause = "media timeout"
+					}
+				})
+			case <-c.ended:
+			}
+		}()
+	}
+}
+
+// offerFailure is the caller's answer when the media anchor refuses an
+// offer: the anchor's own Failure when it has one, else 488.
+func offerFailure(err error) *Failure {
+	var f *Failure
+	if errors.As(err, &f) {
+		return f
+	}
+	return &Failure{Status: 488, Cause: 65, Text: "offer not acceptable", Err: err}
 }
 
 func (c *call) onRouted(t Target, err error) {
@@ -218,7 +258,7 @@ func (c *call) onRouted(t Target, err error) {
 	body := c.aReq.Body()
 	if len(body) > 0 {
 		if body, err = c.media.Offer(c.ctx, Caller, body); err != nil {
-			c.fail(&Failure{Status: 488, Cause: 65, Text: "offer not acceptable", Err: err}, false)
+			c.fail(offerFailure(err), false)
 			return
 		}
 	}
@@ -366,6 +406,9 @@ func (c *call) onCalleeResponse(res *sipmsg.Response) {
 			c.log.Warn("200 to caller failed", "err", err)
 		}
 		c.expectAck(c.a, c.aTx, out)
+		if a, ok := c.media.(interface{ Answered() }); ok {
+			a.Answered()
+		}
 		c.rec.AnsweredAt = time.Now().UTC()
 		c.writeRecord()
 		c.log.Debug("call answered")
@@ -571,7 +614,11 @@ func (c *call) bye(l *leg, cause string) {
 	}
 	req := l.newRequest(sipmsg.BYE, 0)
 	if cause != "" {
-		req.AppendHeader(sipmsg.NewHeader("Reason", reasonValue(CauseNormalClearing, cause)))
+		q850 := CauseNormalClearing
+		if c.byeCause != 0 {
+			q850 = c.byeCause
+		}
+		req.AppendHeader(sipmsg.NewHeader("Reason", reasonValue(q850, cause)))
 	}
 	c.pending++
 	c.s.request(c.ctx, req, nil, func(*sipmsg.Response, error) {
@@ -737,7 +784,10 @@ func (c *call) relay(from, to *leg, side Side, sr *serverReq) {
 			var err error
 			if body, err = c.media.Offer(c.ctx, side, body); err != nil {
 				c.reinvite = false
-				sr.respond(c.response(req, 488, "offer not acceptable", nil))
+				f := offerFailure(err)
+				res := c.response(req, f.Status, "", nil)
+				res.AppendHeader(sipmsg.NewHeader("Reason", f.Reason()))
+				sr.respond(res)
 				return
 			}
 		}
@@ -830,6 +880,11 @@ func (c *call) cleanup() {
 	// whoever waits for the server to go idle reads a finished record.
 	c.rec.EndedAt = time.Now().UTC()
 	c.rec.EndCause = c.endCause
+	if rs, ok := c.media.(*RTPSession); ok {
+		if b, err := json.Marshal(rs.Stats()); err == nil {
+			c.rec.Stats = string(b)
+		}
+	}
 	c.writeRecord()
 	keys := []string{c.a.key()}
 	if c.b != nil {
