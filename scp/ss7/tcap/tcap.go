@@ -272,6 +272,9 @@ type Dialogue struct {
 	// UserInfo is the raw user-information [30] element, if any; kept so
 	// that a decoded dialogue can be shown, not interpreted.
 	UserInfo []byte
+	// NoVersion omits protocol-version from AARQ/AARE (it has a DEFAULT,
+	// and real equipment leaves it out); decoding sets it when absent.
+	NoVersion bool
 }
 
 // version1 is protocol-version [0] IMPLICIT BIT STRING {version1(0)}: seven
@@ -286,10 +289,11 @@ func (d Dialogue) encode() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tcap: application context: %w", err)
 		}
-		parts := [][]byte{
-			ber.Prim(ber.Context, 0, version1),
-			ber.Cons(ber.Context, 1, ber.Prim(ber.Universal, ber.TagOID, oid)),
+		var parts [][]byte
+		if !d.NoVersion {
+			parts = append(parts, ber.Prim(ber.Context, 0, version1))
 		}
+		parts = append(parts, ber.Cons(ber.Context, 1, ber.Prim(ber.Universal, ber.TagOID, oid)))
 		if d.Kind == AARE {
 			if d.DiagSource != DiagSourceUser && d.DiagSource != DiagSourceProvider {
 				return nil, fmt.Errorf("tcap: AARE diagnostic source %d", d.DiagSource)
@@ -349,6 +353,8 @@ func decodeDialogue(e ber.TLV) (Dialogue, error) {
 		// protocol-version is optional (DEFAULT version1): real captures omit it.
 		if len(fields) > 0 && fields[0].Is(ber.Context, false, 0) {
 			fields = fields[1:]
+		} else {
+			d.NoVersion = true
 		}
 		if len(fields) == 0 || !fields[0].Is(ber.Context, true, 1) {
 			return Dialogue{}, malformed("%s without application-context-name", d.Kind)
