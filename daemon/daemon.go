@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/scp"
@@ -47,13 +48,21 @@ type Config struct {
 	// DigestAlgorithms are the digest algorithms offered, in order; nil:
 	// SHA-256 then MD5 (see digest.Config.Algorithms).
 	DigestAlgorithms []string
-	Logger           *slog.Logger
+	// MediaBaseURL starts the links of store-and-link media; "" : http://
+	// and the HTTP listen address.
+	MediaBaseURL   string
+	MediaDir       string        // files of large media; "" : kept in the registry
+	MediaTTL       time.Duration // how long a link works; 0: 7 days
+	MaxMessageSize int           // largest MESSAGE body; 0: sip.DefaultMaxMessageSize
+	MessageRetry   time.Duration // first retry of a kept message; 0: 10s
+	Logger         *slog.Logger
 }
 
 // Daemon is a running product.
 type Daemon struct {
 	log   *slog.Logger
 	store *registry.SQLite
+	media *mediastore.Store
 	sip   *sip.Server
 	http  *http.Server
 	httpL net.Listener
@@ -120,6 +129,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		// change it while calls run.
 		mux.Handle(sim.PathPrefix, sim.NewHandler(simulator, log.With("component", "scpsim")))
 	}
+	if d.media, err = mediastore.New(mediastore.Config{DB: store, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
+		return nil, err
+	}
+	mux.Handle(mediastore.PathPrefix, d.media)
 	mux.Handle("/api/v1/", provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")}))
 
 	var auth sip.Authenticator
@@ -149,6 +162,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,
 		Logger:      log.With("component", "sip"),
+		Messaging: &sip.Messaging{Media: d.media, Pending: store, BaseURL: cfg.MediaBaseURL, MaxSize: cfg.MaxMessageSize, RetryMin: cfg.MessageRetry,
+			LinkBase: func() string { return "http://" + d.HTTPAddr() }},
 	})
 	if err != nil {
 		return nil, err
@@ -228,6 +243,9 @@ func (d *Daemon) closeResources() {
 	}
 	if d.loc != nil {
 		_ = locators.Close(d.loc)
+	}
+	if d.media != nil {
+		_ = d.media.Close()
 	}
 	if d.store != nil {
 		_ = d.store.Close()

@@ -38,8 +38,10 @@ type Messaging struct {
 	Media   MediaPutter
 	Pending PendingStore
 	// BaseURL is the start of every link, e.g. "http://192.0.2.1:8080";
-	// the token path is appended.
-	BaseURL string
+	// the token path is appended. When it is "", LinkBase gives it (for a
+	// daemon whose HTTP address is known only once it listens).
+	BaseURL  string
+	LinkBase func() string
 	// MaxSize is the largest MESSAGE body accepted (413 above it); 0:
 	// DefaultMaxMessageSize. The SIP stack reads no message over 64 KiB
 	// at all, so a larger value has no effect.
@@ -94,7 +96,17 @@ func newMessenger(s *Server, cfg *Messaging) (*messenger, error) {
 	if cfg.Media == nil || cfg.Pending == nil {
 		return nil, errors.New("sip: Messaging.Media and Messaging.Pending are required")
 	}
+	if cfg.BaseURL == "" && cfg.LinkBase == nil {
+		return nil, errors.New("sip: Messaging.BaseURL or Messaging.LinkBase is required")
+	}
 	return &messenger{s: s, cfg: cfg.withDefaults(), wake: make(chan string, 64)}, nil
+}
+
+func (m *messenger) linkBase() string {
+	if m.cfg.BaseURL != "" {
+		return m.cfg.BaseURL
+	}
+	return m.cfg.LinkBase()
 }
 
 // onMessageMedia is the MESSAGE handler: with Messaging set the media
@@ -311,7 +323,7 @@ func (m *messenger) deliver(ctx context.Context, callee string, in incoming, onD
 			s.log.Warn("media not stored", "to", callee, "err", err)
 			return result{outcome: failed, failure: &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "media store unavailable", RetryAfter: 30, Err: err}}
 		}
-		text := msgpolicy.LinkText(in.sender, in.content.Type, len(in.content.Data), mediastore.Link(m.cfg.BaseURL, st.Token))
+		text := msgpolicy.LinkText(in.sender, in.content.Type, len(in.content.Data), mediastore.Link(m.linkBase(), st.Token))
 		out = m.newMessage(t, in.sender, in.display, callee, "text/plain;charset=utf-8", []byte(text))
 		s.log.Info("media linked", "to", callee, "from", in.sender, "media", mediastore.LogID(st.Token), "why", d.Text)
 	}
@@ -428,7 +440,7 @@ func (m *messenger) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			s.respondFailure(tx, req, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "media store unavailable", RetryAfter: 30})
 			return
 		}
-		text := msgpolicy.LinkText(in.sender, in.content.Type, len(in.content.Data), mediastore.Link(m.cfg.BaseURL, st.Token))
+		text := msgpolicy.LinkText(in.sender, in.content.Type, len(in.content.Data), mediastore.Link(m.linkBase(), st.Token))
 		req.RemoveHeader("Content-Type")
 		req.AppendHeader(sipmsg.NewHeader("Content-Type", "text/plain;charset=utf-8"))
 		req.SetBody([]byte(text))
