@@ -96,6 +96,7 @@ func startServerIn(t *testing.T, dir string, args ...string) *server {
 		t.Fatalf("scpsim serve exited before listening: %v\n%s", err, s.logs)
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
+		<-s.done // the reader goroutine is done with logs
 		t.Fatalf("scpsim serve did not start:\n%s", s.logs)
 	}
 	t.Cleanup(func() {
@@ -187,8 +188,10 @@ func TestSubscriberCommands(t *testing.T) {
 		t.Fatalf("locate: %+v, %v", loc, err)
 	}
 
-	// Restart from the state file alone: the changes are kept.
-	srv.stop(t)
+	// Restart from the state file alone: the changes are kept, even though
+	// the server is killed without a chance to save anything at exit.
+	srv.cmd.Process.Kill()
+	<-srv.done
 	srv2 := startServer(t, "--state", state)
 	out, errOut, code := scpsim(t, nil, "subscriber", "list", "-o", "json", "--server", srv2.URL)
 	if code != 0 || out != jsonOut {
