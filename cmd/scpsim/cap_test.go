@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -122,5 +123,71 @@ func TestServeCAPErrors(t *testing.T) {
 		if strings.Contains(args[len(args)-1], "sctp") && !strings.Contains(errOut, "does not support SCTP") {
 			t.Errorf("unclear SCTP error: %s", errOut)
 		}
+	}
+}
+
+// TestREADMECAP runs the examples of the README's CAP SCP section: scpsim
+// serving CAP, the B2BUA's --scp URL against it, and scpsim decode.
+func TestREADMECAP(t *testing.T) {
+	dir := t.TempDir()
+	fixture, err := os.ReadFile(filepath.Join("..", "..", "testdata", "scp", "subscribers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "testdata", "scp"), 0o755)
+	os.WriteFile(filepath.Join(dir, "testdata", "scp", "subscribers.json"), fixture, 0o644)
+	capAddr := freePort(t)
+	var served bool
+	for _, b := range readmeBlocks(t, "CAP SCP") {
+		switch {
+		case b.lang == "sh" && strings.HasPrefix(b.text, "scpsim serve "):
+			args := strings.Fields(strings.TrimSuffix(strings.TrimSpace(b.text), "&"))[1:]
+			for i := 1; i < len(args); i++ {
+				switch args[i-1] {
+				case "--http":
+					args[i] = "127.0.0.1:0"
+				case "--cap":
+					args[i] = capAddr
+				}
+			}
+			startServerIn(t, dir, args...)
+			served = true
+		case b.lang == "sh" && strings.HasPrefix(b.text, "b2bua serve "):
+			_, spec, _ := strings.Cut(b.text, "--scp '")
+			spec, _, _ = strings.Cut(spec, "'")
+			cfg, err := capscp.ParseURL(strings.Replace(spec, "127.0.0.1:2905", capAddr, 1))
+			if err != nil || !served {
+				t.Fatalf("README.md:%d: %v (served: %v)", b.line, err, served)
+			}
+			cfg.Timeout, cfg.MinBackoff = 5*time.Second, 10*time.Millisecond
+			c, err := capscp.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if err := c.WaitUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			loc, err := c.Locate(ctx, "imsi:001010000000001")
+			cancel()
+			c.Close()
+			if err != nil || loc.State != scp.Online || loc.Addr.String() != "127.0.0.1:5062" {
+				t.Fatalf("README.md:%d: %+v %v", b.line, loc, err)
+			}
+		case b.lang == "sh" && strings.Contains(b.text, "scpsim decode"):
+			cmd := exec.Command("sh", "-e", "-c", b.text)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+string(os.PathListSeparator)+os.Getenv("PATH"))
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("README.md:%d: %v", b.line, err)
+			}
+			if b.want == nil || string(out) != *b.want {
+				t.Errorf("README.md:%d: output\n%s", b.line, out)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cap.pcap")); err != nil {
+		t.Fatalf("--cap-pcap file: %v", err)
 	}
 }
