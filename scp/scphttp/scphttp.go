@@ -152,7 +152,7 @@ func (c *Client) Locate(ctx context.Context, mobileID string) (scp.Location, err
 	defer cancel()
 	start := time.Now()
 	loc, v, err := c.lookup(lctx, mobileID)
-	if err != nil && lctx.Err() != nil {
+	if err != nil && v != healthy && lctx.Err() != nil {
 		// Whatever the transport said, a passed deadline or a canceled
 		// caller is the reason the lookup ended.
 		switch {
