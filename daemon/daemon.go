@@ -7,6 +7,7 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,6 +37,9 @@ type Config struct {
 	DBPath         string         // SQLite registry; required
 	Domain         string         // IM domain and digest realm; required
 	SIPListen      string         // UDP and TCP; "" : 127.0.0.1:5060
+	TLSListen      string         // SIP over TLS; "" : none
+	TLSCert        string         // PEM certificate chain for TLSListen
+	TLSKey         string         // PEM private key for TLSListen
 	HTTPListen     string         // provisioning API, SCP admin, health; "" : 127.0.0.1:8080
 	SCP            string         // "sim" (default) or a backend spec for scp/locators
 	SCPSubscribers string         // JSON file seeding the in-process simulator; "" : empty
@@ -150,7 +154,17 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		}
 		auth = v
 	}
+	var tlsConf *tls.Config
+	if cfg.TLSListen != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls certificate: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	d.sip, err = sip.NewServer(sip.Config{
+		TLSConfig:   tlsConf,
+		TLSAddr:     cfg.TLSListen,
 		Domain:      cfg.Domain,
 		Terminals:   store,
 		Bindings:    store,

@@ -328,6 +328,16 @@ func (s *Server) Addr() netip.AddrPort {
 	return s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
+// TLSAddr is the SIP-over-TLS address, "" without TLS; valid after Listen.
+func (s *Server) TLSAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tlsL == nil {
+		return ""
+	}
+	return s.tlsL.Addr().String()
+}
+
 // Ready is closed once the server answers SIP.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 

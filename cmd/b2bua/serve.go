@@ -19,6 +19,9 @@ import (
 // serveOptions are the flags of `b2bua serve`.
 type serveOptions struct {
 	sipListen   string
+	tlsListen   string
+	tlsCert     string
+	tlsKey      string
 	httpListen  string
 	scp         string
 	subscribers string
@@ -52,6 +55,9 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.sipListen, "sip-listen", envOr("B2BUA_SIP_LISTEN", "127.0.0.1:5060"), "SIP address, UDP and TCP (env B2BUA_SIP_LISTEN)")
+	f.StringVar(&o.tlsListen, "tls-listen", envOr("B2BUA_TLS_LISTEN", ""), "SIP over TLS on this address, with --tls-cert and --tls-key (env B2BUA_TLS_LISTEN)")
+	f.StringVar(&o.tlsCert, "tls-cert", envOr("B2BUA_TLS_CERT", ""), "PEM certificate chain for --tls-listen (env B2BUA_TLS_CERT)")
+	f.StringVar(&o.tlsKey, "tls-key", envOr("B2BUA_TLS_KEY", ""), "PEM private key for --tls-listen (env B2BUA_TLS_KEY)")
 	f.StringVar(&o.httpListen, "http-listen", envOr("B2BUA_HTTP_LISTEN", "127.0.0.1:8080"), "HTTP address: provisioning API, SCP simulator admin, /healthz (env B2BUA_HTTP_LISTEN)")
 	f.StringVar(&o.scp, "scp", envOr("B2BUA_SCP", "sim"), "SCP backend: sim (in process), http://HOST:PORT, ... (env B2BUA_SCP)")
 	f.StringVar(&o.subscribers, "scp-subscribers", envOr("B2BUA_SCP_SUBSCRIBERS", ""), "JSON file seeding the in-process SCP simulator, e.g. testdata/scp/subscribers.json (env B2BUA_SCP_SUBSCRIBERS)")
@@ -88,6 +94,9 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		DBPath:           root.DBPath,
 		Domain:           domain,
 		SIPListen:        o.sipListen,
+		TLSListen:        o.tlsListen,
+		TLSCert:          o.tlsCert,
+		TLSKey:           o.tlsKey,
 		HTTPListen:       o.httpListen,
 		SCP:              o.scp,
 		SCPSubscribers:   o.subscribers,
