@@ -14,12 +14,16 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/ishidawataru/sctp"
 
 	"github.com/imcall/b2bua/scp/ss7/m3ua"
 	"github.com/imcall/b2bua/scp/ss7/pcap"
 )
+
+// writeTimeout bounds one message write on a stream transport.
+const writeTimeout = 5 * time.Second
 
 // Networks.
 const (
@@ -170,8 +174,15 @@ func (t *tcpConn) ReadMsg() ([]byte, error) { return m3ua.ReadMessage(t.r) }
 func (t *tcpConn) WriteMsg(b []byte, _ uint16) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, err := t.c.Write(b)
-	return err
+	// A peer that stops reading must not hold every sender forever; and
+	// after a partial write the stream's framing is lost, so the
+	// connection is closed and the association comes up afresh.
+	_ = t.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := t.c.Write(b); err != nil {
+		t.c.Close()
+		return err
+	}
+	return nil
 }
 func (t *tcpConn) Close() error               { return t.c.Close() }
 func (t *tcpConn) LocalAddr() netip.AddrPort  { return addrPort(t.c.LocalAddr()) }
