@@ -32,6 +32,16 @@ type serveOptions struct {
 	noAuth      bool
 	digestAlgs  string
 	logLevel    string
+	media       mediaOptions
+}
+
+// mediaOptions are the flags of MESSAGE media handling.
+type mediaOptions struct {
+	baseURL string
+	dir     string
+	ttl     time.Duration
+	maxSize int
+	retry   time.Duration
 }
 
 func newServeCmd(root *rootOptions) *cobra.Command {
@@ -68,6 +78,11 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.BoolVar(&o.noAuth, "no-auth", false, "challenge nobody (a lab without credentials)")
 	f.StringVar(&o.digestAlgs, "digest-algorithms", envOr("B2BUA_DIGEST_ALGORITHMS", "SHA-256,MD5"), "digest algorithms offered, in order of preference (SIPp 3.6 needs MD5 first) (env B2BUA_DIGEST_ALGORITHMS)")
 	f.StringVar(&o.logLevel, "log-level", envOr("B2BUA_LOG_LEVEL", "info"), "debug, info, warn or error (env B2BUA_LOG_LEVEL)")
+	f.StringVar(&o.media.baseURL, "media-base-url", envOr("B2BUA_MEDIA_BASE_URL", ""), "start of the media links sent to terminals, e.g. https://media.example.com (default http:// and the HTTP listen address) (env B2BUA_MEDIA_BASE_URL)")
+	f.StringVar(&o.media.dir, "media-dir", envOr("B2BUA_MEDIA_DIR", ""), "directory for stored media over 64 KiB (default: kept in the registry) (env B2BUA_MEDIA_DIR)")
+	f.DurationVar(&o.media.ttl, "media-ttl", 7*24*time.Hour, "how long a media link works; then it answers 410")
+	f.IntVar(&o.media.maxSize, "max-message-size", 60<<10, "largest MESSAGE body in bytes; larger ones get 413")
+	f.DurationVar(&o.media.retry, "message-retry", 10*time.Second, "first retry of a message kept for an absent terminal (doubling up to 10 minutes)")
 	return cmd
 }
 
@@ -107,6 +122,11 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		TokenFile:        o.tokenFile,
 		NoAuth:           o.noAuth,
 		DigestAlgorithms: splitList(o.digestAlgs),
+		MediaBaseURL:     o.media.baseURL,
+		MediaDir:         o.media.dir,
+		MediaTTL:         o.media.ttl,
+		MaxMessageSize:   o.media.maxSize,
+		MessageRetry:     o.media.retry,
 		Logger:           log,
 	})
 	if err != nil {
