@@ -145,7 +145,10 @@ func fakePNG(n int) []byte {
 // capability is stored; the terminal receives a text MESSAGE whose link
 // gives exactly the bytes sent, until the link expires.
 func TestMessageStoreAndLink(t *testing.T) {
-	e := newMediaEnv(t, time.Hour)
+	logs := &lockedBuffer{}
+	e := newMediaEnv(t, time.Hour, func(c *b2bConfig) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	alice := newPeer(t, "alice")
 	term := newPeer(t, "bobterm")
 	e.addTerminal("bob", "001010000000001", term.addr, scp.Online, registry.CapAudio|registry.CapText)
@@ -186,6 +189,12 @@ func TestMessageStoreAndLink(t *testing.T) {
 			}
 			// An unknown token of the same shape: 404.
 			tok := link[strings.LastIndex(link, "/")+1:]
+			if strings.Contains(logs.String(), tok) {
+				t.Errorf("the token appears in the log")
+			}
+			if !strings.Contains(logs.String(), "media="+mediastore.LogID(tok)) {
+				t.Errorf("the log does not name the media by its LogID:\n%s", logs.String())
+			}
 			other := strings.Repeat("A", len(tok))
 			if status, _ := fetch(t, e.http.URL+"/m/"+other); status != 404 {
 				t.Errorf("unknown token: %d, want 404", status)
@@ -448,3 +457,17 @@ func TestMessageInCall(t *testing.T) {
 	}
 	waitIdle(t, e.env)
 }
+
+// lockedBuffer is a log sink the server's goroutines share with the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
