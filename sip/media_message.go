@@ -229,12 +229,15 @@ func (m *messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction
 		Recipient: callee, Sender: in.sender, SenderDisplay: in.display, ContentType: in.ctype, Body: in.body,
 		ReplyURI: req.From().Address.String(), ReplyDest: req.Source(), ReplyTransport: req.Transport(),
 	}
-	res := m.deliver(ctx, callee, in, func(d msgpolicy.Decision) {
-		if d.Action == msgpolicy.Reject {
-			m.reject(tx, req, d)
-		}
-	})
+	res := m.deliver(ctx, callee, in)
 	switch res.outcome {
+	case rejected:
+		if res.failure != nil {
+			// Routing's own answer: its Q.850 cause and Retry-After.
+			s.respondFailure(tx, req, res.failure)
+			return
+		}
+		m.reject(tx, req, res.decision)
 	case delivered:
 		status := res.status
 		if res.action == msgpolicy.StoreLink {
@@ -271,7 +274,7 @@ const (
 	delivered outcome = iota // the terminal took it (forwarded or linked)
 	deferred                 // keep it for later
 	failed                   // answer the sender with failure
-	rejected                 // the policy refused it; onDecision answered
+	rejected                 // the policy refused it
 )
 
 type result struct {
@@ -280,11 +283,14 @@ type result struct {
 	status  int      // the terminal's 2xx
 	failure *Failure // for failed
 	why     string   // for deferred
+	// decision is the policy's Reject; failure is set instead when
+	// routing gave the answer.
+	decision msgpolicy.Decision
 }
 
 // deliver routes one message to callee's terminal and acts on the
-// decision. onDecision sees a Reject before deliver returns rejected.
-func (m *messenger) deliver(ctx context.Context, callee string, in incoming, onDecision func(msgpolicy.Decision)) result {
+// decision.
+func (m *messenger) deliver(ctx context.Context, callee string, in incoming) result {
 	s := m.s
 	input := msgpolicy.Input{ContentType: in.content.Type, BodySize: len(in.body), MaxSize: m.cfg.MaxSize}
 	t, err := s.router.Route(ctx, callee)
@@ -310,11 +316,10 @@ func (m *messenger) deliver(ctx context.Context, callee string, in incoming, onD
 	d := msgpolicy.Decide(input)
 	switch d.Action {
 	case msgpolicy.Reject:
-		onDecision(d)
 		if input.Reach == msgpolicy.Unreachable {
-			return result{outcome: rejected, failure: AsFailure(err)}
+			return result{outcome: rejected, decision: d, failure: AsFailure(err)}
 		}
-		return result{outcome: rejected}
+		return result{outcome: rejected, decision: d}
 	case msgpolicy.Defer:
 		return result{outcome: deferred, why: d.Text}
 	case msgpolicy.StoreLink:

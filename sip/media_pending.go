@@ -125,8 +125,7 @@ func (m *messenger) tryPending(ctx context.Context, p registry.PendingMessage) b
 	}
 	dctx, cancel := context.WithTimeout(ctx, m.cfg.ForwardTimeout+5*time.Second)
 	defer cancel()
-	var refused string
-	res := m.deliver(dctx, p.Recipient, in, func(d msgpolicy.Decision) { refused = d.Text })
+	res := m.deliver(dctx, p.Recipient, in)
 	switch res.outcome {
 	case deferred:
 		return false
@@ -134,10 +133,11 @@ func (m *messenger) tryPending(ctx context.Context, p registry.PendingMessage) b
 		if res.failure != nil && res.failure.Status >= 500 {
 			return false // the SCP or the terminal may recover
 		}
-		if res.failure != nil && refused == "" {
-			refused = res.failure.Text
+		why := res.decision.Text
+		if res.failure != nil {
+			why = res.failure.Text
 		}
-		m.giveUp(ctx, p, refused)
+		m.giveUp(ctx, p, why)
 		return true
 	}
 	if ok, err := m.cfg.Pending.DeletePending(ctx, p.ID); err != nil || !ok {

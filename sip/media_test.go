@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -325,11 +326,20 @@ func TestMessageDeliveredOnRegister(t *testing.T) {
 // TestMessageRefused: each limit gives its answer, and nothing reaches
 // the terminal.
 func TestMessageRefused(t *testing.T) {
-	e := newMediaEnv(t, time.Hour)
+	e := newMediaEnv(t, time.Hour, func(c *b2bConfig) {
+		real := c.Locator
+		c.Locator = locatorFunc(func(ctx context.Context, id string) (scp.Location, error) {
+			if id == "imsi:001010000000005" {
+				return scp.Location{}, fmt.Errorf("connect: %w", scp.ErrUnavailable)
+			}
+			return real.Locate(ctx, id)
+		})
+	})
 	alice := newPeer(t, "alice")
 	term := newPeer(t, "bobterm")
 	e.addTerminal("bob", "001010000000001", term.addr, scp.Online, registry.CapAudio|registry.CapText|registry.CapImage)
 	e.addTerminal("mute", "001010000000004", term.addr, scp.Online, registry.CapAudio)
+	e.addTerminal("cut", "001010000000005", term.addr, scp.Online, registry.CapAudio|registry.CapText)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tests := []struct {
@@ -343,6 +353,7 @@ func TestMessageRefused(t *testing.T) {
 		{"broken CPIM", "bob", "udp", "message/cpim", []byte("no headers"), 415, "Accept"},
 		{"unknown user", "nobody", "udp", "text/plain", []byte("hi"), 404, ""},
 		{"terminal shows no text", "mute", "udp", "image/png", fakePNG(100), 488, ""},
+		{"SCP down", "cut", "udp", "text/plain", []byte("hi"), 503, "Retry-After"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
