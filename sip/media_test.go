@@ -482,3 +482,24 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 }
 
 func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// TestMessageGivenUp: a message kept longer than KeepFor is dropped and
+// the sender told.
+func TestMessageGivenUp(t *testing.T) {
+	e := newMediaEnv(t, 50*time.Millisecond, func(c *b2bConfig) { c.Messaging.KeepFor = 300 * time.Millisecond })
+	alice := newPeer(t, "alice")
+	e.addTerminal("gone", "001010000000006", "", scp.Absent, registry.CapAudio|registry.CapText)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := alice.message(ctx, e.env, "gone", "udp", "text/plain", []byte("anyone?"))
+	if err != nil || res.StatusCode != 202 {
+		t.Fatalf("MESSAGE: %v %v, want 202", res, err)
+	}
+	notice := alice.waitRequest(sipmsg.MESSAGE, 5*time.Second)
+	if !strings.Contains(string(notice.Body()), "Your message to gone could not be delivered") {
+		t.Errorf("notice %q", notice.Body())
+	}
+	if ps, _ := e.store.PendingFor(ctx, "gone"); len(ps) != 0 {
+		t.Errorf("%d messages still kept", len(ps))
+	}
+}
