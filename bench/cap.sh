@@ -51,7 +51,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -sr) $(go version | cut -d' ' -f3) n
 
 if [ "$FUZZTIME" != 0 ]; then
 	echo "# fuzzing each SS7 decoder for $FUZZTIME"
-	for t in ber:FuzzDecode m3ua:FuzzDecode sccp:FuzzDecode tcap:FuzzDecode cap:FuzzDecode pcap:FuzzSCTPData trace:FuzzDescribe; do
+	for t in ber:FuzzDecode ber:FuzzDifferential m3ua:FuzzDecode sccp:FuzzDecode tcap:FuzzDecode cap:FuzzDecode pcap:FuzzSCTPData trace:FuzzDescribe; do
 		pkg=${t%%:*} fn=${t#*:}
 		out=$(go test -run '^$' -fuzz "^$fn\$" -fuzztime "$FUZZTIME" "./scp/ss7/$pkg" 2>&1) || { echo "$out"; echo "FUZZ FAILURE in scp/ss7/$pkg $fn"; exit 1; }
 		echo "scp/ss7/$pkg $fn: $(echo "$out" | grep -o 'execs: [0-9]*' | tail -1), no failure"

@@ -144,6 +144,11 @@ func parse(b []byte, depth int) (TLV, []byte, error) {
 			return TLV{}, nil, fmt.Errorf("%w: high form for tag %d", ErrTag, t.Tag)
 		}
 	}
+	if t.Class == Universal && t.Tag == 0 {
+		// X.690 §8.1.5: end-of-contents only closes an indefinite length,
+		// where the loop below consumes it; anywhere else it is an error.
+		return TLV{}, nil, fmt.Errorf("%w: end-of-contents outside an indefinite length", ErrUnexpected)
+	}
 	if i >= len(b) {
 		return TLV{}, nil, fmt.Errorf("%w: no length after %s", ErrTruncated, t)
 	}

@@ -78,6 +78,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"high tag below 31", "9f 05 00", ErrTag},
 		{"high tag too large", "9f ff ff ff ff 7f 00", ErrTag},
 		{"inner length wrong", "30 80 04 09 00 00 00", ErrTruncated},
+		{"stray EOC", "00 00", ErrUnexpected},
 		{"too deep", strings.Repeat("30 80 ", MaxDepth+2) + strings.Repeat("00 00 ", MaxDepth+2), ErrDepth},
 	}
 	for _, tc := range tests {
@@ -87,6 +88,16 @@ func TestDecodeErrors(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestEOCInDefiniteContent(t *testing.T) {
+	e, err := Decode(unhex(t, "30 02 00 00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Children(); !errors.Is(err, ErrUnexpected) {
+		t.Fatalf("children: %v", err)
 	}
 }
 
