@@ -93,7 +93,8 @@ type call struct {
 	ringTimer, giveUp *time.Timer
 	awaits            map[*leg]*await2xx
 
-	rec registry.CallRecord
+	rec      registry.CallRecord
+	recState callRecord
 }
 
 func newCall(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, caller, callee string) *call {
@@ -188,15 +189,7 @@ func (c *call) start() {
 		t, err := c.s.router.Route(c.ctx, c.callee)
 		c.post(func() { c.onRouted(t, err) })
 	}()
-	if c.s.cfg.Calls != nil {
-		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-		id, err := c.s.cfg.Calls.StartCall(ctx, c.rec)
-		cancel()
-		if err != nil {
-			c.log.Warn("call record not written", "err", err)
-		}
-		c.rec.ID = id
-	}
+	c.writeRecord()
 	m, err := c.s.media.NewSession(c.ctx, c.a.callID)
 	if err != nil {
 		var f *Failure
@@ -854,16 +847,9 @@ func (c *call) response(req *sipmsg.Request, code int, phrase string, body []byt
 	return res
 }
 
-func (c *call) writeRecord() {
-	if c.s.cfg.Calls == nil || c.rec.ID == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.s.cfg.Calls.UpdateCall(ctx, c.rec); err != nil {
-		c.log.Warn("call record not updated", "err", err)
-	}
-}
+// writeRecord hands the record's current state to the recorder; it never
+// waits for the database.
+func (c *call) writeRecord() { c.s.rec.save(&c.recState, c.rec) }
 
 func (c *call) cleanup() {
 	if !c.aFinal {

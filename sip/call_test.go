@@ -318,9 +318,15 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// waitIdle waits until no call is live and every call record is stored.
 func waitIdle(t *testing.T, e *env) {
 	t.Helper()
 	waitFor(t, func() bool { return e.srv.ActiveCalls() == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.FlushRecords(ctx); err != nil {
+		t.Fatalf("call records not flushed: %v", err)
+	}
 }
 
 func headersOnly(m sipmsg.Message) string {

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"strings"
 
@@ -10,10 +11,12 @@ import (
 
 // badRequestFilter is a transport read filter for UDP. sipgo drops a
 // datagram it cannot parse without a word, so the sender retransmits it to
-// no end; RFC 3261 §8.2.2 and §16.3 want a 400. The filter parses the
-// datagram first (sipgo parses it again after; about 4µs a message) and
-// answers one that fails with a 400 built from its raw Via, From, To,
-// Call-ID and CSeq lines. It lets everything else through unchanged.
+// no end; RFC 3261 §8.2.2 and §16.3 want a 400. The filter checks the
+// request line and the CSeq with a scan that allocates nothing (a full
+// parse here would double the cost of every message on the one goroutine
+// that reads the socket) and answers a request that fails with a 400 built
+// from its raw Via, From, To, Call-ID and CSeq lines. Everything else goes
+// on unchanged; what sipgo still cannot parse it drops.
 //
 // Over TCP sipgo closes a connection whose stream it cannot frame, which is
 // the only safe move there (no message boundary to resync on); requests
@@ -22,7 +25,7 @@ func (s *Server) badRequestFilter(props sipmsg.TransportReadProps, data []byte) 
 	if props.Transport != "UDP" || len(data) <= 4 || bytes.HasPrefix(data, []byte("SIP/")) {
 		return data, nil
 	}
-	_, err := s.parser.ParseSIP(data)
+	err := checkRequest(data)
 	if err == nil {
 		return data, nil
 	}
@@ -76,4 +79,59 @@ func badRequest(data []byte, why string) []byte {
 	b.WriteString(`Warning: 399 b2bua "malformed request: ` + why + "\"\r\n")
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return []byte(b.String())
+}
+
+var (
+	errRequestLine = errors.New("bad request line")
+	errCSeq        = errors.New("bad CSeq")
+	errNoHeaders   = errors.New("no end of headers")
+)
+
+// checkRequest is the cheap validation of a request datagram: a request
+// line "METHOD SP Request-URI SP SIP/2.0" (RFC 3261 §7.1) and a CSeq of
+// "number SP method" (§20.16).
+func checkRequest(data []byte) error {
+	end := bytes.Index(data, []byte("\r\n"))
+	if end < 0 {
+		return errNoHeaders
+	}
+	line := data[:end]
+	sp1 := bytes.IndexByte(line, ' ')
+	sp2 := bytes.LastIndexByte(line, ' ')
+	if sp1 <= 0 || sp2 <= sp1+1 || !bytes.Equal(line[sp2+1:], []byte("SIP/2.0")) || bytes.IndexByte(line[sp1+1:sp2], ' ') >= 0 {
+		return errRequestLine
+	}
+	for _, c := range line[:sp1] {
+		if c < 'A' || c > 'Z' {
+			return errRequestLine
+		}
+	}
+	rest := data[end+2:]
+	for len(rest) > 0 {
+		i := bytes.Index(rest, []byte("\r\n"))
+		if i < 0 {
+			return errNoHeaders
+		}
+		if i == 0 {
+			return nil // end of headers
+		}
+		h := rest[:i]
+		rest = rest[i+2:]
+		if len(h) < 5 || (h[0]|0x20) != 'c' || (h[1]|0x20) != 's' || (h[2]|0x20) != 'e' || (h[3]|0x20) != 'q' {
+			continue
+		}
+		v := bytes.TrimLeft(h[4:], " \t")
+		if len(v) == 0 || v[0] != ':' {
+			continue
+		}
+		v = bytes.TrimSpace(v[1:])
+		n := 0
+		for n < len(v) && v[n] >= '0' && v[n] <= '9' {
+			n++
+		}
+		if n == 0 || n > 10 || n >= len(v) || (v[n] != ' ' && v[n] != '\t') || len(bytes.TrimSpace(v[n:])) == 0 {
+			return errCSeq
+		}
+	}
+	return errNoHeaders
 }

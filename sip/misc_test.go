@@ -263,6 +263,9 @@ func TestShutdown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return")
 	}
+	if err := e.srv.FlushRecords(ctx); err != nil {
+		t.Fatal(err)
+	}
 	recs, _ := e.store.Calls(ctx, 1)
 	if len(recs) != 1 || recs[0].EndCause != "shutdown" {
 		t.Errorf("record %+v", recs)

@@ -103,8 +103,8 @@ type Server struct {
 	srv *sipgo.Server
 	cli *sipgo.Client
 
-	token  string // marks our Via branches, to detect loops
-	parser *sipmsg.Parser
+	rec   *recorder // nil without Config.Calls
+	token string    // marks our Via branches, to detect loops
 
 	mu      sync.Mutex
 	udp     net.PacketConn
@@ -183,7 +183,9 @@ func NewServer(cfg Config) (*Server, error) {
 		calls:   map[*call]struct{}{},
 		dialogs: map[string]*call{},
 		idle:    make(chan struct{}, 1),
-		parser:  sipmsg.NewParser(),
+	}
+	if cfg.Calls != nil {
+		s.rec = newRecorder(cfg.Calls, cfg.Logger)
 	}
 	msg, err := newMessenger(s, cfg.Messaging)
 	if err != nil {
@@ -370,6 +372,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	recCtx, stopRec := context.WithCancel(context.Background())
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		if s.rec != nil {
+			s.rec.run(recCtx)
+		}
+	}()
+	defer func() { stopRec(); <-recDone }()
 	close(s.ready)
 	waitMessaging := s.startMessaging(ctx)
 	s.log.Info("SIP listening", "udp", udp.LocalAddr().String(), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
@@ -403,6 +414,9 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return s.Serve(ctx)
 }
 
+// FlushRecords waits until every call record so far is in the store.
+func (s *Server) FlushRecords(ctx context.Context) error { return s.rec.flush(ctx) }
+
 // ActiveCalls is the number of calls in progress.
 func (s *Server) ActiveCalls() int {
 	s.mu.Lock()
@@ -424,7 +438,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		n := s.ActiveCalls()
 		if n == 0 {
 			s.wg.Wait()
-			return nil
+			return s.rec.flush(ctx)
 		}
 		select {
 		case <-s.idle:
