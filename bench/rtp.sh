@@ -8,6 +8,7 @@
 #   STREAMS=500,1000 DURATION=10 bench/rtp.sh
 #   TARGETS="ours rtpengine" bench/rtp.sh
 #   PIN=1 bench/rtp.sh                # relay on CPU 1, generator on CPU 0
+#   REPEAT=3 bench/rtp.sh             # each (N, target) 3 times; the summary gives medians
 #
 # Needs: Go, python3, rtpengine (apt-get install -y rtpengine-daemon) and the
 # peer harness in $BENCH_PEERS (default /work/shared/bench-peers), which is
@@ -26,6 +27,7 @@ OUT=$(realpath -m "${OUT:-bench/rtp/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}")
 mkdir -p "$(dirname "$OUT")"
 QUIET_WAIT=${QUIET_WAIT:-30}
 NOISE_RETRIES=${NOISE_RETRIES:-1}
+REPEAT=${REPEAT:-1}
 NG=127.0.0.1:2224
 
 work=$(mktemp -d /tmp/rtpbench.XXXXXX)
@@ -57,6 +59,7 @@ common=(--duration "$DURATION" --quiet-wait "$QUIET_WAIT" --noise-retries "$NOIS
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, $(uname -r), go $(go env GOVERSION), rtpengine $(dpkg-query -W -f='${Version}' rtpengine-daemon 2>/dev/null || echo none)" >&2
 
 IFS=, read -ra ns <<<"$STREAMS"
+for rep in $(seq "$REPEAT"); do
 for n in "${ns[@]}"; do
 	for t in $TARGETS; do
 		case $t in
@@ -77,26 +80,33 @@ for n in "${ns[@]}"; do
 		esac
 	done
 done
+done
 
-# Summary of this run (the latest attempt of each target and N).
-python3 - "$OUT" "$(date -u +%s)" <<'PY'
-import json, sys, time
-path = sys.argv[1]
-rows = [json.loads(l) for l in open(path) if l.strip()]
-print("| target | N | delivered | relay CPU (% of a core) | CPU per 1000 streams | p50 ms | p99 ms | generator kept pace | foreign CPU % |")
-print("|---|---|---|---|---|---|---|---|---|")
-seen = {}
+# Summary of this run: per target and N, the median over the repeats of
+# each figure (a noisy run that was retried counts once, by its last attempt).
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+runs = {}
 for r in rows:
-    seen[(r["target"], r["streams"])] = r  # the latest attempt wins
-for (t, n), r in sorted(seen.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    if "error" in r:
-        print("| %s | %d | error: %s |" % (t, n, r["error"][:60]))
-        continue
-    cpu = r.get("target_cpu_pct_of_one_core")
-    lat = r["latency_us"]
+    if r.get("noisy") and "error" not in r:
+        continue  # superseded by its retry
+    runs.setdefault((r["target"], r["streams"]), []).append(r)
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+print("| target | N | runs | delivered | relay CPU (% of a core) | CPU per 10k pps relayed | p50 ms | p99 ms | generator kept pace | foreign CPU % |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for (t, n), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    ok = [r for r in rs if "error" not in r]
     name = "rtpproxy" if t == "ng" else t
-    print("| %s | %d | %.4f | %s | %s | %.2f | %.2f | %s | %s |" % (
-        name, n, r["delivered_fraction"], cpu,
-        "%.1f" % (cpu * 1000.0 / n) if cpu is not None else "-",
-        lat["p50"] / 1000, lat["p99"] / 1000, r["generator_kept_pace"], r.get("foreign_cpu_pct_of_one_core")))
+    if not ok:
+        print("| %s | %d | %d | error: %s |" % (name, n, len(rs), rs[-1]["error"][:60]))
+        continue
+    cpu = [r["target_cpu_pct_of_one_core"] for r in ok if r.get("target_cpu_pct_of_one_core") is not None]
+    per = [r["target_cpu_pct_of_one_core"] * 10000.0 / r["received_pps"] for r in ok
+           if r.get("target_cpu_pct_of_one_core") is not None and r["received_pps"]]
+    print("| %s | %d | %d | %.4f | %.1f | %.1f | %.2f | %.2f | %d/%d | %.0f |" % (
+        name, n, len(ok), med([r["delivered_fraction"] for r in ok]), med(cpu), med(per),
+        med([r["latency_us"]["p50"] for r in ok]) / 1000, med([r["latency_us"]["p99"] for r in ok]) / 1000,
+        sum(1 for r in ok if r["generator_kept_pace"]), len(ok),
+        med([r.get("foreign_cpu_pct_of_one_core") or 0 for r in ok])))
 PY
