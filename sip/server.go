@@ -289,6 +289,14 @@ func (s *Server) Listen(addr string) error {
 			return fmt.Errorf("sip: listen tcp %s: %w", addr, err)
 		}
 	}
+	if uc, ok := udp.(*net.UDPConn); ok {
+		// One socket carries every call: a burst must not overflow the
+		// kernel's default buffer (about 200 KB), or the lost 180s and
+		// 200s come back as retransmissions. The kernel caps this at
+		// net.core.rmem_max.
+		_ = uc.SetReadBuffer(4 << 20)
+		_ = uc.SetWriteBuffer(4 << 20)
+	}
 	var tlsL net.Listener
 	if s.cfg.TLSConfig != nil && s.cfg.TLSAddr != "" {
 		if tlsL, err = tls.Listen("tcp", s.cfg.TLSAddr, s.cfg.TLSConfig); err != nil {
