@@ -345,3 +345,48 @@ func netipPort(addr string) int {
 	}
 	return n
 }
+
+// TestCalleeReinviteRelayed: the terminal puts the call on hold; the
+// caller gets the re-INVITE from the B2BUA and its answer goes back.
+func TestCalleeReinviteRelayed(t *testing.T) {
+	e := newEnv(t)
+	caller := newPeer(t, "alice")
+	term := newPeer(t, "term")
+	e.addUser("bob")
+	e.addLegacy("bob", "001010000000001", term.addr, scp.Online)
+	sess := make(chan *sipgo.DialogServerSession, 1)
+	term.setInvite(answerer(term, 0, sess))
+	caller.setInvite(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		body := strings.ReplaceAll(string(req.Body()), "sendonly", "recvonly")
+		res := sipmsg.NewResponseFromRequest(req, 200, "OK", []byte(body))
+		res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+		res.AppendHeader(&caller.contact)
+		tx.Respond(res)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dlg, _, err := caller.invite(ctx, e.uri("bob"), sipgo.AnswerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tdlg := <-sess
+	waitFor(t, func() bool { return tdlg.LoadState() == sipmsg.DialogStateConfirmed })
+	hold := sipmsg.NewRequest(sipmsg.INVITE, tdlg.InviteRequest.Contact().Address)
+	hold.SetBody([]byte(testSDP + "a=sendonly\r\n"))
+	hold.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	res, err := tdlg.Do(ctx, hold)
+	if err != nil || res.StatusCode != 200 || !strings.Contains(string(res.Body()), "a=recvonly") {
+		t.Fatalf("callee re-INVITE: %v %v", res, err)
+	}
+	got := caller.waitRequest(sipmsg.INVITE, time.Second)
+	if got.CallID().Value() != dlg.InviteRequest.CallID().Value() || !strings.Contains(string(got.Body()), "a=sendonly") {
+		t.Errorf("caller's re-INVITE: Call-ID %s body %q", got.CallID().Value(), got.Body())
+	}
+	if strings.Contains(headersOnly(got), term.addr) {
+		t.Errorf("re-INVITE to the caller leaks the terminal's address:\n%s", headersOnly(got))
+	}
+	if err := dlg.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, e)
+}
