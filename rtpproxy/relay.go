@@ -90,7 +90,10 @@ func isRTCP(b []byte) bool { return b[1] >= 192 && b[1] <= 223 }
 // Afterwards packets from the latched address pass; a packet from elsewhere
 // moves the latch only if it continues the stream (same SSRC, sequence
 // number at most window ahead of the last), which a stranger spraying
-// packets at the port cannot guess; anything else is dropped.
+// packets at the port cannot guess; anything else is dropped. The one
+// opening is the first packet: a stranger who sends before the party does
+// takes the latch until the SDP address changes (the price of working
+// behind NAT without ICE).
 func (ep *endpoint) admitRTP(src netip.AddrPort, b []byte, now int64, window uint16) bool {
 	if !ep.isRTP {
 		cur := ep.dstRTP.Load()
