@@ -83,7 +83,10 @@ start_b2bua() {
 }
 
 stop_b2bua() {
-	kill -TERM "$b2bua_pid"
+	if ! kill -TERM "$b2bua_pid" 2>/dev/null; then
+		echo "sip.sh: b2bua had exited during the run; last lines of its log:" >&2
+		tail -20 "$work/b2bua.log" >&2
+	fi
 	wait "$b2bua_pid" 2>/dev/null || true
 	b2bua_pid=""
 }
