@@ -24,6 +24,7 @@ import (
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/rtpproxy"
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/locators"
 	"github.com/imcall/b2bua/scp/sim"
@@ -59,8 +60,27 @@ type Config struct {
 	MediaTTL       time.Duration // how long a link works; 0: 7 days
 	MaxMessageSize int           // largest MESSAGE body; 0: sip.DefaultMaxMessageSize
 	MessageRetry   time.Duration // first retry of a kept message; 0: 10s
-	Logger         *slog.Logger
+	// Media is how call media flows: MediaAnchor ("" too) relays it
+	// through the built-in RTP proxy, MediaPassthrough leaves SDP untouched.
+	Media string
+	// RTPBind is the IPv4 address the RTP proxy binds; invalid: the host of
+	// SIPListen.
+	RTPBind netip.Addr
+	// RTPAdvertise is the address written into SDP (the public address
+	// behind NAT); invalid: RTPBind.
+	RTPAdvertise netip.Addr
+	// RTPPortMin and RTPPortMax bound the media ports; 0: 20000-29999.
+	RTPPortMin, RTPPortMax int
+	// MediaTimeout ends an answered call whose media stopped; 0: 60s.
+	MediaTimeout time.Duration
+	Logger       *slog.Logger
 }
+
+// Media modes of Config.Media.
+const (
+	MediaAnchor      = "anchor"      // media relayed by the built-in RTP proxy
+	MediaPassthrough = "passthrough" // signalling only; media flows end to end
+)
 
 // Daemon is a running product.
 type Daemon struct {
@@ -71,6 +91,7 @@ type Daemon struct {
 	http  *http.Server
 	httpL net.Listener
 	loc   scp.Locator
+	rtp   *rtpproxy.Proxy // nil in passthrough mode
 
 	TokenFile string // where the API token was written; "" when given
 
@@ -130,8 +151,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	if simulator, ok := locators.Simulator(d.loc); ok {
 		// The in-process simulator's admin API, so that scpsim's commands
-		// change it while calls run.
-		mux.Handle(sim.PathPrefix, sim.NewHandler(simulator, log.With("component", "scpsim")))
+		// change it while calls run; moving a subscriber redirects its
+		// calls, so it takes the provisioning API's token.
+		mux.Handle(sim.PathPrefix, sim.RequireToken(token, sim.NewHandler(simulator, log.With("component", "scpsim"))))
 	}
 	if d.media, err = mediastore.New(mediastore.Config{DB: store, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
 		return nil, err
@@ -154,6 +176,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		}
 		auth = v
 	}
+	anchor, err := d.startMedia(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mux.HandleFunc("GET /metrics", d.serveMetrics)
+
 	var tlsConf *tls.Config
 	if cfg.TLSListen != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -175,6 +203,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Trusted:     cfg.Trusted,
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,
+		Media:       anchor,
 		Logger:      log.With("component", "sip"),
 		Messaging: &sip.Messaging{Media: d.media, Pending: store, BaseURL: cfg.MediaBaseURL, MaxSize: cfg.MaxMessageSize, RetryMin: cfg.MessageRetry,
 			LinkBase: func() string { return "http://" + d.HTTPAddr() }},
@@ -212,7 +241,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	case err := <-d.sipDone:
 		return nil, err
 	}
-	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP)
+	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media)
 	ok = true
 	return d, nil
 }
@@ -254,6 +283,11 @@ func (d *Daemon) Close() error {
 func (d *Daemon) closeResources() {
 	if d.httpL != nil && d.http == nil {
 		d.httpL.Close()
+	}
+	// The proxy closes after the SIP server has stopped, so no call loses
+	// its media while it is still being hung up.
+	if d.rtp != nil {
+		_ = d.rtp.Close()
 	}
 	if d.loc != nil {
 		_ = locators.Close(d.loc)
