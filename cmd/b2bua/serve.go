@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +35,16 @@ type serveOptions struct {
 	digestAlgs  string
 	logLevel    string
 	media       mediaOptions
+	rtp         rtpOptions
+}
+
+// rtpOptions are the flags of call media (the RTP proxy).
+type rtpOptions struct {
+	mode      string
+	bind      string
+	advertise string
+	ports     string
+	timeout   string
 }
 
 // mediaOptions are the flags of MESSAGE media handling.
@@ -83,6 +95,11 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.DurationVar(&o.media.ttl, "media-ttl", 7*24*time.Hour, "how long a media link works; then it answers 410")
 	f.IntVar(&o.media.maxSize, "max-message-size", 60<<10, "largest MESSAGE body in bytes; larger ones get 413")
 	f.DurationVar(&o.media.retry, "message-retry", 10*time.Second, "first retry of a message kept for an absent terminal (doubling up to 10 minutes)")
+	f.StringVar(&o.rtp.mode, "media", envOr("B2BUA_MEDIA", daemon.MediaAnchor), "call media: anchor (relayed by the built-in RTP proxy) or passthrough (SDP untouched) (env B2BUA_MEDIA)")
+	f.StringVar(&o.rtp.bind, "rtp-bind", envOr("B2BUA_RTP_BIND", ""), "IPv4 address the RTP proxy binds (default the --sip-listen host) (env B2BUA_RTP_BIND)")
+	f.StringVar(&o.rtp.advertise, "rtp-advertise", envOr("B2BUA_RTP_ADVERTISE", ""), "media address written into SDP, the public address behind NAT (default the bind address) (env B2BUA_RTP_ADVERTISE)")
+	f.StringVar(&o.rtp.ports, "rtp-ports", envOr("B2BUA_RTP_PORTS", "20000-29999"), "UDP port range of the RTP proxy, MIN-MAX (env B2BUA_RTP_PORTS)")
+	f.StringVar(&o.rtp.timeout, "media-timeout", envOr("B2BUA_MEDIA_TIMEOUT", "60s"), "an answered call whose RTP stopped this long ends with BYE to both sides (env B2BUA_MEDIA_TIMEOUT)")
 	return cmd
 }
 
@@ -98,6 +115,10 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return usageError(cmd, "--log-level: must be debug, info, warn or error")
+	}
+	rtp, err := o.rtp.parse()
+	if err != nil {
+		return usageError(cmd, err.Error())
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
@@ -127,6 +148,12 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		MediaTTL:         o.media.ttl,
 		MaxMessageSize:   o.media.maxSize,
 		MessageRetry:     o.media.retry,
+		Media:            rtp.Media,
+		RTPBind:          rtp.RTPBind,
+		RTPAdvertise:     rtp.RTPAdvertise,
+		RTPPortMin:       rtp.RTPPortMin,
+		RTPPortMax:       rtp.RTPPortMax,
+		MediaTimeout:     rtp.MediaTimeout,
 		Logger:           log,
 	})
 	if err != nil {
@@ -145,6 +172,52 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		log.Info("live calls ended", "err", err)
 	}
 	return nil
+}
+
+// parse checks the media flags; only the media fields of the result are set.
+func (o rtpOptions) parse() (daemon.Config, error) {
+	var c daemon.Config
+	switch o.mode {
+	case daemon.MediaAnchor, daemon.MediaPassthrough:
+		c.Media = o.mode
+	default:
+		return c, fmt.Errorf("--media: %q: must be anchor or passthrough", o.mode)
+	}
+	addr := func(flag, v string) (netip.Addr, error) {
+		if v == "" {
+			return netip.Addr{}, nil
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return netip.Addr{}, fmt.Errorf("--%s: %q: must be an IPv4 address", flag, v)
+		}
+		return a, nil
+	}
+	var err error
+	if c.RTPBind, err = addr("rtp-bind", o.bind); err != nil {
+		return c, err
+	}
+	if c.RTPAdvertise, err = addr("rtp-advertise", o.advertise); err != nil {
+		return c, err
+	}
+	if c.RTPAdvertise.IsValid() && c.RTPAdvertise.IsUnspecified() {
+		return c, fmt.Errorf("--rtp-advertise: %q: must be a unicast address", o.advertise)
+	}
+	if c.RTPBind.IsValid() && c.RTPBind.IsUnspecified() && !c.RTPAdvertise.IsValid() {
+		return c, errors.New("--rtp-bind: 0.0.0.0 needs --rtp-advertise")
+	}
+	lo, hi, ok := strings.Cut(o.ports, "-")
+	c.RTPPortMin, err = strconv.Atoi(strings.TrimSpace(lo))
+	if ok && err == nil {
+		c.RTPPortMax, err = strconv.Atoi(strings.TrimSpace(hi))
+	}
+	if !ok || err != nil || c.RTPPortMin < 1024 || c.RTPPortMax > 65535 || c.RTPPortMax < c.RTPPortMin+1 {
+		return c, fmt.Errorf("--rtp-ports: %q: must be MIN-MAX with 1024 <= MIN < MAX <= 65535", o.ports)
+	}
+	if c.MediaTimeout, err = time.ParseDuration(o.timeout); err != nil || c.MediaTimeout <= 0 {
+		return c, fmt.Errorf("--media-timeout: %q: must be a positive duration such as 60s", o.timeout)
+	}
+	return c, nil
 }
 
 func parseCIDRs(s string) ([]netip.Prefix, error) {

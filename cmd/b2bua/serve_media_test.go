@@ -1,0 +1,49 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRTPOptions(t *testing.T) {
+	ok := rtpOptions{mode: "anchor", ports: "20000-29999", timeout: "60s"}
+	tests := []struct {
+		name string
+		set  func(*rtpOptions)
+		err  string
+	}{
+		{"defaults", func(*rtpOptions) {}, ""},
+		{"passthrough", func(o *rtpOptions) { o.mode = "passthrough" }, ""},
+		{"NAT", func(o *rtpOptions) { o.bind, o.advertise = "0.0.0.0", "192.0.2.10" }, ""},
+		{"mode", func(o *rtpOptions) { o.mode = "relay" }, `--media: "relay": must be anchor or passthrough`},
+		{"bind", func(o *rtpOptions) { o.bind = "::1" }, `--rtp-bind: "::1": must be an IPv4 address`},
+		{"advertise", func(o *rtpOptions) { o.advertise = "host.example" }, `--rtp-advertise: "host.example"`},
+		{"advertise unspecified", func(o *rtpOptions) { o.advertise = "0.0.0.0" }, "must be a unicast address"},
+		{"any without advertise", func(o *rtpOptions) { o.bind = "0.0.0.0" }, "0.0.0.0 needs --rtp-advertise"},
+		{"ports reversed", func(o *rtpOptions) { o.ports = "30000-20000" }, `--rtp-ports: "30000-20000"`},
+		{"ports one", func(o *rtpOptions) { o.ports = "20000" }, `--rtp-ports: "20000"`},
+		{"ports low", func(o *rtpOptions) { o.ports = "80-200" }, `--rtp-ports: "80-200"`},
+		{"timeout", func(o *rtpOptions) { o.timeout = "soon" }, `--media-timeout: "soon"`},
+		{"timeout zero", func(o *rtpOptions) { o.timeout = "0s" }, `--media-timeout: "0s"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := ok
+			tt.set(&o)
+			c, err := o.parse()
+			if tt.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Media != o.mode || c.RTPPortMin != 20000 || c.RTPPortMax != 29999 || c.MediaTimeout != time.Minute {
+					t.Errorf("parse = %+v", c)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("error %v, want %q", err, tt.err)
+			}
+		})
+	}
+}
