@@ -79,6 +79,12 @@ type call struct {
 	bInv   *sipmsg.Request
 	bTx    sipmsg.ClientTransaction
 	bAck   *sipmsg.Request
+	bOK    *sipmsg.Response // the 2xx that answered the call
+
+	// bTxFinal: the INVITE transaction has taken its final response; for
+	// a non-2xx one it has ACKed it (RFC 3261 §17.1.1.3) and stays to
+	// ACK retransmissions until Timer D.
+	bTxFinal, bTxFailed bool
 
 	bProvisional, bAlerted, bFinal, bAnswered, bTxDone bool
 	aFinal, aAnswered                                  bool
@@ -300,11 +306,18 @@ func (c *call) onRouted(t Target, err error) {
 	c.s.wg.Add(1)
 	go func() {
 		defer c.s.wg.Done()
-		// Responses are taken in wire order by onWire; this drain only
-		// keeps the transaction from blocking on its channel.
+		// Responses are taken in wire order by onWire; the transaction's
+		// own copy of the final says the transaction is through with it:
+		// sipgo sends the ACK of a non-2xx final before it passes the
+		// response up. Ending the call (and terminating the transaction)
+		// earlier would leave the terminal's 487 unACKed.
 		for {
 			select {
-			case <-tx.Responses():
+			case res := <-tx.Responses():
+				if res.StatusCode >= 200 {
+					c.post(func() { c.onCalleeTxFinal(tx, res) })
+					return
+				}
 			case <-tx.Done():
 				c.post(func() { c.onCalleeTxDone(tx) })
 				return
@@ -352,6 +365,9 @@ func (c *call) onCalleeResponse(res *sipmsg.Response) {
 		_ = c.aTx.Respond(out)
 	case code < 300:
 		if c.bAnswered {
+			if res == c.bOK {
+				return // the transaction's copy of the 2xx we took from the wire
+			}
 			// A retransmitted 2xx: our ACK was lost (RFC 3261 §13.2.2.4).
 			if c.bAck != nil {
 				_ = c.s.cli.WriteRequest(c.bAck, c.s.addVia)
@@ -359,6 +375,7 @@ func (c *call) onCalleeResponse(res *sipmsg.Response) {
 			return
 		}
 		c.bFinal, c.bAnswered = true, true
+		c.bOK = res
 		c.stopRing()
 		if to := res.To(); to != nil {
 			c.b.remoteTag, _ = to.Params.Get("tag")
@@ -446,6 +463,21 @@ func failureFromResponse(res *sipmsg.Response) *Failure {
 		f.Status, f.Cause, f.Text = 480, CauseNoRoute, "terminal redirected the call"
 	}
 	return f
+}
+
+// onCalleeTxFinal runs when the INVITE transaction towards the terminal
+// has taken its final response (and ACKed it when it is not a 2xx).
+func (c *call) onCalleeTxFinal(tx sipmsg.ClientTransaction, res *sipmsg.Response) {
+	if tx != c.bTx {
+		return
+	}
+	c.bTxFinal = true
+	c.bTxFailed = res.StatusCode >= 300
+	if !c.bFinal {
+		// The transaction layer's copy came before onWire's.
+		c.onCalleeResponse(res)
+	}
+	c.maybeFinish()
 }
 
 func (c *call) onCalleeTxDone(tx sipmsg.ClientTransaction) {
@@ -547,8 +579,11 @@ func (c *call) maybeFinish() {
 	if !c.ending {
 		return
 	}
-	if c.bTx != nil && !c.bFinal {
-		return // our CANCEL is in flight; wait for the 487
+	if c.bTx != nil && !c.bTxFinal && !c.bTxDone {
+		// Our CANCEL is in flight, or the final response is still on its
+		// way through the transaction, which must ACK it first (RFC 3261
+		// §17.1.1.3). Timer B and giveUp bound the wait.
+		return
 	}
 	if c.pending > 0 {
 		return
@@ -878,7 +913,9 @@ func (c *call) cleanup() {
 		c.s.binv.Delete(c.b.callID)
 	}
 	c.s.removeCall(c, keys)
-	if c.bTx != nil {
+	if c.bTx != nil && !c.bTxFailed {
+		// A transaction that took a non-2xx final is left to its Timer D,
+		// so that it ACKs the terminal's retransmissions of it.
 		c.bTx.Terminate()
 	}
 	if c.media != nil {
