@@ -16,6 +16,6 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newServeCmd(stderr), newSubscriberCmd(stdout, getenv), newDecodeCmd(stdout))
+	root.AddCommand(newServeCmd(stderr, getenv), newSubscriberCmd(stdout, getenv), newDecodeCmd(stdout))
 	return root
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -24,9 +25,11 @@ type serveConfig struct {
 	StateFile   string // --state
 	CAPAddr     string // --cap: CAP/INAP over M3UA, [tcp://|sctp://]IP:PORT
 	CAPPcap     string // --cap-pcap: capture file of the CAP associations
+	TokenFile   string // --token-file: bearer token the admin routes require
+	Token       string // SCPSIM_TOKEN, when no --token-file
 }
 
-func newServeCmd(stderr io.Writer) *cobra.Command {
+func newServeCmd(stderr io.Writer, getenv func(string) string) *cobra.Command {
 	var cfg serveConfig
 	var level string
 	cmd := &cobra.Command{
@@ -37,7 +40,13 @@ func newServeCmd(stderr io.Writer) *cobra.Command {
 --subscribers seeds the table from a JSON file such as
   [{"imsi": "001010000000001", "addr": "127.0.0.1:5062", "state": "online"}]
 With --state FILE every change is saved to FILE atomically, and FILE, once it
-exists, is loaded at start instead of --subscribers.`,
+exists, is loaded at start instead of --subscribers.
+
+With --token-file FILE (or the token itself in SCPSIM_TOKEN) the admin routes
+(/scp/v1/subscribers) require "Authorization: Bearer TOKEN"; the subscriber
+commands send it with --token or SCPSIM_TOKEN. The locate question stays open
+for the b2bua's http backend. Without a token everything is open, as suits a
+lab simulator on loopback.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level
@@ -45,6 +54,9 @@ exists, is loaded at start instead of --subscribers.`,
 				return &usageError{errors.New("log-level: must be debug, info, warn or error")}
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+			if cfg.TokenFile == "" {
+				cfg.Token = getenv("SCPSIM_TOKEN")
+			}
 			return runServe(cmd.Context(), cfg, logger)
 		},
 	}
@@ -54,6 +66,7 @@ exists, is loaded at start instead of --subscribers.`,
 	f.StringVar(&cfg.StateFile, "state", "", "file that keeps the subscribers across restarts")
 	f.StringVar(&cfg.CAPAddr, "cap", "", "also serve CAP/INAP over M3UA (as the gsmSCF) on [tcp://|sctp://]IP:PORT, e.g. 127.0.0.1:2905")
 	f.StringVar(&cfg.CAPPcap, "cap-pcap", "", "write the CAP signalling to this pcap file (readable by Wireshark and scpsim decode)")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token the admin routes require (default: SCPSIM_TOKEN; neither: open)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -63,6 +76,10 @@ exists, is loaded at start instead of --subscribers.`,
 // listeners: a new one opens its socket here, so that a busy port fails the
 // start, and appends its serve function.
 func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
+	token, err := serveToken(cfg)
+	if err != nil {
+		return err
+	}
 	s, err := openSimulator(cfg, logger)
 	if err != nil {
 		return err
@@ -77,9 +94,9 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return &usageError{fmt.Errorf("http: %w", err)}
 	}
-	logger.Info("scpsim listening", "proto", "http", "addr", hln.Addr().String())
+	logger.Info("scpsim listening", "proto", "http", "addr", hln.Addr().String(), "admin_token_required", token != "")
 	listeners = append(listeners, listener{"http", func(ctx context.Context) error {
-		return serveHTTP(ctx, hln, httpHandler(s, logger), logger)
+		return serveHTTP(ctx, hln, httpHandler(s, token, logger), logger)
 	}})
 	if cfg.CAPAddr != "" {
 		serve, err := openCAP(cfg, s, logger)
@@ -155,9 +172,17 @@ func openSimulator(cfg serveConfig, logger *slog.Logger) (*sim.Simulator, error)
 	return s, nil
 }
 
-func httpHandler(s *sim.Simulator, logger *slog.Logger) http.Handler {
+func httpHandler(s *sim.Simulator, token string, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(sim.PathPrefix, sim.NewHandler(s, logger))
+	h := sim.NewHandler(s, logger)
+	mux.Handle(sim.PathPrefix, h)
+	if token != "" {
+		// The admin routes change where calls go; the locate question
+		// stays open for the b2bua's http backend, which sends no token.
+		guarded := sim.RequireToken(token, h)
+		mux.Handle(sim.SubscribersPath, guarded)
+		mux.Handle(sim.SubscribersPath+"/", guarded)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
@@ -195,4 +220,21 @@ func noArgs(_ *cobra.Command, args []string) error {
 		return &usageError{fmt.Errorf("unexpected argument %q", strings.Join(args, " "))}
 	}
 	return nil
+}
+
+// serveToken is the admin routes' bearer token: the first line of
+// --token-file, else SCPSIM_TOKEN, else "" (open).
+func serveToken(cfg serveConfig) (string, error) {
+	if cfg.TokenFile == "" {
+		return strings.TrimSpace(cfg.Token), nil
+	}
+	b, err := os.ReadFile(cfg.TokenFile)
+	if err != nil {
+		return "", &usageError{fmt.Errorf("token-file: %w", err)}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if t := strings.TrimSpace(line); t != "" {
+		return t, nil
+	}
+	return "", &usageError{fmt.Errorf("token-file: %s is empty", cfg.TokenFile)}
 }

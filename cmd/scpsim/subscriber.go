@@ -21,9 +21,11 @@ const defaultServer = "http://127.0.0.1:8070"
 // subscriberFlags are the flags every subscriber command shares.
 type subscriberFlags struct {
 	server  string
+	token   string // bearer token; "" : SCPSIM_TOKEN
 	timeout time.Duration
 	imsi    string
 	mac     string
+	getenv  func(string) string
 }
 
 func newSubscriberCmd(stdout io.Writer, getenv func(string) string) *cobra.Command {
@@ -39,6 +41,10 @@ b2bua serve that runs the simulator in process (--server its HTTP address).`,
 		server = defaultServer
 	}
 	cmd.PersistentFlags().StringVar(&sf.server, "server", server, "URL of the simulator (env SCPSIM_SERVER)")
+	// The token's default is not shown in --help: it comes from the
+	// environment when the command runs.
+	cmd.PersistentFlags().StringVar(&sf.token, "token", "", "bearer token of a simulator that requires one, e.g. a b2bua's provisioning API token (env SCPSIM_TOKEN)")
+	sf.getenv = getenv
 	cmd.PersistentFlags().DurationVar(&sf.timeout, "timeout", 5*time.Second, "how long to wait for the simulator")
 
 	idFlags := func(f *pflag.FlagSet) {
@@ -201,7 +207,11 @@ func (sf *subscriberFlags) id() (string, error) {
 }
 
 func (sf *subscriberFlags) client(ctx context.Context) (*sim.Client, context.Context, context.CancelFunc, error) {
-	c, err := sim.NewClient(sf.server, nil)
+	token := sf.token
+	if token == "" {
+		token = sf.getenv("SCPSIM_TOKEN")
+	}
+	c, err := sim.NewClient(sf.server, sim.WithToken(nil, token))
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestServeTokenFile runs scpsim serve with --token-file over a real
+// listener: the admin routes need the token, which the subscriber commands
+// send from --token or SCPSIM_TOKEN; locate stays open.
+func TestServeTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	const token = "scpsim-admin-token"
+	tf := filepath.Join(dir, "token")
+	if err := os.WriteFile(tf, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServerIn(t, dir, "serve", "--http", "127.0.0.1:0", "--token-file", tf)
+	defer srv.stop(t)
+
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantCode int
+		wantOut  string
+		wantErr  string
+	}{
+		{"attach without token", []string{"attach", "--imsi", "001010000000042", "--addr", "127.0.0.1:6000"}, nil, 1, "", "a bearer token is required"},
+		{"attach with wrong token", []string{"attach", "--imsi", "001010000000042", "--addr", "127.0.0.1:6000", "--token", "nope"}, nil, 1, "", "the bearer token is not valid"},
+		{"attach with --token", []string{"attach", "--imsi", "001010000000042", "--addr", "127.0.0.1:6000", "--token", token}, nil, 0, "attached imsi:001010000000042: online 127.0.0.1:6000\n", ""},
+		{"list with SCPSIM_TOKEN", []string{"list"}, map[string]string{"SCPSIM_TOKEN": token}, 0, "imsi:001010000000042", ""},
+		{"list without token", []string{"list"}, nil, 1, "", "a bearer token is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"SCPSIM_SERVER": srv.URL}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"subscriber"}, tc.args...), &stdout, &stderr, func(k string) string { return env[k] })
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tc.wantCode, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.wantOut) || !strings.Contains(stderr.String(), tc.wantErr) {
+				t.Errorf("stdout %q stderr %q; want %q / %q", stdout.String(), stderr.String(), tc.wantOut, tc.wantErr)
+			}
+		})
+	}
+
+	// The b2bua's http backend asks locate without a token.
+	res, err := http.Get(srv.URL + "/scp/v1/locate?id=imsi:001010000000042")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), "127.0.0.1:6000") {
+		t.Errorf("locate without token: %d %s", res.StatusCode, body)
+	}
+	// The help does not show a token taken from the environment.
+	var out bytes.Buffer
+	run(context.Background(), []string{"subscriber", "list", "--help"}, &out, &out, func(k string) string {
+		if k == "SCPSIM_TOKEN" {
+			return token
+		}
+		return ""
+	})
+	if strings.Contains(out.String(), token) {
+		t.Errorf("--help shows the token:\n%s", out.String())
+	}
+}
+
+// TestServeTokenFileErrors: a token file that cannot be used stops the
+// start rather than leaving the admin routes open.
+func TestServeTokenFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	for _, tf := range []string{filepath.Join(dir, "missing"), empty} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"serve", "--http", "127.0.0.1:0", "--token-file", tf}, &stdout, &stderr, func(string) string { return "" })
+		if code == 0 || !strings.Contains(stderr.String(), "token-file") {
+			t.Errorf("%s: exit %d, stderr %q", tf, code, stderr.String())
+		}
+	}
+}
