@@ -1,0 +1,265 @@
+// Package ratelimit keeps per-source limits for the network-facing parts
+// of the product: a token bucket per source address (SIP request floods)
+// and a failure counter per source with a lock-out (password and token
+// guessing). Both keep at most a fixed number of sources, so a flood from
+// spoofed addresses cannot grow memory: entries that carry no information
+// any more are swept, and sources beyond the bound share one overflow
+// entry, which limits them together.
+//
+// IPv6 sources are keyed by their /64, the block one subscriber normally
+// holds, so that walking through one's own addresses does not reset a
+// limit.
+package ratelimit
+
+import (
+	"math"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// DefaultMaxSources bounds the sources a Limiter or Lockout tracks.
+const DefaultMaxSources = 65536
+
+// sweepEvery is how often a full table is swept; between sweeps new
+// sources share the overflow entry, so a flood costs no scan per packet.
+const sweepEvery = time.Second
+
+// Key is the source a limit applies to: the address itself for IPv4, the
+// /64 for IPv6.
+func Key(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// Config configures a Limiter.
+type Config struct {
+	Rate       float64 // tokens added per second per source; <= 0: no limit
+	Burst      int     // bucket size; < 1: max(1, Rate)
+	MaxSources int     // 0: DefaultMaxSources
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// Limiter is a token bucket per source. It is safe for concurrent use.
+type Limiter struct {
+	rate, burst float64
+	max         int
+
+	mu        sync.Mutex
+	buckets   map[netip.Addr]*bucket
+	overflow  bucket
+	lastSweep time.Time
+}
+
+// New returns a Limiter; with cfg.Rate <= 0 it allows everything.
+func New(cfg Config) *Limiter {
+	l := &Limiter{rate: cfg.Rate, burst: float64(cfg.Burst), max: cfg.MaxSources, buckets: map[netip.Addr]*bucket{}}
+	if l.burst < 1 {
+		l.burst = math.Max(1, math.Ceil(cfg.Rate))
+	}
+	if l.max <= 0 {
+		l.max = DefaultMaxSources
+	}
+	l.overflow.tokens = l.burst
+	return l
+}
+
+// Enabled reports whether the limiter limits anything.
+func (l *Limiter) Enabled() bool { return l != nil && l.rate > 0 }
+
+// Allow takes one token from src's bucket at now. When the bucket is empty
+// it returns false and how long until a token is back.
+func (l *Limiter) Allow(src netip.Addr, now time.Time) (bool, time.Duration) {
+	if !l.Enabled() {
+		return true, 0
+	}
+	k := Key(src)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[k]
+	if b == nil {
+		if len(l.buckets) >= l.max {
+			l.sweep(now)
+		}
+		if len(l.buckets) >= l.max {
+			b = &l.overflow
+		} else {
+			b = &bucket{tokens: l.burst, last: now}
+			l.buckets[k] = b
+		}
+	}
+	if el := now.Sub(b.last).Seconds(); el > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+el*l.rate)
+	}
+	if now.After(b.last) {
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return false, wait
+}
+
+// sweep drops the buckets that have refilled: they are the same as a new
+// one. It runs at most once per sweepEvery.
+func (l *Limiter) sweep(now time.Time) {
+	if now.Sub(l.lastSweep) < sweepEvery {
+		return
+	}
+	l.lastSweep = now
+	full := time.Duration(l.burst / l.rate * float64(time.Second))
+	for k, b := range l.buckets {
+		if now.Sub(b.last) >= full {
+			delete(l.buckets, k)
+		}
+	}
+}
+
+// Len is the number of sources tracked.
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
+
+// LockoutConfig configures a Lockout.
+type LockoutConfig struct {
+	MaxFailures int           // failures within Window that lock a source out; <= 0: never
+	Window      time.Duration // 0: one minute
+	Lockout     time.Duration // how long a source stays locked out; 0: Window
+	MaxSources  int           // 0: DefaultMaxSources
+}
+
+type failures struct {
+	count  int
+	start  time.Time // of the current window
+	locked time.Time // locked out until then
+}
+
+// Lockout counts failures per source and locks a source out once it has
+// failed MaxFailures times within Window. It is safe for concurrent use.
+type Lockout struct {
+	cfg LockoutConfig
+
+	mu        sync.Mutex
+	sources   map[netip.Addr]*failures
+	overflow  failures
+	lastSweep time.Time
+}
+
+// NewLockout returns a Lockout; with cfg.MaxFailures <= 0 it never locks.
+func NewLockout(cfg LockoutConfig) *Lockout {
+	if cfg.Window <= 0 {
+		cfg.Window = time.Minute
+	}
+	if cfg.Lockout <= 0 {
+		cfg.Lockout = cfg.Window
+	}
+	if cfg.MaxSources <= 0 {
+		cfg.MaxSources = DefaultMaxSources
+	}
+	return &Lockout{cfg: cfg, sources: map[netip.Addr]*failures{}}
+}
+
+// Enabled reports whether the lockout ever locks.
+func (l *Lockout) Enabled() bool { return l != nil && l.cfg.MaxFailures > 0 }
+
+// Locked returns how long src stays locked out at now; 0 when it is not.
+func (l *Lockout) Locked(src netip.Addr, now time.Time) time.Duration {
+	if !l.Enabled() {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.sources[Key(src)]
+	if f == nil {
+		if len(l.sources) < l.cfg.MaxSources {
+			return 0
+		}
+		f = &l.overflow
+	}
+	if d := f.locked.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// Fail records a failure of src at now and returns how long src is now
+// locked out (0: not yet).
+func (l *Lockout) Fail(src netip.Addr, now time.Time) time.Duration {
+	if !l.Enabled() {
+		return 0
+	}
+	k := Key(src)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.sources[k]
+	if f == nil {
+		if len(l.sources) >= l.cfg.MaxSources {
+			l.sweep(now)
+		}
+		if len(l.sources) >= l.cfg.MaxSources {
+			// Sources beyond the bound are counted together: guessing
+			// needs answers, so they are seldom spoofed, and a full table
+			// must not be a way around the lock-out.
+			f = &l.overflow
+		} else {
+			f = &failures{start: now}
+			l.sources[k] = f
+		}
+	}
+	if now.Sub(f.start) >= l.cfg.Window {
+		f.count, f.start = 0, now
+	}
+	f.count++
+	if f.count >= l.cfg.MaxFailures {
+		f.locked = now.Add(l.cfg.Lockout)
+		f.count, f.start = 0, now
+	}
+	if d := f.locked.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// Succeed forgets src's failures at now (not a lock-out in force).
+func (l *Lockout) Succeed(src netip.Addr, now time.Time) {
+	if !l.Enabled() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if f := l.sources[Key(src)]; f != nil && !now.Before(f.locked) {
+		delete(l.sources, Key(src))
+	}
+}
+
+// sweep drops sources whose window and lock-out are both over.
+func (l *Lockout) sweep(now time.Time) {
+	if now.Sub(l.lastSweep) < sweepEvery {
+		return
+	}
+	l.lastSweep = now
+	for k, f := range l.sources {
+		if now.Sub(f.start) >= l.cfg.Window && !now.Before(f.locked) {
+			delete(l.sources, k)
+		}
+	}
+}
+
+// Len is the number of sources tracked.
+func (l *Lockout) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.sources)
+}
