@@ -207,39 +207,7 @@ func (c *call) start() {
 		return
 	}
 	c.media = m
-	// A session that can die by itself (the RTP proxy's inactivity
-	// timeout) ends the call with BYE on both legs.
-	if w, ok := m.(interface {
-		Done() <-chan struct{}
-		Err() error
-	}); ok {
-		c.s.wg.Add(1)
-		go func() {
-			defer c.s.wg.Done()
-			select {
-			case <-w.Done():
-				c.post(func() {
-					if !c.ending && c.ctx.Err() == nil {
-						c.log.Info("media died: ending call", "err", w.Err())
-						c.byeCause = CauseRecoveryOnTimer
-						c.fail(&Failure{Status: 408, Cause: CauseRecoveryOnTimer, Text: "media timeout", Err: w.Err()}, false)
-						c.endCause = "media timeout"
-					}
-				})
-			case <-c.ended:
-			}
-		}()
-	}
-}
-
-// offerFailure is the caller's answer when the media anchor refuses an
-// offer: the anchor's own Failure when it has one, else 488.
-func offerFailure(err error) *Failure {
-	var f *Failure
-	if errors.As(err, &f) {
-		return f
-	}
-	return &Failure{Status: 488, Cause: 65, Text: "offer not acceptable", Err: err}
+	c.watchMedia(m)
 }
 
 func (c *call) onRouted(t Target, err error) {
@@ -354,6 +322,9 @@ func (c *call) onCalleeResponse(res *sipmsg.Response) {
 		if len(body) > 0 {
 			var err error
 			if body, err = c.media.Answer(c.ctx, Callee, body); err != nil {
+				// Relayed without SDP: the caller still learns of the
+				// progress, no media bypasses the anchor, and the 2xx,
+				// which must repeat the answer, decides the call.
 				c.log.Warn("early media answer rejected", "err", err)
 				body = nil
 			}
@@ -404,7 +375,12 @@ func (c *call) onCalleeResponse(res *sipmsg.Response) {
 		if len(body) > 0 {
 			var err error
 			if body, err = c.media.Answer(c.ctx, Callee, body); err != nil {
+				// A 2xx without the answer would break RFC 3264 §5 and
+				// the raw one would bypass the anchor: the terminal gets
+				// BYE, the caller the anchor's failure.
 				c.log.Warn("answer rejected by media anchor", "err", err)
+				c.fail(answerFailure(err), false)
+				return
 			}
 		}
 		out := c.callerResponse(code, res.Reason, body)
@@ -665,6 +641,7 @@ func (c *call) respondCaller(f *Failure) {
 	if f.RetryAfter > 0 {
 		res.AppendHeader(sipmsg.NewHeader("Retry-After", strconv.Itoa(f.RetryAfter)))
 	}
+	addWarning(res, f)
 	if err := c.aTx.Respond(res); err != nil {
 		c.log.Debug("answer to caller failed", "status", f.Status, "err", err)
 	}
@@ -815,6 +792,7 @@ func (c *call) relay(from, to *leg, side Side, sr *serverReq) {
 				f := offerFailure(err)
 				res := c.response(req, f.Status, "", nil)
 				res.AppendHeader(sipmsg.NewHeader("Reason", f.Reason()))
+				addWarning(res, f)
 				sr.respond(res)
 				return
 			}
@@ -851,9 +829,21 @@ func (c *call) onRelayed(from, to *leg, side Side, sr *serverReq, out *sipmsg.Re
 		if side == Callee {
 			other = Caller
 		}
-		if b, err := c.media.Answer(c.ctx, other, body); err == nil {
-			body = b
+		b, err := c.media.Answer(c.ctx, other, body)
+		if err != nil {
+			// Relaying the raw answer would leak the other party's
+			// address and let media bypass the anchor. The requester gets
+			// a failure and keeps the session it had (RFC 3261 §14.1);
+			// the call goes on.
+			c.log.Warn("re-INVITE answer rejected by media anchor", "err", err)
+			f := answerFailure(err)
+			res := c.response(req, f.Status, "", nil)
+			res.AppendHeader(sipmsg.NewHeader("Reason", f.Reason()))
+			addWarning(res, f)
+			sr.respond(res)
+			return
 		}
+		body = b
 	}
 	out2 := c.response(req, res.StatusCode, res.Reason, body)
 	copyHeader(res, out2, "Content-Type")

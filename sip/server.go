@@ -86,6 +86,8 @@ type Config struct {
 	// MESSAGE (media_message.go); nil: MESSAGE is relayed as it came.
 	Messaging *Messaging
 
+	Limits Limits // per-source limits of untrusted sources (ratelimit.go); zero: none
+
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
 	MaxExpires     time.Duration // longer ones are shortened; 0: 2h
 	DefaultExpires time.Duration // when the UA gives none; 0: 1h
@@ -104,6 +106,7 @@ type Server struct {
 	cli *sipgo.Client
 
 	rec   *recorder // nil without Config.Calls
+	lim   limiters  // per-source limits (ratelimit.go)
 	token string    // marks our Via branches, to detect loops
 
 	mu      sync.Mutex
@@ -178,6 +181,7 @@ func NewServer(cfg Config) (*Server, error) {
 			SCPTimeout: cfg.SCPTimeout,
 		},
 		media:   cfg.Media,
+		lim:     newLimiters(cfg.Limits),
 		token:   "b2b" + hex.EncodeToString(tok[:]),
 		ready:   make(chan struct{}),
 		calls:   map[*call]struct{}{},
@@ -247,7 +251,9 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 			missing = "To"
 		}
 		if missing == "" {
-			h(req, tx)
+			if s.admit(req, tx) {
+				h(req, tx)
+			}
 			return
 		}
 		if !req.IsAck() {
@@ -741,15 +747,22 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 	if s.cfg.Auth == nil || s.trusted(req.Source()) {
 		return fromUser, true
 	}
+	if s.authLockedOut(req, tx) {
+		return "", false
+	}
 	stale := false
 	if h := req.GetHeader(header); h != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		user, err := s.cfg.Auth.Verify(ctx, string(req.Method), h.Value())
 		cancel()
 		if err == nil {
+			s.authResult(req, true)
 			return user, true
 		}
 		stale = s.cfg.IsStale(err)
+		if !stale {
+			s.authResult(req, false)
+		}
 		// The same challenge for an unknown user and a wrong password, so
 		// the answer does not tell which IM IDs exist.
 		s.log.Info("authentication failed", "method", req.Method, "source", req.Source(), "err", err)
