@@ -1,0 +1,188 @@
+package sip_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+
+	"github.com/imcall/b2bua/scp"
+	b2b "github.com/imcall/b2bua/sip"
+)
+
+func withLimits(l b2b.Limits) envOpt {
+	return func(c *b2bConfig) { c.Limits = l }
+}
+
+// rlSocket is a raw UDP socket on one loopback address, so a test can speak
+// from several sources.
+type rlSocket struct {
+	t    *testing.T
+	conn *net.UDPConn
+	n    int
+}
+
+func newRLSocket(t *testing.T, ip string) *rlSocket {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Skipf("cannot bind %s: %v", ip, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rlSocket{t: t, conn: c}
+}
+
+// send sends one request with a fresh Call-ID and returns the status of its
+// first final answer and the whole answer.
+func (s *rlSocket) send(to, method, user string, extra ...string) (int, string) {
+	s.t.Helper()
+	s.n++
+	la := s.conn.LocalAddr().String()
+	cid := fmt.Sprintf("rl-%d-%s", s.n, la)
+	cseq := fmt.Sprintf("%d %s", s.n, method)
+	msg := strings.Join(append([]string{
+		method + " sip:" + user + "@" + to + " SIP/2.0",
+		"Via: SIP/2.0/UDP " + la + ";branch=z9hG4bK-rl" + fmt.Sprint(s.n) + strings.NewReplacer(".", "", ":", "").Replace(la) + ";rport",
+		"From: <sip:flood@" + la + ">;tag=rl" + fmt.Sprint(s.n),
+		"To: <sip:" + user + "@" + to + ">",
+		"Call-ID: " + cid,
+		"CSeq: " + cseq,
+		"Contact: <sip:flood@" + la + ">",
+		"Max-Forwards: 70",
+	}, extra...), "\r\n") + "\r\nContent-Length: 0\r\n\r\n"
+	if _, err := s.conn.WriteTo([]byte(msg), net.UDPAddrFromAddrPort(netip.MustParseAddrPort(to))); err != nil {
+		s.t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s.conn.SetReadDeadline(deadline)
+		n, _, err := s.conn.ReadFrom(buf)
+		if err != nil {
+			s.t.Fatalf("%s %s: no final answer: %v", method, cid, err)
+		}
+		res := string(buf[:n])
+		m := regexp.MustCompile(`^SIP/2\.0 (\d{3}) `).FindStringSubmatch(res)
+		if m == nil || !strings.Contains(res, cid) || !strings.Contains(res, cseq) || m[1][0] == '1' {
+			continue
+		}
+		var code int
+		fmt.Sscan(m[1], &code)
+		return code, res
+	}
+}
+
+// TestRateLimitPerSource floods from one loopback source: past the burst it
+// gets 503 with Retry-After, while another source and a trusted one are
+// still served, and its CANCELs are still answered.
+func TestRateLimitPerSource(t *testing.T) {
+	e := newEnv(t, withLimits(b2b.Limits{Rate: 1, Burst: 5}), func(c *b2bConfig) {
+		c.Trusted = append(c.Trusted, netip.MustParsePrefix("127.0.0.3/32"))
+	})
+	flood := newRLSocket(t, "127.0.0.1")
+	other := newRLSocket(t, "127.0.0.2")
+	trusted := newRLSocket(t, "127.0.0.3")
+
+	var codes []int
+	retryAfter := ""
+	for i := 0; i < 12; i++ {
+		code, res := flood.send(e.addr, "INVITE", "nobody")
+		codes = append(codes, code)
+		if code == 503 && retryAfter == "" {
+			m := regexp.MustCompile(`(?m)^Retry-After: (\d+)\r$`).FindStringSubmatch(res)
+			if m == nil {
+				t.Fatalf("503 without Retry-After:\n%s", res)
+			}
+			retryAfter = m[1]
+		}
+	}
+	for i, c := range codes[:5] {
+		if c == 503 {
+			t.Fatalf("request %d within the burst refused: %v", i+1, codes)
+		}
+	}
+	if codes[len(codes)-1] != 503 || retryAfter == "" {
+		t.Fatalf("flood not limited: %v", codes)
+	}
+	for _, m := range []string{"REGISTER", "MESSAGE", "OPTIONS"} {
+		if code, _ := flood.send(e.addr, m, "nobody"); code != 503 {
+			t.Errorf("%s over the limit: %d, want 503", m, code)
+		}
+	}
+	// A CANCEL of no transaction: answered (481), never rate limited.
+	if code, _ := flood.send(e.addr, "CANCEL", "nobody"); code != 481 {
+		t.Errorf("CANCEL over the limit: %d, want 481", code)
+	}
+	for name, s := range map[string]*rlSocket{"another source": other, "a trusted source": trusted} {
+		if code, _ := s.send(e.addr, "INVITE", "nobody"); code != 404 {
+			t.Errorf("%s: INVITE got %d, want 404", name, code)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		if code, _ := trusted.send(e.addr, "OPTIONS", "nobody"); code != 200 {
+			t.Fatalf("trusted source limited at request %d: %d", i+1, code)
+		}
+	}
+}
+
+// TestAuthLockout guesses passwords from one source: after the allowed
+// failures every request of it that needs authentication gets 403 without
+// a check, even with the right password, and the same for an unknown user;
+// another source is still challenged.
+func TestAuthLockout(t *testing.T) {
+	e := newEnv(t, withDigest(), withLimits(b2b.Limits{AuthFailures: 3, AuthWindow: time.Minute, AuthLockout: time.Minute}))
+	caller := newPeer(t, "alice")
+	term := newPeer(t, "term")
+	e.addUser("alice")
+	e.addUser("bob")
+	e.addLegacy("bob", "001010000000001", term.addr, scp.Online)
+	term.setInvite(answerer(term, 0, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	// sipgo's client may answer one challenge more than once, so count
+	// attempts rather than failures: the first is challenged, and guessing
+	// on ends in 403 within the allowed failures.
+	locked := 0
+	for i, user := range []string{"alice", "mallory", "alice"} {
+		_, res, err := caller.invite(ctx, e.uri("bob"), sipgo.AnswerOptions{Username: user, Password: "guess"})
+		if res == nil || (res.StatusCode != 407 && res.StatusCode != 403) || (i == 0 && res.StatusCode != 407) {
+			t.Fatalf("guess %d (%s): %v %v", i+1, user, res, err)
+		}
+		if res.StatusCode == 403 {
+			locked = i + 1
+			break
+		}
+	}
+	if locked == 0 {
+		t.Fatal("3 wrong passwords did not lock the source out")
+	}
+	for i, tc := range []struct{ user, pass string }{
+		{"alice", "secret-alice"},
+		{"mallory", "secret-mallory"},
+		{"", ""},
+	} {
+		_, res, err := caller.invite(ctx, e.uri("bob"), sipgo.AnswerOptions{Username: tc.user, Password: tc.pass})
+		if res == nil || res.StatusCode != 403 {
+			t.Fatalf("locked out, attempt %d (%q): %v %v, want 403", i+1, tc.user, res, err)
+		}
+		if res.GetHeader("Proxy-Authenticate") != nil {
+			t.Errorf("attempt %d: a locked-out source is challenged", i+1)
+		}
+	}
+	select {
+	case r := <-term.requests:
+		t.Fatalf("terminal reached from a locked-out source: %s", r.StartLine())
+	default:
+	}
+	other := newRLSocket(t, "127.0.0.2")
+	if code, _ := other.send(e.addr, "INVITE", "bob"); code != 407 {
+		t.Errorf("another source: %d, want 407", code)
+	}
+}
