@@ -173,6 +173,7 @@ type serveOpts struct {
 	subscribers []subscriber
 	scp         string // "" : sim
 	ringTimeout time.Duration
+	extra       []string // more serve flags
 }
 
 // serve starts `b2bua serve` and waits until /healthz says ready. It is
@@ -207,6 +208,7 @@ func (n *node) serve(o serveOpts) {
 		"--digest-algorithms", "MD5,SHA-256",
 		"--log-level", "debug",
 	}
+	args = append(args, o.extra...)
 	logf, err := os.Create(filepath.Join(n.dir, "b2bua.log"))
 	if err != nil {
 		t.Fatal(err)
