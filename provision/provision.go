@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/imcall/b2bua/qrcard"
+	"github.com/imcall/b2bua/ratelimit"
 	"github.com/imcall/b2bua/registry"
 )
 
@@ -56,6 +57,11 @@ type Config struct {
 	// Logger receives one line per request (never the token); nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// AuthFailures wrong tokens from one source within AuthLockout get it
+	// 429 for AuthLockout (ratelimit.go); 0: DefaultAuthFailures and
+	// DefaultAuthLockout, negative: no lock-out.
+	AuthFailures int
+	AuthLockout  time.Duration
 }
 
 // Error codes: stable strings clients may switch on.
@@ -92,6 +98,7 @@ type api struct {
 	maxBody int64
 	realm   string
 	log     *slog.Logger
+	fails   *ratelimit.Lockout // wrong tokens per source
 }
 
 // NewHandler returns the API's handler. It panics if cfg.Store is nil, a
@@ -100,7 +107,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Store == nil {
 		panic("provision: Config.Store is nil")
 	}
-	a := &api{store: cfg.Store, maxBody: cfg.MaxBodyBytes, realm: cfg.Realm, log: cfg.Logger}
+	a := &api{store: cfg.Store, maxBody: cfg.MaxBodyBytes, realm: cfg.Realm, log: cfg.Logger, fails: newTokenLockout(cfg)}
 	if a.maxBody <= 0 {
 		a.maxBody = DefaultMaxBodyBytes
 	}
@@ -234,10 +241,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // routing, so an unauthenticated client learns nothing about the routes.
 func (a *api) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.lockedOut(w, r) {
+			return
+		}
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		presented := strings.EqualFold(scheme, "Bearer") && token != ""
 		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
 		if !a.open || !presented || subtle.ConstantTimeCompare(got[:], a.token[:]) != 1 {
+			if presented {
+				a.tokenFailed(r)
+			}
 			// RFC 6750 section 3: error="invalid_token" only when a token
 			// was presented.
 			challenge := `Bearer realm="b2bua"`
