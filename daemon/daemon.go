@@ -45,6 +45,9 @@ type Config struct {
 	SCP            string         // "sim" (default) or a backend spec for scp/locators
 	SCPSubscribers string         // JSON file seeding the in-process simulator; "" : empty
 	Trusted        []netip.Prefix // peers not challenged
+	// SIPLimits are the per-source limits of untrusted SIP sources
+	// (request rate, failed authentications); zero: none.
+	SIPLimits sip.Limits
 	RingTimeout    time.Duration  // 0: 60s
 	SCPTimeout     time.Duration  // 0: 2s
 	APIToken       string         // "" : read or create TokenFile
@@ -201,6 +204,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Auth:        auth,
 		IsStale:     func(err error) bool { return errors.Is(err, digest.ErrStale) },
 		Trusted:     cfg.Trusted,
+		Limits:      cfg.SIPLimits,
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,
 		Media:       anchor,
