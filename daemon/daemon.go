@@ -45,9 +45,6 @@ type Config struct {
 	SCP            string         // "sim" (default) or a backend spec for scp/locators
 	SCPSubscribers string         // JSON file seeding the in-process simulator; "" : empty
 	Trusted        []netip.Prefix // peers not challenged
-	// SIPLimits are the per-source limits of untrusted SIP sources
-	// (request rate, failed authentications); zero: none.
-	SIPLimits sip.Limits
 	RingTimeout    time.Duration  // 0: 60s
 	SCPTimeout     time.Duration  // 0: 2s
 	APIToken       string         // "" : read or create TokenFile
@@ -77,6 +74,10 @@ type Config struct {
 	// MediaTimeout ends an answered call whose media stopped; 0: 60s.
 	MediaTimeout time.Duration
 	Logger       *slog.Logger
+
+	// SIPLimits are the per-source limits of untrusted SIP sources
+	// (request rate, failed authentications); zero: none.
+	SIPLimits sip.Limits
 }
 
 // Media modes of Config.Media.
