@@ -121,8 +121,8 @@ type Server struct {
 	binv    sync.Map         // callee-leg Call-ID → *call, read by onWire
 
 	draining atomic.Bool
-	wg       sync.WaitGroup // call loops and background senders
-	idle     chan struct{}  // signalled when a call ends
+	wg       workGroup     // call loops and background senders (workgroup.go)
+	idle     chan struct{} // signalled when a call ends
 }
 
 // NewServer validates cfg and builds a Server; call Listen and Serve, or
@@ -451,7 +451,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		n := s.ActiveCalls()
 		if n == 0 {
-			s.wg.Wait()
+			// No call is left to send anything: work that would start
+			// from now on is refused, so the wait below ends.
+			s.wg.Close()
+			if err := s.wg.Wait(ctx); err != nil {
+				return err
+			}
 			return s.rec.flush(ctx)
 		}
 		select {
@@ -461,12 +466,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.log.Warn("draining cut short: ending live calls", "calls", n)
 			s.hangupAll()
-			done := make(chan struct{})
-			go func() { s.wg.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(64 * sipmsg.T1):
-			}
+			// The calls' BYEs and CANCELs are bounded by Timer B/F.
+			wctx, cancel := context.WithTimeout(context.Background(), 64*sipmsg.T1)
+			_ = s.wg.Wait(wctx)
+			cancel()
+			s.wg.Close()
 			return ctx.Err()
 		}
 	}
@@ -561,12 +565,16 @@ func (s *Server) addVia(_ *sipgo.Client, r *sipmsg.Request) error {
 // request sends req in a client transaction and waits for its final
 // response on a goroutine the server owns; done runs with the result.
 func (s *Server) request(ctx context.Context, req *sipmsg.Request, onResp func(*sipmsg.Response), done func(*sipmsg.Response, error)) {
+	if !s.wg.TryAdd() {
+		done(nil, errShuttingDown)
+		return
+	}
 	tx, err := s.cli.TransactionRequest(ctx, req, s.addVia)
 	if err != nil {
+		s.wg.Done()
 		done(nil, err)
 		return
 	}
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer tx.Terminate()
@@ -726,12 +734,17 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
 		return
 	}
+	// Counted before the call exists, so that Shutdown, once it has seen
+	// no live call, either waits for this one or refuses it here.
+	if !s.wg.TryAdd() {
+		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
+		return
+	}
+	defer s.wg.Done()
 	c := newCall(s, req, tx, caller, callee)
 	if c == nil {
 		return
 	}
-	s.wg.Add(1)
-	defer s.wg.Done()
 	c.run()
 }
 
