@@ -36,6 +36,7 @@ type serveOptions struct {
 	logLevel    string
 	media       mediaOptions
 	rtp         rtpOptions
+	limits      limitOptions // serve_limits.go
 }
 
 // rtpOptions are the flags of call media (the RTP proxy).
@@ -100,6 +101,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.rtp.advertise, "rtp-advertise", envOr("B2BUA_RTP_ADVERTISE", ""), "media address written into SDP, the public address behind NAT (default the bind address) (env B2BUA_RTP_ADVERTISE)")
 	f.StringVar(&o.rtp.ports, "rtp-ports", envOr("B2BUA_RTP_PORTS", "20000-29999"), "UDP port range of the RTP proxy, MIN-MAX (env B2BUA_RTP_PORTS)")
 	f.StringVar(&o.rtp.timeout, "media-timeout", envOr("B2BUA_MEDIA_TIMEOUT", "60s"), "an answered call whose RTP stopped this long ends with BYE to both sides (env B2BUA_MEDIA_TIMEOUT)")
+	o.limits.register(f)
 	return cmd
 }
 
@@ -109,6 +111,10 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return err
 	}
 	trusted, err := parseCIDRs(o.trusted)
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
+	limits, err := o.limits.limits()
 	if err != nil {
 		return usageError(cmd, err.Error())
 	}
@@ -155,6 +161,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		RTPPortMax:       rtp.RTPPortMax,
 		MediaTimeout:     rtp.MediaTimeout,
 		Logger:           log,
+		SIPLimits:        limits,
 	})
 	if err != nil {
 		return err
