@@ -122,6 +122,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.SCP == "" {
 		cfg.SCP = "sim"
 	}
+	if cfg.Media == "" {
+		cfg.Media = MediaAnchor
+	}
 	log := cfg.Logger
 	d := &Daemon{log: log, sipDone: make(chan error, 1)}
 	ok := false

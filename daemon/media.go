@@ -16,7 +16,7 @@ func (d *Daemon) startMedia(cfg Config) (sip.MediaAnchor, error) {
 	switch cfg.Media {
 	case MediaPassthrough:
 		return sip.Passthrough{}, nil
-	case "", MediaAnchor:
+	case MediaAnchor:
 	default:
 		return nil, fmt.Errorf("media: %q: must be %s or %s", cfg.Media, MediaAnchor, MediaPassthrough)
 	}
