@@ -63,7 +63,7 @@ type await2xx struct {
 type call struct {
 	s      *Server
 	log    *slog.Logger
-	tasks  chan func()
+	tasks  *taskQueue
 	ended  chan struct{}
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -133,7 +133,7 @@ func newCall(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, caller
 	c := &call{
 		s:       s,
 		log:     s.log.With("call", a.callID, "callee", callee),
-		tasks:   make(chan func(), 256),
+		tasks:   newTaskQueue(),
 		ended:   make(chan struct{}),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -156,17 +156,7 @@ func newCall(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, caller
 
 // post queues fn for the call's loop; false once the call has ended.
 func (c *call) post(fn func()) bool {
-	select {
-	case <-c.ended:
-		return false
-	default:
-	}
-	select {
-	case c.tasks <- fn:
-		return true
-	case <-c.ended:
-		return false
-	}
+	return c.tasks.push(fn)
 }
 
 func (c *call) after(d time.Duration, fn func()) *time.Timer {
@@ -178,7 +168,7 @@ func (c *call) run() {
 	defer c.cleanup()
 	c.start()
 	for !c.finished {
-		(<-c.tasks)()
+		c.tasks.pop()()
 	}
 }
 
@@ -192,7 +182,11 @@ func (c *call) start() {
 	c.s.wg.Add(1)
 	go func() {
 		defer c.s.wg.Done()
-		t, err := c.s.router.Route(c.ctx, c.callee)
+		// The registry has no deadline of its own; a call must not wait
+		// for it forever.
+		ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.TxTimeout)
+		t, err := c.s.router.Route(ctx, c.callee)
+		cancel()
 		c.post(func() { c.onRouted(t, err) })
 	}()
 	c.writeRecord()
@@ -536,9 +530,13 @@ func (c *call) end(cause string) {
 	if c.aAnswered {
 		c.bye(c.a, cause)
 	}
-	// Nothing may keep a call alive forever: a terminal that never answers
-	// our CANCEL or BYE is given up after Timer B's 64*T1.
-	c.giveUp = c.after(64*sipmsg.T1, func() { c.finished = true })
+	// Nothing may keep a call alive forever: a peer that never answers
+	// our CANCEL or BYE (or a 487 that never comes) is given up after
+	// Timer B's 64*T1.
+	c.giveUp = c.after(c.s.cfg.TxTimeout, func() {
+		c.log.Info("peer silent while the call ends: giving up", "cause", c.endCause)
+		c.finished = true
+	})
 	c.maybeFinish()
 }
 
@@ -914,6 +912,7 @@ func (c *call) cleanup() {
 		}
 	}
 	c.cancel(errors.New(c.endCause))
+	c.tasks.close()
 	close(c.ended)
 	c.log.Debug("call ended", "cause", c.endCause)
 }

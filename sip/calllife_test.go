@@ -9,6 +9,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/scp"
 )
 
@@ -71,5 +72,70 @@ func TestCancelledTerminal487IsAcked(t *testing.T) {
 		}
 		cancel()
 		waitIdle(t, e)
+	}
+}
+
+// stuckFinder is a registry that never answers until its caller gives up.
+type stuckFinder struct{}
+
+func (stuckFinder) ActiveTerminal(ctx context.Context, _ string) (registry.Terminal, error) {
+	<-ctx.Done()
+	return registry.Terminal{}, ctx.Err()
+}
+
+// TestCallsEndWhenPeersGoSilent: every wait of a call is bounded, so a call
+// whose peers stop answering still ends and stops counting as live.
+func TestCallsEndWhenPeersGoSilent(t *testing.T) {
+	short := func(c *b2bConfig) {
+		c.AckTimeout = 300 * time.Millisecond
+		c.TxTimeout = 500 * time.Millisecond
+		c.RingTimeout = time.Minute // never reached in these cases
+	}
+	tests := []struct {
+		name string
+		opts []envOpt
+		// drive plays the caller and the terminal; both raw, so they
+		// answer only what drive answers.
+		drive func(t *testing.T, e *env, caller, term *rawPeer)
+	}{
+		{"caller never ACKs, nobody answers the BYEs", []envOpt{short}, func(t *testing.T, e *env, caller, term *rawPeer) {
+			caller.invite(e.addr, "bob", "im.test")
+			inv := term.next(sipmsg.INVITE, 5*time.Second)
+			term.respond(inv, 180, "Ringing")
+			term.respond(inv, 200, "OK")
+			caller.nextResponse(200, 5*time.Second)
+			term.next(sipmsg.ACK, 5*time.Second)
+			term.next(sipmsg.BYE, 5*time.Second)
+			caller.next(sipmsg.BYE, 5*time.Second)
+		}},
+		{"terminal rings, our CANCEL gets no 487", []envOpt{short}, func(t *testing.T, e *env, caller, term *rawPeer) {
+			inv := caller.invite(e.addr, "bob", "im.test")
+			tinv := term.next(sipmsg.INVITE, 5*time.Second)
+			term.respond(tinv, 180, "Ringing")
+			caller.nextResponse(180, 5*time.Second)
+			caller.cancel(inv, e.addr)
+			if res := caller.nextResponse(300, 5*time.Second); res.StatusCode != 487 {
+				t.Errorf("caller got %d, want 487", res.StatusCode)
+			}
+			can := term.next(sipmsg.CANCEL, 5*time.Second)
+			term.respond(can, 200, "OK") // and never the 487
+		}},
+		{"registry never answers", []envOpt{short, func(c *b2bConfig) { c.Terminals = stuckFinder{} }}, func(t *testing.T, e *env, caller, term *rawPeer) {
+			caller.invite(e.addr, "bob", "im.test")
+			// The registry's failure: 500 "registry unavailable".
+			if res := caller.nextResponse(300, 5*time.Second); res.StatusCode != 500 {
+				t.Errorf("caller got %d, want 500", res.StatusCode)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.opts...)
+			caller, term := newRawPeer(t), newRawPeer(t)
+			e.addUser("bob")
+			e.addLegacy("bob", "001010000000001", term.addr, scp.Online)
+			tt.drive(t, e, caller, term)
+			waitIdle(t, e)
+		})
 	}
 }

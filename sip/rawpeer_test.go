@@ -2,6 +2,7 @@ package sip_test
 
 import (
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -13,11 +14,12 @@ import (
 // test decides exactly what it sends, what it never sends and what it
 // retransmits, and sees every request the B2BUA sends, ACKs included.
 type rawPeer struct {
-	t    *testing.T
-	conn net.PacketConn
-	addr string
-	reqs chan rawReq
-	tag  string
+	t     *testing.T
+	conn  net.PacketConn
+	addr  string
+	reqs  chan rawReq
+	resps chan *sipmsg.Response
+	tag   string
 
 	mu   sync.Mutex
 	seen []*sipmsg.Request
@@ -35,7 +37,7 @@ func newRawPeer(t *testing.T) *rawPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rawPeer{t: t, conn: conn, addr: conn.LocalAddr().String(), reqs: make(chan rawReq, 256), tag: sipmsg.GenerateTagN(8)}
+	p := &rawPeer{t: t, conn: conn, addr: conn.LocalAddr().String(), reqs: make(chan rawReq, 256), resps: make(chan *sipmsg.Response, 256), tag: sipmsg.GenerateTagN(8)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -48,6 +50,12 @@ func newRawPeer(t *testing.T) *rawPeer {
 			m, err := sipmsg.ParseMessage(append([]byte(nil), buf[:n]...))
 			if err != nil {
 				continue
+			}
+			if res, ok := m.(*sipmsg.Response); ok {
+				select {
+				case p.resps <- res:
+				default:
+				}
 			}
 			if req, ok := m.(*sipmsg.Request); ok {
 				p.mu.Lock()
@@ -117,4 +125,68 @@ func (p *rawPeer) send(m sipmsg.Message, to net.Addr) {
 	if _, err := p.conn.WriteTo([]byte(m.String()), to); err != nil {
 		p.t.Errorf("raw terminal: send: %v", err)
 	}
+}
+
+// nextResponse waits for a response with a status code of at least min.
+func (p *rawPeer) nextResponse(min int, d time.Duration) *sipmsg.Response {
+	p.t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case r := <-p.resps:
+			if r.StatusCode >= min {
+				return r
+			}
+		case <-deadline:
+			p.t.Fatalf("raw peer: no response >= %d within %v", min, d)
+			return nil
+		}
+	}
+}
+
+// invite sends an INVITE for user@domain to the B2BUA at dst, as a caller
+// that never retransmits; it returns the request for building the ACK or
+// CANCEL.
+func (p *rawPeer) invite(dst, user, domain string) *sipmsg.Request {
+	p.t.Helper()
+	callID := sipmsg.GenerateTagN(16)
+	msg := "INVITE sip:" + user + "@" + domain + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + p.addr + ";branch=z9hG4bK-" + callID + "\r\n" +
+		"From: <sip:alice@" + domain + ">;tag=" + p.tag + "\r\n" +
+		"To: <sip:" + user + "@" + domain + ">\r\n" +
+		"Call-ID: " + callID + "\r\n" +
+		"CSeq: 1 INVITE\r\n" +
+		"Contact: <sip:alice@" + p.addr + ">\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"Content-Type: application/sdp\r\n" +
+		"Content-Length: " + strconv.Itoa(len(testSDP)) + "\r\n\r\n" + testSDP
+	m, err := sipmsg.ParseMessage([]byte(msg))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	to, err := net.ResolveUDPAddr("udp", dst)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.send(m, to)
+	return m.(*sipmsg.Request)
+}
+
+// cancel sends a CANCEL for inv (RFC 3261 §9.1) to dst.
+func (p *rawPeer) cancel(inv *sipmsg.Request, dst string) {
+	p.t.Helper()
+	req := sipmsg.NewRequest(sipmsg.CANCEL, *inv.Recipient.Clone())
+	req.AppendHeader(sipmsg.HeaderClone(inv.Via()))
+	req.AppendHeader(sipmsg.HeaderClone(inv.From()))
+	req.AppendHeader(sipmsg.HeaderClone(inv.To()))
+	req.AppendHeader(sipmsg.HeaderClone(inv.CallID()))
+	req.AppendHeader(&sipmsg.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sipmsg.CANCEL})
+	mf := sipmsg.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.SetBody(nil)
+	to, err := net.ResolveUDPAddr("udp", dst)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.send(req, to)
 }

@@ -79,6 +79,10 @@ type Config struct {
 	// AckTimeout is how long the B2BUA retransmits a 2xx waiting for the
 	// caller's ACK before it ends the call (RFC 3261 §13.3.1.4: 64*T1).
 	AckTimeout time.Duration
+	// TxTimeout bounds every other wait of a call: its routing, the
+	// answers to its CANCEL and BYEs once it is ending; 0: 64*T1, RFC
+	// 3261's Timer B and F.
+	TxTimeout time.Duration
 	// RetryAfter is the Retry-After of 503 answers while draining; 0: 60s.
 	RetryAfter time.Duration
 
@@ -151,6 +155,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 64 * sipmsg.T1
+	}
+	if cfg.TxTimeout <= 0 {
+		cfg.TxTimeout = 64 * sipmsg.T1
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 60 * time.Second
