@@ -20,23 +20,24 @@ import (
 
 // serveOptions are the flags of `b2bua serve`.
 type serveOptions struct {
-	sipListen   string
-	tlsListen   string
-	tlsCert     string
-	tlsKey      string
-	httpListen  string
-	scp         string
-	subscribers string
-	trusted     string
-	ringTimeout time.Duration
-	scpTimeout  time.Duration
-	tokenFile   string
-	noAuth      bool
-	digestAlgs  string
-	logLevel    string
-	media       mediaOptions
-	rtp         rtpOptions
-	limits      limitOptions // serve_limits.go
+	sipListen    string
+	tlsListen    string
+	tlsCert      string
+	tlsKey       string
+	httpListen   string
+	scp          string
+	subscribers  string
+	trusted      string
+	ringTimeout  time.Duration
+	drainTimeout time.Duration
+	scpTimeout   time.Duration
+	tokenFile    string
+	noAuth       bool
+	digestAlgs   string
+	logLevel     string
+	media        mediaOptions
+	rtp          rtpOptions
+	limits       limitOptions // serve_limits.go
 }
 
 // rtpOptions are the flags of call media (the RTP proxy).
@@ -86,6 +87,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.subscribers, "scp-subscribers", envOr("B2BUA_SCP_SUBSCRIBERS", ""), "JSON file seeding the in-process SCP simulator, e.g. testdata/scp/subscribers.json (env B2BUA_SCP_SUBSCRIBERS)")
 	f.StringVar(&o.trusted, "trusted", envOr("B2BUA_TRUSTED", ""), "comma-separated CIDRs of peers that are not challenged for authentication (env B2BUA_TRUSTED)")
 	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "after the first SIGINT/SIGTERM, end the live calls after this long (0: wait for them, or for a second signal)")
 	f.DurationVar(&o.scpTimeout, "scp-timeout", 2*time.Second, "deadline of one SCP query; past it the caller gets 503")
 	f.StringVar(&o.tokenFile, "api-token-file", envOr("B2BUA_API_TOKEN_FILE", ""), "file holding the provisioning API token; created with a random token if missing (env B2BUA_API_TOKEN_FILE)")
 	f.BoolVar(&o.noAuth, "no-auth", false, "challenge nobody (a lab without credentials)")
@@ -170,6 +172,11 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	log.Info("shutting down: refusing new calls, waiting for live calls (signal again to end them)")
 	drain, cut := context.WithCancel(context.Background())
 	defer cut()
+	if o.drainTimeout > 0 {
+		var stop context.CancelFunc
+		drain, stop = context.WithTimeout(drain, o.drainTimeout)
+		defer stop()
+	}
 	go func() {
 		<-sigs
 		log.Info("ending live calls")
