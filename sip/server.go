@@ -203,7 +203,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.msg = msg
-	quiet := cfg.Logger.With("component", "sipgo")
+	quiet := sipgoLogger(cfg.Logger) // no credentials in its log (logredact.go)
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgentHostname(cfg.Domain),
