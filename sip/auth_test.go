@@ -10,6 +10,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
+	icdigest "github.com/icholy/digest"
 
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/scp"
@@ -235,4 +236,63 @@ func TestRegisterThenCallBinding(t *testing.T) {
 	if bs, _ := e.store.Bindings(ctx, "carol", time.Now()); len(bs) != 0 {
 		t.Errorf("binding left after *: %+v", bs)
 	}
+}
+
+// TestDigestURIMustNameRequestURI: credentials computed for another target
+// (a captured Proxy-Authorization replayed against a different Request-URI)
+// are refused with a fresh challenge (RFC 7616 §3.4.6); the same
+// credentials for the Request-URI itself are accepted.
+func TestDigestURIMustNameRequestURI(t *testing.T) {
+	e := newEnv(t, withDigest())
+	caller := newPeer(t, "alice")
+	e.addUser("alice")
+	e.addUser("bob") // no terminal: an accepted INVITE gets 480
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bob, carol := e.uri("bob"), e.uri("carol")
+	for _, tc := range []struct {
+		name, uri string
+		want      int
+	}{
+		{"another target", carol.String(), 407},
+		{"the Request-URI", bob.String(), 480},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := sipmsg.NewRequest(sipmsg.INVITE, e.uri("bob"))
+			req.SetDestination(e.addr)
+			from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: "alice", Host: "im.test"}, Params: sipmsg.NewParams()}
+			from.Params.Add("tag", sipmsg.GenerateTagN(8))
+			req.AppendHeader(from)
+			req.AppendHeader(&sipmsg.ToHeader{Address: e.uri("bob")})
+			req.AppendHeader(&caller.contact)
+			res, err := caller.cli.Do(ctx, req)
+			if err != nil || res.StatusCode != 407 {
+				t.Fatalf("first INVITE: %v %v, want 407", res, err)
+			}
+			var chal *icdigest.Challenge
+			for _, h := range res.GetHeaders("Proxy-Authenticate") {
+				if c, err := icdigest.ParseChallenge(h.Value()); err == nil && strings.EqualFold(c.Algorithm, "MD5") {
+					chal = c
+				}
+			}
+			if chal == nil {
+				t.Fatal("no MD5 challenge")
+			}
+			cred, err := icdigest.Digest(chal, icdigest.Options{Method: "INVITE", URI: tc.uri, Username: "alice", Password: "secret-alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.CSeq().SeqNo++
+			req.RemoveHeader("Via")
+			req.AppendHeader(sipmsg.NewHeader("Proxy-Authorization", cred.String()))
+			res, err = caller.cli.Do(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != tc.want {
+				t.Errorf("uri %s: got %d, want %d", tc.uri, res.StatusCode, tc.want)
+			}
+		})
+	}
+	waitIdle(t, e)
 }

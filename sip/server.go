@@ -52,9 +52,11 @@ type Authenticator interface {
 	// Challenges gives the WWW-Authenticate/Proxy-Authenticate values to
 	// send, strongest algorithm first; stale marks an expired nonce.
 	Challenges(stale bool) []string
-	// Verify checks an Authorization/Proxy-Authorization value for method
-	// and returns the authenticated username.
-	Verify(ctx context.Context, method, headerValue string) (string, error)
+	// VerifyRequest checks an Authorization/Proxy-Authorization value for
+	// method and returns the authenticated username; the value's uri must
+	// name requestURI, so credentials captured for one target cannot be
+	// replayed against another (RFC 7616 §3.4.6).
+	VerifyRequest(ctx context.Context, method, requestURI, headerValue string) (string, error)
 }
 
 // Config is what a Server needs. Domain, Terminals and Locator are
@@ -773,7 +775,7 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 	stale := false
 	if h := req.GetHeader(header); h != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		user, err := s.cfg.Auth.Verify(ctx, string(req.Method), h.Value())
+		user, err := s.cfg.Auth.VerifyRequest(ctx, string(req.Method), req.Recipient.String(), h.Value())
 		cancel()
 		if err == nil {
 			s.authResult(req, true)
