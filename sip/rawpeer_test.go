@@ -29,6 +29,7 @@ type rawPeer struct {
 type rawReq struct {
 	req *sipmsg.Request
 	src net.Addr
+	raw string // as it came on the wire
 }
 
 func newRawPeer(t *testing.T) *rawPeer {
@@ -47,7 +48,8 @@ func newRawPeer(t *testing.T) *rawPeer {
 			if err != nil {
 				return
 			}
-			m, err := sipmsg.ParseMessage(append([]byte(nil), buf[:n]...))
+			raw := string(buf[:n])
+			m, err := sipmsg.ParseMessage([]byte(raw))
 			if err != nil {
 				continue
 			}
@@ -62,7 +64,7 @@ func newRawPeer(t *testing.T) *rawPeer {
 				p.seen = append(p.seen, req)
 				p.mu.Unlock()
 				select {
-				case p.reqs <- rawReq{req, src}:
+				case p.reqs <- rawReq{req, src, raw}:
 				default:
 				}
 			}
