@@ -797,7 +797,11 @@ func (c *call) relay(from, to *leg, side Side, sr *serverReq) {
 		}
 	}
 	out.SetBody(body)
-	c.s.request(c.ctx, out, nil, func(res *sipmsg.Response, err error) {
+	// A re-INVITE answered with a provisional only would keep its
+	// transaction open without Timer B (RFC 3261 §17.1.1.2); bound it.
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.TxTimeout)
+	c.s.request(ctx, out, nil, func(res *sipmsg.Response, err error) {
+		cancel()
 		c.post(func() { c.onRelayed(from, to, side, sr, out, res, err) })
 	})
 }
