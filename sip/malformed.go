@@ -85,6 +85,7 @@ var (
 	errRequestLine = errors.New("bad request line")
 	errCSeq        = errors.New("bad CSeq")
 	errNoHeaders   = errors.New("no end of headers")
+	errAddr        = errors.New("unbalanced <> in From, To or Contact")
 )
 
 // checkRequest is the cheap validation of a request datagram: a request
@@ -117,6 +118,11 @@ func checkRequest(data []byte) error {
 		}
 		h := rest[:i]
 		rest = rest[i+2:]
+		if len(rest) > 0 && rest[0] != ' ' && rest[0] != '\t' { // not folded (§7.3.1)
+			if err := checkAddrHeader(h); err != nil {
+				return err
+			}
+		}
 		if len(h) < 5 || (h[0]|0x20) != 'c' || (h[1]|0x20) != 's' || (h[2]|0x20) != 'e' || (h[3]|0x20) != 'q' {
 			continue
 		}
