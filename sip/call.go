@@ -98,6 +98,7 @@ type call struct {
 
 	ringTimer, giveUp *time.Timer
 	awaits            map[*leg]*await2xx
+	delayed           map[*leg]*delayedAck // ACKs held for the answer in the requester's ACK
 
 	rec      registry.CallRecord
 	recState callRecord
@@ -216,7 +217,7 @@ func (c *call) onRouted(t Target, err error) {
 		c.fail(AsFailure(err), true)
 		return
 	}
-	body := c.aReq.Body()
+	body := sdpBody(c.aReq)
 	if len(body) > 0 {
 		if body, err = c.media.Offer(c.ctx, Caller, body); err != nil {
 			c.fail(offerFailure(err), false)
@@ -312,10 +313,17 @@ func (c *call) onCalleeResponse(res *sipmsg.Response) {
 		if code == 180 || code == 183 {
 			c.bAlerted = true
 		}
-		body := res.Body()
+		body := sdpBody(res)
 		if len(body) > 0 {
 			var err error
-			if body, err = c.media.Answer(c.ctx, Callee, body); err != nil {
+			rewrite := c.media.Answer
+			if c.delayedOffer() {
+				// Our INVITE had no offer: SDP in an unreliable 18x is the
+				// terminal's offer, which its 2xx repeats (RFC 6337 §3.1.1,
+				// §5.1).
+				rewrite = c.media.Offer
+			}
+			if body, err = rewrite(c.ctx, Callee, body); err != nil {
 				// Relayed without SDP: the caller still learns of the
 				// progress, no media bypasses the anchor, and the 2xx,
 				// which must repeat the answer, decides the call.
@@ -354,28 +362,40 @@ func (c *call) onCalleeResponse(res *sipmsg.Response) {
 			c.b.routeSet = append(c.b.routeSet, rr[i].Value())
 		}
 		c.b.remoteSeq = 0
-		c.bAck = c.b.newRequest(sipmsg.ACK, c.bInv.CSeq().SeqNo)
-		if err := c.s.cli.WriteRequest(c.bAck, c.s.addVia); err != nil {
-			c.log.Warn("ACK to terminal failed", "err", err)
-		}
+		ack := c.b.newRequest(sipmsg.ACK, c.bInv.CSeq().SeqNo)
+		body := sdpBody(res)
+		offer := c.delayedOffer() && len(body) > 0
 		if c.aFinal || c.cancelWanted || c.ending {
 			// The caller gave up while the terminal answered: end the
 			// terminal's fresh dialog (RFC 3261 §9.1's race).
+			c.sendAck(ack)
 			c.bye(c.b, "")
 			c.maybeFinish()
 			return
 		}
-		body := res.Body()
 		if len(body) > 0 {
 			var err error
-			if body, err = c.media.Answer(c.ctx, Callee, body); err != nil {
+			if offer {
+				// Our INVITE had no SDP: the 2xx carries the terminal's
+				// offer, answered in the caller's ACK (RFC 3264 §2).
+				body, err = c.media.Offer(c.ctx, Callee, body)
+			} else {
+				body, err = c.media.Answer(c.ctx, Callee, body)
+			}
+			if err != nil {
 				// A 2xx without the answer would break RFC 3264 §5 and
 				// the raw one would bypass the anchor: the terminal gets
-				// BYE, the caller the anchor's failure.
-				c.log.Warn("answer rejected by media anchor", "err", err)
+				// ACK and BYE, the caller the anchor's failure.
+				c.log.Warn("SDP of the 2xx rejected by media anchor", "offer", offer, "err", err)
+				c.sendAck(ack)
 				c.fail(answerFailure(err), false)
 				return
 			}
+		}
+		if offer {
+			c.holdAck(c.a, Caller, c.aReq.CSeq().SeqNo, ack, c.b)
+		} else {
+			c.sendAck(ack)
 		}
 		out := c.callerResponse(code, res.Reason, body)
 		if len(body) > 0 {
@@ -518,6 +538,7 @@ func (c *call) end(cause string) {
 	}
 	c.ending = true
 	c.stopRing()
+	c.releaseAcks()
 	if !c.aFinal {
 		c.respondCaller(&Failure{Status: 487, Cause: CauseNormalClearing, Text: cause})
 	}
@@ -719,6 +740,7 @@ func (c *call) onRequest(req *sipmsg.Request, sr *serverReq) {
 			aw.timer.Stop()
 			delete(c.awaits, from)
 		}
+		c.onDelayedAnswer(from, req)
 		return
 	}
 	// RFC 3261 §12.2.2: a CSeq lower than the last one is out of order.
@@ -776,10 +798,13 @@ var relayHeaders = []string{"Content-Type", "Content-Disposition", "Info-Package
 func (c *call) relay(from, to *leg, side Side, sr *serverReq) {
 	req := sr.req
 	out := to.newRequest(req.Method, 0)
+	body := sdpBody(req)
 	for _, h := range relayHeaders {
+		if len(body) == 0 && (h == "Content-Type" || h == "Content-Disposition") {
+			continue // they describe a body that is not there
+		}
 		copyHeader(req, out, h)
 	}
-	body := req.Body()
 	isOffer := req.Method == sipmsg.INVITE || req.Method == sipmsg.UPDATE
 	if isOffer {
 		out.AppendHeader(c.s.contact(to.transport))
@@ -816,23 +841,40 @@ func (c *call) onRelayed(from, to *leg, side Side, sr *serverReq, out *sipmsg.Re
 		sr.respond(c.response(req, 408, "no answer from the other side", nil))
 		return
 	}
-	body := res.Body()
+	body := sdpBody(res)
+	hadOffer := len(sdpBody(out)) > 0
+	var ack *sipmsg.Request
 	if req.Method == sipmsg.INVITE && res.StatusCode >= 200 && res.StatusCode < 300 {
+		to.updateTarget(res.Contact())
+		ack = to.newRequest(sipmsg.ACK, out.CSeq().SeqNo)
+	}
+	// A re-INVITE without SDP gets the other side's offer in the 2xx; the
+	// requester answers it in its ACK (RFC 3261 §14.1, RFC 3264 §2).
+	offer := ack != nil && !hadOffer && len(body) > 0
+	if ack != nil && !offer {
 		// ACK the other side's 2xx at once; the ACK of our own 2xx from
 		// this side is absorbed by expectAck.
-		to.updateTarget(res.Contact())
-		ack := to.newRequest(sipmsg.ACK, out.CSeq().SeqNo)
-		if err := c.s.cli.WriteRequest(ack, c.s.addVia); err != nil {
-			c.log.Warn("ACK of re-INVITE failed", "err", err)
-		}
+		c.sendAck(ack)
+	}
+	if isOffer && !hadOffer && !offer && len(body) > 0 {
+		// An answer needs an offer (RFC 3264 §4; RFC 3311 §5.2 for
+		// UPDATE): SDP in the 2xx to an UPDATE without one is dropped
+		// rather than relayed past the anchor.
+		body = nil
 	}
 	if isOffer && res.StatusCode < 300 && len(body) > 0 {
-		other := Callee
-		if side == Callee {
-			other = Caller
+		other := side.other()
+		rewrite := c.media.Answer
+		if offer {
+			rewrite = c.media.Offer
 		}
-		b, err := c.media.Answer(c.ctx, other, body)
+		b, err := rewrite(c.ctx, other, body)
 		if err != nil {
+			if offer {
+				// The other side's 2xx is ACKed all the same; the
+				// requester keeps the session it had.
+				c.sendAck(ack)
+			}
 			// Relaying the raw answer would leak the other party's
 			// address and let media bypass the anchor. The requester gets
 			// a failure and keeps the session it had (RFC 3261 §14.1);
@@ -848,10 +890,15 @@ func (c *call) onRelayed(from, to *leg, side Side, sr *serverReq, out *sipmsg.Re
 		body = b
 	}
 	out2 := c.response(req, res.StatusCode, res.Reason, body)
-	copyHeader(res, out2, "Content-Type")
+	if len(body) > 0 {
+		copyHeader(res, out2, "Content-Type")
+	}
 	copyHeader(res, out2, "Reason")
 	if isOffer && res.StatusCode < 300 {
 		out2.AppendHeader(c.s.contact(from.transport))
+	}
+	if offer {
+		c.holdAck(from, side, req.CSeq().SeqNo, ack, to)
 	}
 	sr.respond(out2)
 	if req.Method == sipmsg.INVITE && res.StatusCode < 300 {
@@ -925,4 +972,22 @@ func copyHeader(from, to sipmsg.Message, name string) {
 	for _, h := range from.GetHeaders(name) {
 		to.AppendHeader(sipmsg.NewHeader(h.Name(), h.Value()))
 	}
+}
+
+// sendAck sends an ACK of a 2xx (outside any transaction, RFC 3261
+// §13.2.2.4); an ACK of the call's own 2xx is kept to answer its
+// retransmissions.
+func (c *call) sendAck(ack *sipmsg.Request) {
+	if c.bInv != nil && ack.CSeq().SeqNo == c.bInv.CSeq().SeqNo && ack.CallID().Value() == c.b.callID {
+		c.bAck = ack
+	}
+	if err := c.s.cli.WriteRequest(ack, c.s.addVia); err != nil {
+		c.log.Warn("ACK failed", "call-id", ack.CallID().Value(), "err", err)
+	}
+}
+
+// delayedOffer tells whether our INVITE to the terminal went without SDP,
+// so that the terminal makes the offer (RFC 3261 §13.2.1).
+func (c *call) delayedOffer() bool {
+	return c.bInv != nil && len(c.bInv.Body()) == 0
 }

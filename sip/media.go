@@ -11,6 +11,14 @@ const (
 	Callee             // the leg towards the terminal
 )
 
+// other is the opposite side.
+func (s Side) other() Side {
+	if s == Callee {
+		return Caller
+	}
+	return Callee
+}
+
 func (s Side) String() string {
 	if s == Callee {
 		return "callee"
