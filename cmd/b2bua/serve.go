@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -128,6 +129,13 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err != nil {
 		return usageError(cmd, err.Error())
 	}
+	if err := o.checkAddrs(); err != nil {
+		return usageError(cmd, err.Error())
+	}
+	algs, err := parseDigestAlgorithms(o.digestAlgs)
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	sigs := make(chan os.Signal, 2)
@@ -150,7 +158,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		APIToken:         os.Getenv("B2BUA_API_TOKEN"),
 		TokenFile:        o.tokenFile,
 		NoAuth:           o.noAuth,
-		DigestAlgorithms: splitList(o.digestAlgs),
+		DigestAlgorithms: algs,
 		MediaBaseURL:     o.media.baseURL,
 		MediaDir:         o.media.dir,
 		MediaTTL:         o.media.ttl,
@@ -169,7 +177,9 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return err
 	}
 	<-sigs
-	log.Info("shutting down: refusing new calls, waiting for live calls (signal again to end them)")
+	// Besides live calls, requests the B2BUA sent itself (a caller's IM
+	// notice, say) are waited for: at most Timer F, 32 s (RFC 3261 §17.1.2.2).
+	log.Info("shutting down: refusing new calls, waiting for live calls and SIP requests in progress (up to 32 s); signal again to end them now")
 	drain, cut := context.WithCancel(context.Background())
 	defer cut()
 	if o.drainTimeout > 0 {
@@ -185,7 +195,51 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err := d.Shutdown(drain); err != nil {
 		log.Info("live calls ended", "err", err)
 	}
+	log.Info("b2bua stopped")
 	return nil
+}
+
+// checkAddrs checks the listen flags before anything starts, so that a
+// typo names its flag rather than failing deep inside a listener.
+func (o *serveOptions) checkAddrs() error {
+	for _, f := range []struct{ name, v, example string }{
+		{"sip-listen", o.sipListen, "127.0.0.1:5060"},
+		{"http-listen", o.httpListen, "127.0.0.1:8080"},
+		{"tls-listen", o.tlsListen, "127.0.0.1:5061"},
+	} {
+		if f.v == "" && f.name == "tls-listen" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(f.v)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil {
+			return fmt.Errorf("--%s: %q: must be HOST:PORT such as %s", f.name, f.v, f.example)
+		}
+	}
+	return nil
+}
+
+// parseDigestAlgorithms checks --digest-algorithms: SHA-256 and MD5 (RFC
+// 8760), each at most once, in order of preference.
+func parseDigestAlgorithms(s string) ([]string, error) {
+	algs := splitList(s)
+	if len(algs) == 0 {
+		return nil, fmt.Errorf("--digest-algorithms: %q: must list SHA-256, MD5 or both", s)
+	}
+	seen := map[string]bool{}
+	for _, a := range algs {
+		u := strings.ToUpper(a)
+		if u != "SHA-256" && u != "MD5" {
+			return nil, fmt.Errorf("--digest-algorithms: %q: must be SHA-256 or MD5", a)
+		}
+		if seen[u] {
+			return nil, fmt.Errorf("--digest-algorithms: %q: listed twice", a)
+		}
+		seen[u] = true
+	}
+	return algs, nil
 }
 
 // parse checks the media flags; only the media fields of the result are set.

@@ -72,7 +72,7 @@ func TestREADMEServeExamples(t *testing.T) {
 		t.Errorf("output\n%s\nREADME shows\n%s", stdout.String(), want.String())
 	}
 	log := stderr.String()
-	for _, line := range []string{"b2bua ready", "shutting down"} {
+	for _, line := range []string{"b2bua ready", "shutting down", "b2bua stopped"} {
 		if !strings.Contains(log, line) {
 			t.Errorf("log lacks %q:\n%s", line, log)
 		}
