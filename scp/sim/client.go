@@ -123,6 +123,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	if resp.StatusCode >= 300 {
 		var eb ErrorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
+			if resp.StatusCode == http.StatusNotFound {
+				// Something else answers there: often a b2bua serve whose
+				// --scp is not sim, which has no simulator to change.
+				return fmt.Errorf("simulator at %s: %s %s: %s: no SCP simulator serves this address (b2bua serve runs one only with --scp sim)", c.base, method, path, resp.Status)
+			}
 			return fmt.Errorf("simulator at %s: %s %s: %s", c.base, method, path, resp.Status)
 		}
 		switch {

@@ -201,3 +201,18 @@ func docOperations(file string) ([]string, error) {
 	}
 	return ops, sc.Err()
 }
+
+// TestClientNoSimulator: an HTTP server without the admin routes (a b2bua
+// whose SCP is not the simulator) gives an error that says so.
+func TestClientNoSimulator(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	c, err := NewClient(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.List(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "404 Not Found: no SCP simulator serves this address") {
+		t.Fatalf("List: %v", err)
+	}
+}
