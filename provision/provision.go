@@ -607,6 +607,11 @@ func (a *api) createContact(w http.ResponseWriter, r *http.Request) error {
 	}
 	card, err := qrcard.Parse(req.URI)
 	if err != nil {
+		// qrcard names the CLI's --qr picture; here the field is the URI.
+		var ve *registry.ValidationError
+		if errors.As(err, &ve) && ve.Field == "qr" {
+			return &registry.ValidationError{Field: "uri", Rule: ve.Rule}
+		}
 		return err
 	}
 	c, err := a.store.AddContact(r.Context(), card.Contact(owner))

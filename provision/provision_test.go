@@ -274,6 +274,7 @@ func TestErrors(t *testing.T) {
 		{"user with bad display", "POST", "/api/v1/users", `{"im_id":"carol","password":"x","display":"a\u0007"}`, nil, 400, "invalid_argument", "display", ""},
 		{"password for nobody", "PUT", "/api/v1/users/nobody/password", `{"password":"x"}`, nil, 404, "not_found", "", ""},
 		{"bad contact uri", "POST", "/api/v1/users/alice/contacts", `{"uri":"imcall:terminal?v=1&im=bob&imsi=1"}`, nil, 400, "invalid_argument", "imsi", "imsi: must be 6 to 15 digits"},
+		{"contact uri of another version", "POST", "/api/v1/users/alice/contacts", `{"uri":"imcall:terminal?v=2&im=bob"}`, nil, 400, "invalid_argument", "uri", "uri: version must be 1"},
 		{"method not allowed", "PATCH", "/api/v1/terminals/1", "", nil, 405, "method_not_allowed", "", ""},
 		{"no such endpoint", "GET", "/api/v1/phones", "", nil, 404, "not_found", "", "no such endpoint: /api/v1/phones"},
 	}
