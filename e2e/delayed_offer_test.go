@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestDelayedOffer: a SIPp caller sends its INVITE without SDP; the SIPp
+// terminal gets an INVITE without SDP, offers in its 200, and gets the
+// caller's answer in the B2BUA's ACK. Anchored (the default), each side
+// sees the proxy's address; with --media passthrough, each sees the other's.
+func TestDelayedOffer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		anchored bool
+		extra    []string
+	}{
+		{"anchored", true, []string{"--rtp-ports", "38300-38399"}},
+		{"passthrough", false, []string{"--media", "passthrough"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n := provision(t)
+			port := freePort(t)
+			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}, extra: tt.extra})
+			termMP, callerMP := freePort(t), freePort(t)
+			term := startSipp(t, "terminal_delayed_offer", port, "terminal_delayed_offer.xml", "-mp", strconv.Itoa(termMP))
+			term.waitBound()
+			caller := n.callWithMedia("caller_delayed_offer.xml", callerMP)
+			caller.wait()
+			term.wait()
+
+			offerIP, offerPort := loggedAddr(t, caller, "offer")
+			answerIP, answerPort := loggedAddr(t, term, "answer")
+			if offerIP != "127.0.0.1" || answerIP != "127.0.0.1" {
+				t.Errorf("SDP addresses %s (offer to the caller) and %s (answer to the terminal), want 127.0.0.1", offerIP, answerIP)
+			}
+			inRange := func(p int) bool { return p >= 38300 && p <= 38399 }
+			switch {
+			case tt.anchored && (!inRange(offerPort) || !inRange(answerPort)):
+				t.Errorf("offer to the caller names port %d, answer to the terminal %d; want ports of the proxy (38300-38399)", offerPort, answerPort)
+			case !tt.anchored && (offerPort != termMP || answerPort != callerMP):
+				t.Errorf("offer to the caller names port %d, answer to the terminal %d; want the terminal's %d and the caller's %d", offerPort, answerPort, termMP, callerMP)
+			}
+		})
+	}
+}
+
+// loggedAddr reads the "WHAT IP PORT" line a scenario's <log> action wrote.
+func loggedAddr(t *testing.T, s *sipp, what string) (string, int) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + what + ` (\S+) (\d+)\s*$`).FindStringSubmatch(s.actions())
+	if m == nil {
+		t.Fatalf("sipp %s logged no %q line:\n%s", s.name, what, strings.TrimSpace(s.actions()))
+	}
+	p, _ := strconv.Atoi(m[2])
+	return m[1], p
+}
