@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -146,8 +147,9 @@ func TestSIPpCallWithRTPThroughProxy(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	mp := freeMediaPorts(t)
 	cmd := exec.CommandContext(ctx, sipp, "-sf", scen, "-m", "1", "-i", "127.0.0.1", "-p", "0",
-		"-mp", "36400", "-timeout", "20s", "-timeout_error", "-nostdin", "-trace_err",
+		"-mp", strconv.Itoa(mp), "-timeout", "20s", "-timeout_error", "-nostdin", "-trace_err",
 		"-error_file", filepath.Join(dir, "err.log"), e.addr)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
@@ -155,7 +157,7 @@ func TestSIPpCallWithRTPThroughProxy(t *testing.T) {
 		errs, _ := os.ReadFile(filepath.Join(dir, "err.log"))
 		t.Fatalf("sipp: %v\n%s\n%s", err, lastLines(string(out), 20), errs)
 	}
-	if o, _ := offer.Load().(string); !strings.Contains(o, "c=IN IP4 127.0.0.1") || strings.Contains(o, " 36400 ") {
+	if o, _ := offer.Load().(string); !strings.Contains(o, "c=IN IP4 127.0.0.1") || strings.Contains(o, fmt.Sprintf(" %d ", mp)) {
 		t.Errorf("offer to the terminal not anchored:\n%s", o)
 	}
 	var n int
@@ -182,4 +184,40 @@ func lastLines(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// freeMediaPorts finds an even UDP port p with p..p+3 free on loopback, for
+// SIPp's -mp (audio and video RTP/RTCP): a fixed number collides with other
+// test packages running at the same time.
+func freeMediaPorts(t *testing.T) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := c.LocalAddr().(*net.UDPAddr).Port &^ 1
+		c.Close()
+		if base+3 > 65535 {
+			continue
+		}
+		ok := true
+		var held []*net.UDPConn
+		for p := base; p < base+4; p++ {
+			h, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, h)
+		}
+		for _, h := range held {
+			h.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no four free UDP ports for SIPp media")
+	return 0
 }
