@@ -132,6 +132,9 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err := o.checkAddrs(); err != nil {
 		return usageError(cmd, err.Error())
 	}
+	if err := checkRTPBind(o.sipListen, rtp); err != nil {
+		return usageError(cmd, err.Error())
+	}
 	algs, err := parseDigestAlgorithms(o.digestAlgs)
 	if err != nil {
 		return usageError(cmd, err.Error())
@@ -217,6 +220,27 @@ func (o *serveOptions) checkAddrs() error {
 		if err != nil {
 			return fmt.Errorf("--%s: %q: must be HOST:PORT such as %s", f.name, f.v, f.example)
 		}
+	}
+	return nil
+}
+
+// checkRTPBind names the flags to set when the RTP proxy would bind the
+// --sip-listen host (its default) and that host cannot serve: a name, or
+// the wildcard address without --rtp-advertise.
+func checkRTPBind(sipListen string, c daemon.Config) error {
+	if c.Media != daemon.MediaAnchor || c.RTPBind.IsValid() {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(sipListen)
+	if err != nil {
+		return nil // checkAddrs reports it
+	}
+	a, err := netip.ParseAddr(host)
+	switch {
+	case err != nil || !a.Unmap().Is4():
+		return fmt.Errorf("--sip-listen: host %q is not an IPv4 address, which the RTP proxy binds by default: give --rtp-bind IP (or --media passthrough)", host)
+	case a.IsUnspecified() && !c.RTPAdvertise.IsValid():
+		return fmt.Errorf("--sip-listen: host %s makes the RTP proxy bind %s, which needs --rtp-advertise IP (the address written into SDP) or --rtp-bind IP", host, host)
 	}
 	return nil
 }
