@@ -22,7 +22,8 @@ import (
 )
 
 // Options carry what a backend needs besides its URL. Every field is
-// optional; a backend ignores the ones that are not its own.
+// optional; a backend ignores the ones that are not its own, except Token,
+// which only the http backends take.
 type Options struct {
 	// SubscribersFile seeds the "sim" backend (the JSON format of
 	// testdata/scp/subscribers.json); empty starts it with no subscribers.
@@ -31,6 +32,10 @@ type Options struct {
 	// the backend's default. A "timeout" query parameter in the spec,
 	// e.g. http://127.0.0.1:8070?timeout=200ms, overrides it.
 	Timeout time.Duration
+	// Token is the bearer token the http and https backends send to an SCP
+	// that authenticates the B2BUA (scphttp.Config.Token). It is an option
+	// and never part of the spec, because specs are logged.
+	Token string
 	// Logger receives the backend's logs; nil discards.
 	Logger *slog.Logger
 }
@@ -82,6 +87,11 @@ func Open(ctx context.Context, spec string, opts Options) (scp.Locator, error) {
 		}
 	}
 	u.Scheme = scheme
+	if opts.Token != "" && scheme != "http" && scheme != "https" {
+		// Dropping it silently would leave an operator believing the
+		// backend authenticates.
+		return nil, fmt.Errorf("scp: %s: the %s backend sends no token: a token is for http:// and https:// SCPs", u.Redacted(), scheme)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,6 +141,9 @@ func openHTTP(_ context.Context, u *url.URL, opts Options) (scp.Locator, error) 
 	timeout := opts.Timeout
 	q := u.Query()
 	for k := range q {
+		if k == "token" {
+			return nil, fmt.Errorf("scp: %s: a token does not belong in the URL, which is logged: give it separately (b2bua serve --scp-token-file)", redactQuery(u))
+		}
 		if k != "timeout" {
 			return nil, fmt.Errorf("scp: %s: unknown parameter %q: only timeout (e.g. timeout=200ms) is known", u.Redacted(), k)
 		}
@@ -144,5 +157,13 @@ func openHTTP(_ context.Context, u *url.URL, opts Options) (scp.Locator, error) 
 	}
 	base := *u
 	base.RawQuery = ""
-	return scphttp.New(scphttp.Config{URL: base.String(), Timeout: timeout, Logger: opts.Logger})
+	return scphttp.New(scphttp.Config{URL: base.String(), Timeout: timeout, Token: opts.Token, Logger: opts.Logger})
+}
+
+// redactQuery is u without its query, for a message about a query that
+// holds a secret.
+func redactQuery(u *url.URL) string {
+	c := *u
+	c.RawQuery = ""
+	return c.Redacted()
 }

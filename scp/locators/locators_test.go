@@ -45,6 +45,10 @@ func TestOpen(t *testing.T) {
 		{spec: "http://127.0.0.1:8070?timeout=soon", wantErr: "timeout: must be a positive duration"},
 		{spec: "http://127.0.0.1:8070?retries=9", wantErr: `unknown parameter "retries"`},
 		{spec: "http://", wantErr: "must be http://HOST:PORT"},
+		{spec: "https://scp.example:443", opts: Options{Token: "t0ken"}},
+		{spec: "sim", opts: Options{Token: "t0ken"}, wantErr: "the sim backend sends no token"},
+		{spec: "cap+tcp://127.0.0.1:2905", opts: Options{Token: "t0ken"}, wantErr: "the cap+tcp backend sends no token"},
+		{spec: "http://127.0.0.1:8070?token=s3cret", wantErr: "a token does not belong in the URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {
@@ -52,6 +56,9 @@ func TestOpen(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "t0ken") {
+					t.Fatalf("the error shows the token: %v", err)
 				}
 				return
 			}
@@ -97,6 +104,34 @@ func TestSimMountedThenHTTP(t *testing.T) {
 		}
 		if _, err := l.Locate(ctx, "imsi:001010000000099"); !errors.Is(err, scp.ErrUnknownSubscriber) {
 			t.Fatalf("%T: unknown: %v", l, err)
+		}
+	}
+}
+
+// TestTokenReachesHTTP: Options.Token is what the http backend sends to an
+// SCP that requires a bearer token.
+func TestTokenReachesHTTP(t *testing.T) {
+	const token = "locators-test-token"
+	ctx := context.Background()
+	loc, err := Open(ctx, "sim", Options{SubscribersFile: subscribersFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := Simulator(loc)
+	srv := httptest.NewServer(sim.RequireToken(token, sim.NewHandler(s, nil)))
+	defer srv.Close()
+	for _, tt := range []struct {
+		token string
+		ok    bool
+	}{{token, true}, {"other", false}, {"", false}} {
+		remote, err := Open(ctx, srv.URL, Options{Token: tt.token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = remote.Locate(ctx, "imsi:001010000000001")
+		Close(remote)
+		if ok := err == nil; ok != tt.ok || (!ok && !strings.Contains(err.Error(), "SCP refused our token")) {
+			t.Errorf("token %q: %v", tt.token, err)
 		}
 	}
 }
