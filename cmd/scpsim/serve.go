@@ -25,7 +25,7 @@ type serveConfig struct {
 	StateFile   string // --state
 	CAPAddr     string // --cap: CAP/INAP over M3UA, [tcp://|sctp://]IP:PORT
 	CAPPcap     string // --cap-pcap: capture file of the CAP associations
-	TokenFile   string // --token-file: bearer token the admin routes require
+	TokenFile   string // --token-file: bearer token the /scp/v1/ routes require
 	Token       string // SCPSIM_TOKEN, when no --token-file
 }
 
@@ -42,11 +42,11 @@ func newServeCmd(stderr io.Writer, getenv func(string) string) *cobra.Command {
 With --state FILE every change is saved to FILE atomically, and FILE, once it
 exists, is loaded at start instead of --subscribers.
 
-With --token-file FILE (or the token itself in SCPSIM_TOKEN) the admin routes
-(/scp/v1/subscribers) require "Authorization: Bearer TOKEN"; the subscriber
-commands send it with --token or SCPSIM_TOKEN. The locate question stays open
-for the b2bua's http backend. Without a token everything is open, as suits a
-lab simulator on loopback.`,
+With --token-file FILE (or the token itself in SCPSIM_TOKEN) every route under
+/scp/v1/, locate included, requires "Authorization: Bearer TOKEN": the
+subscriber commands send it with --token or SCPSIM_TOKEN, the b2bua's http
+backend with b2bua serve --scp-token-file. /healthz stays open. Without a
+token everything is open, as suits a lab simulator on loopback.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lv slog.Level
@@ -66,7 +66,7 @@ lab simulator on loopback.`,
 	f.StringVar(&cfg.StateFile, "state", "", "file that keeps the subscribers across restarts")
 	f.StringVar(&cfg.CAPAddr, "cap", "", "also serve CAP/INAP over M3UA (as the gsmSCF) on [tcp://|sctp://]IP:PORT, e.g. 127.0.0.1:2905")
 	f.StringVar(&cfg.CAPPcap, "cap-pcap", "", "write the CAP signalling to this pcap file (readable by Wireshark and scpsim decode)")
-	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token the admin routes require (default: SCPSIM_TOKEN; neither: open)")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token every /scp/v1/ route requires (default: SCPSIM_TOKEN; neither: open)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -94,7 +94,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return &usageError{fmt.Errorf("http: %w", err)}
 	}
-	logger.Info("scpsim listening", "proto", "http", "addr", hln.Addr().String(), "admin_token_required", token != "")
+	logger.Info("scpsim listening", "proto", "http", "addr", hln.Addr().String(), "token_required", token != "")
 	listeners = append(listeners, listener{"http", func(ctx context.Context) error {
 		return serveHTTP(ctx, hln, httpHandler(s, token, logger), logger)
 	}})
@@ -175,14 +175,13 @@ func openSimulator(cfg serveConfig, logger *slog.Logger) (*sim.Simulator, error)
 func httpHandler(s *sim.Simulator, token string, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	h := sim.NewHandler(s, logger)
-	mux.Handle(sim.PathPrefix, h)
 	if token != "" {
-		// The admin routes change where calls go; the locate question
-		// stays open for the b2bua's http backend, which sends no token.
-		guarded := sim.RequireToken(token, h)
-		mux.Handle(sim.SubscribersPath, guarded)
-		mux.Handle(sim.SubscribersPath+"/", guarded)
+		// The admin routes change where calls go, and locate tells anyone
+		// where a subscriber is: with a token, both require it, as an
+		// operator's SCP would (the b2bua sends it with --scp-token-file).
+		h = sim.RequireToken(token, h)
 	}
+	mux.Handle(sim.PathPrefix, h)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
@@ -222,7 +221,7 @@ func noArgs(_ *cobra.Command, args []string) error {
 	return nil
 }
 
-// serveToken is the admin routes' bearer token: the first line of
+// serveToken is the bearer token of the /scp/v1/ routes: the first line of
 // --token-file, else SCPSIM_TOKEN, else "" (open).
 func serveToken(cfg serveConfig) (string, error) {
 	if cfg.TokenFile == "" {

@@ -12,8 +12,9 @@ import (
 )
 
 // TestServeTokenFile runs scpsim serve with --token-file over a real
-// listener: the admin routes need the token, which the subscriber commands
-// send from --token or SCPSIM_TOKEN; locate stays open.
+// listener: every /scp/v1/ route, locate included, needs the token, which
+// the subscriber commands send from --token or SCPSIM_TOKEN; /healthz stays
+// open.
 func TestServeTokenFile(t *testing.T) {
 	dir := t.TempDir()
 	const token = "scpsim-admin-token"
@@ -54,15 +55,30 @@ func TestServeTokenFile(t *testing.T) {
 		})
 	}
 
-	// The b2bua's http backend asks locate without a token.
-	res, err := http.Get(srv.URL + "/scp/v1/locate?id=imsi:001010000000042")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 200 || !strings.Contains(string(body), "127.0.0.1:6000") {
-		t.Errorf("locate without token: %d %s", res.StatusCode, body)
+	// Locate, which the b2bua's http backend asks, takes the token too.
+	for _, tc := range []struct {
+		path, auth string
+		want       int
+		body       string
+	}{
+		{"/scp/v1/locate?id=imsi:001010000000042", "", 401, "a bearer token is required"},
+		{"/scp/v1/locate?id=imsi:001010000000042", "Bearer nope", 401, "the bearer token is not valid"},
+		{"/scp/v1/locate?id=imsi:001010000000042", "Bearer " + token, 200, "127.0.0.1:6000"},
+		{"/healthz", "", 200, "ok"},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+tc.path, nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.want || !strings.Contains(string(body), tc.body) {
+			t.Errorf("GET %s with %q: %d %s", tc.path, tc.auth, res.StatusCode, body)
+		}
 	}
 	// The help does not show a token taken from the environment.
 	var out bytes.Buffer
