@@ -32,7 +32,7 @@ func (s *Server) sendNotice(c *call, f *Failure) {
 	req.SetTransport(a.transport)
 	req.SetDestination(a.dest)
 	req.Laddr = a.laddr
-	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+	ctx, cancel := context.WithTimeout(s.notices, 32*time.Second)
 	s.request(ctx, req, nil, func(res *sipmsg.Response, err error) {
 		cancel()
 		if err != nil {

@@ -129,6 +129,11 @@ type Server struct {
 	draining atomic.Bool
 	wg       workGroup     // call loops and background senders (workgroup.go)
 	idle     chan struct{} // signalled when a call ends
+	// notices bounds the IM notices sent to callers: they are courtesy
+	// messages, so shutdown abandons them rather than wait out Timer F for
+	// a caller who has gone.
+	notices     context.Context
+	stopNotices context.CancelFunc
 }
 
 // NewServer validates cfg and builds a Server; call Listen and Serve, or
@@ -197,6 +202,7 @@ func NewServer(cfg Config) (*Server, error) {
 		dialogs: map[string]*call{},
 		idle:    make(chan struct{}, 1),
 	}
+	s.notices, s.stopNotices = context.WithCancel(context.Background())
 	if cfg.Calls != nil {
 		s.rec = newRecorder(cfg.Calls, cfg.Logger)
 	}
@@ -463,6 +469,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			// No call is left to send anything: work that would start
 			// from now on is refused, so the wait below ends.
 			s.wg.Close()
+			s.stopNotices()
 			if err := s.wg.Wait(ctx); err != nil {
 				return err
 			}
@@ -475,6 +482,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.log.Warn("draining cut short: ending live calls", "calls", n)
 			s.hangupAll()
+			s.stopNotices()
 			// The calls' BYEs and CANCELs are bounded by Timer B/F.
 			wctx, cancel := context.WithTimeout(context.Background(), 64*sipmsg.T1)
 			_ = s.wg.Wait(wctx)

@@ -116,3 +116,27 @@ func TestShutdownWhileRequestsArrive(t *testing.T) {
 	// or the 503 of a draining server.
 	waitFor(t, func() bool { return finals.Load() >= invites.Load() })
 }
+
+// TestShutdownAbandonsUnansweredNotices: a failed call's IM notice goes to a
+// caller who never answers it; shutdown with no live call must not wait
+// out the notice's Timer F (32 s) for it.
+func TestShutdownAbandonsUnansweredNotices(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("bob")
+	e.addLegacy("bob", "001010000000001", "127.0.0.1:9", scp.Busy)
+	caller := newRawPeer(t)
+	caller.invite(e.addr, "bob", "im.test")
+	if res := caller.nextResponse(300, 5*time.Second); res.StatusCode != 486 {
+		t.Fatalf("caller got %d, want 486", res.StatusCode)
+	}
+	caller.next(sipmsg.MESSAGE, 5*time.Second) // the notice, left unanswered
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Shutdown took %v waiting for an unanswered notice", d)
+	}
+}
