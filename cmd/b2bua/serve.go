@@ -180,9 +180,9 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return err
 	}
 	<-sigs
-	// Besides live calls, requests the B2BUA sent itself (a caller's IM
-	// notice, say) are waited for: at most Timer F, 32 s (RFC 3261 §17.1.2.2).
-	log.Info("shutting down: refusing new calls, waiting for live calls and SIP requests in progress (up to 32 s); signal again to end them now")
+	// Besides live calls, relayed requests in progress are waited for: at
+	// most Timer F, 32 s (RFC 3261 §17.1.2.2); unanswered IM notices are not.
+	log.Info("shutting down: refusing new calls, waiting for live calls and relayed requests in progress; signal again to end them now")
 	drain, cut := context.WithCancel(context.Background())
 	defer cut()
 	if o.drainTimeout > 0 {
