@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -62,6 +63,13 @@ func openSQLite(ctx context.Context, cfg SQLiteConfig, migs []migration) (*SQLit
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
 		return nil, fmt.Errorf("registry: create directory: %w", err)
+	}
+	// The file holds digest hashes: create it readable by its owner only.
+	// SQLite gives its -wal and -shm files the database file's mode.
+	if f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("registry: create %s: %w", abs, err)
 	}
 
 	// synchronous=NORMAL, not FULL. In WAL mode a commit has been written to

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -306,5 +307,24 @@ func TestContacts(t *testing.T) {
 	var n int
 	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM contacts`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("contacts after RemoveUser = %d, %v; want 0", n, err)
+	}
+}
+
+// TestFileModeOwnerOnly: the database holds digest hashes, so a new file and
+// its WAL are readable by their owner only, whatever the umask.
+func TestFileModeOwnerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "b2bua.db")
+	s := openTest(t, path)
+	if _, err := s.AddUser(context.Background(), User{IMID: "alice", Creds: NewCredentials("alice", "r", "pw")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other access", filepath.Base(p), m)
+		}
 	}
 }
