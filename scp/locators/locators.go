@@ -138,6 +138,11 @@ func openSim(_ context.Context, u *url.URL, opts Options) (scp.Locator, error) {
 }
 
 func openHTTP(_ context.Context, u *url.URL, opts Options) (scp.Locator, error) {
+	if u.User != nil {
+		// net/http would send them as Basic credentials, and the spec is
+		// logged.
+		return nil, fmt.Errorf("scp: %s: credentials do not belong in the URL, which is logged: give a bearer token separately (b2bua serve --scp-token-file)", redactQuery(u))
+	}
 	timeout := opts.Timeout
 	q := u.Query()
 	for k := range q {

@@ -49,6 +49,7 @@ func TestOpen(t *testing.T) {
 		{spec: "sim", opts: Options{Token: "t0ken"}, wantErr: "the sim backend sends no token"},
 		{spec: "cap+tcp://127.0.0.1:2905", opts: Options{Token: "t0ken"}, wantErr: "the cap+tcp backend sends no token"},
 		{spec: "http://127.0.0.1:8070?token=s3cret", wantErr: "a token does not belong in the URL"},
+		{spec: "http://user:s3cret@127.0.0.1:8070", wantErr: "credentials do not belong in the URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/imcall/b2bua/scp"
@@ -85,6 +86,9 @@ type Client struct {
 	hc        *http.Client
 	br        *breaker
 	log       *slog.Logger
+	// refused is set while the SCP refuses our token, so that the warning
+	// is logged once per episode rather than once per call.
+	refused atomic.Bool
 }
 
 // New validates cfg and returns a Client. It does not contact the SCP: the
@@ -258,6 +262,10 @@ func (c *Client) once(ctx context.Context, id string) (scp.Location, verdict, er
 		// calls meanwhile the round trip.
 		var eb errorBody
 		json.Unmarshal(body, &eb)
+		if !c.refused.Swap(true) {
+			// The callers' log says only "SCP unavailable"; this says why.
+			c.log.Warn("SCP refused our token: lookups fail until the token is fixed", "status", resp.Status, "token_configured", c.auth != nil, "message", eb.Error.Message)
+		}
 		if c.auth == nil {
 			return bad(failed, "SCP refused our token: none is configured and the SCP requires one (%s %s)", resp.Status, eb.Error.Message)
 		}
@@ -279,6 +287,9 @@ func (c *Client) once(ctx context.Context, id string) (scp.Location, verdict, er
 	loc, err := a.location()
 	if err != nil {
 		return bad(failed, "%v", err)
+	}
+	if c.refused.Swap(false) {
+		c.log.Info("SCP accepts our token again")
 	}
 	return loc, healthy, nil
 }

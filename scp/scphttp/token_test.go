@@ -90,6 +90,9 @@ func TestToken(t *testing.T) {
 				if !strings.Contains(errs[2], "circuit open") || !c.br.isOpen() {
 					t.Errorf("refused tokens did not open the circuit: %q", errs[2])
 				}
+				if n := strings.Count(logs.String(), "SCP refused our token"); n != 1 {
+					t.Errorf("the refusal was logged %d times, want once:\n%s", n, logs.String())
+				}
 				if !strings.Contains(logs.String(), "scp circuit open") {
 					t.Errorf("no breaker log:\n%s", logs.String())
 				}
