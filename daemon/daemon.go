@@ -44,6 +44,7 @@ type Config struct {
 	HTTPListen     string         // provisioning API, SCP admin, health; "" : 127.0.0.1:8080
 	SCP            string         // "sim" (default) or a backend spec for scp/locators
 	SCPSubscribers string         // JSON file seeding the in-process simulator; "" : empty
+	SCPToken       string         // bearer token of the http SCP backend; "" : none; never logged
 	Trusted        []netip.Prefix // peers not challenged
 	RingTimeout    time.Duration  // 0: 60s
 	SCPTimeout     time.Duration  // 0: 2s
@@ -152,6 +153,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if d.loc, err = locators.Open(ctx, cfg.SCP, locators.Options{
 		SubscribersFile: cfg.SCPSubscribers,
 		Timeout:         cfg.SCPTimeout,
+		Token:           cfg.SCPToken,
 		Logger:          log.With("component", "scp"),
 	}); err != nil {
 		return nil, fmt.Errorf("scp %q: %w", cfg.SCP, err)

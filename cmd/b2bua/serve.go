@@ -32,6 +32,7 @@ type serveOptions struct {
 	ringTimeout  time.Duration
 	drainTimeout time.Duration
 	scpTimeout   time.Duration
+	scpTokenFile string // serve_scp.go
 	tokenFile    string
 	noAuth       bool
 	digestAlgs   string
@@ -90,6 +91,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "after the first SIGINT/SIGTERM, end the live calls after this long (0: wait for them, or for a second signal)")
 	f.DurationVar(&o.scpTimeout, "scp-timeout", 2*time.Second, "deadline of one SCP query; past it the caller gets 503")
+	f.StringVar(&o.scpTokenFile, "scp-token-file", envOr("B2BUA_SCP_TOKEN_FILE", ""), "file holding the bearer token sent to an http(s) SCP; B2BUA_SCP_TOKEN gives it directly (env B2BUA_SCP_TOKEN_FILE)")
 	f.StringVar(&o.tokenFile, "api-token-file", envOr("B2BUA_API_TOKEN_FILE", ""), "file holding the provisioning API token; created with a random token if missing (env B2BUA_API_TOKEN_FILE)")
 	f.BoolVar(&o.noAuth, "no-auth", false, "challenge nobody (a lab without credentials)")
 	f.StringVar(&o.digestAlgs, "digest-algorithms", envOr("B2BUA_DIGEST_ALGORITHMS", "SHA-256,MD5"), "digest algorithms offered, in order of preference (SIPp 3.6 needs MD5 first) (env B2BUA_DIGEST_ALGORITHMS)")
@@ -139,6 +141,10 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err != nil {
 		return usageError(cmd, err.Error())
 	}
+	scpToken, err := readSCPToken(o.scpTokenFile, os.Getenv("B2BUA_SCP_TOKEN"))
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	sigs := make(chan os.Signal, 2)
@@ -158,6 +164,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		Trusted:          trusted,
 		RingTimeout:      o.ringTimeout,
 		SCPTimeout:       o.scpTimeout,
+		SCPToken:         scpToken,
 		APIToken:         os.Getenv("B2BUA_API_TOKEN"),
 		TokenFile:        o.tokenFile,
 		NoAuth:           o.noAuth,
