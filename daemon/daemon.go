@@ -156,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Token:           cfg.SCPToken,
 		Logger:          log.With("component", "scp"),
 	}); err != nil {
-		return nil, fmt.Errorf("scp %q: %w", cfg.SCP, err)
+		return nil, err // locators names the spec, with any credentials masked
 	}
 	if simulator, ok := locators.Simulator(d.loc); ok {
 		// The in-process simulator's admin API, so that scpsim's commands

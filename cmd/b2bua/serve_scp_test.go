@@ -180,9 +180,7 @@ func TestServeSCPTokenErrors(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%v: err %v, output %s", tc.args, err, out)
 		}
-		// (A token written into --scp itself is refused, but the refusal
-		// quotes the --scp the operator gave.)
-		for _, secret := range []string{"file-secret", "env-secret"} {
+		for _, secret := range []string{"file-secret", "env-secret", "url-secret"} {
 			if strings.Contains(string(out), secret) {
 				t.Errorf("%v: the output shows %s:\n%s", tc.args, secret, out)
 			}
