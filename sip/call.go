@@ -664,6 +664,12 @@ func (c *call) respondCaller(f *Failure) {
 	if err := c.aTx.Respond(res); err != nil {
 		c.log.Debug("answer to caller failed", "status", f.Status, "err", err)
 	}
+	if f.Status >= 500 && f.Err != nil {
+		// Our side failed (SCP, registry, media): the operator needs the
+		// underlying error, which the caller's answer does not carry.
+		c.log.Warn("call failed", "status", f.Status, "cause", f.Cause, "text", f.Text, "err", f.Err)
+		return
+	}
 	c.log.Debug("call failed", "status", f.Status, "cause", f.Cause, "text", f.Text)
 }
 
