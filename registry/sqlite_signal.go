@@ -89,6 +89,112 @@ func (s *SQLite) Bindings(ctx context.Context, imID string, now time.Time) ([]Bi
 // StartCall inserts a call record and returns its ID. A zero StartedAt
 // means now.
 func (s *SQLite) StartCall(ctx context.Context, r CallRecord) (int64, error) {
+	return startCall(ctx, s.w, r)
+}
+
+// UpdateCall writes AnsweredAt, EndedAt, EndCause, TerminalID, SCPOutcome
+// and Stats of record r.ID; ErrNotFound if there is no such record.
+func (s *SQLite) UpdateCall(ctx context.Context, r CallRecord) error {
+	return updateCall(ctx, s.w, r)
+}
+
+// maxCallBatch bounds one WriteCalls transaction, so that a backlog does
+// not hold the write lock (and the CLI waiting on it) for long.
+const maxCallBatch = 256
+
+// WriteCalls writes a batch of call records, in transactions of up to
+// maxCallBatch records: a burst of calls costs one commit, not one per
+// record, and every commit also empties the ActiveTerminal cache. A record
+// with ID 0 is inserted as StartCall does and gets its new ID in recs[i].ID;
+// any other is updated as UpdateCall does. errs[i] is record i's own error
+// (invalid, ErrNotFound) and does not stop the others; err is a
+// transaction's, and then the records of that transaction and the ones
+// after it were not written (their IDs are left as they were).
+func (s *SQLite) WriteCalls(ctx context.Context, recs []CallRecord) (errs []error, err error) {
+	errs = make([]error, len(recs))
+	for lo := 0; lo < len(recs); lo += maxCallBatch {
+		chunk := recs[lo:min(lo+maxCallBatch, len(recs))]
+		ids := make([]int64, len(chunk))
+		err := s.withTx(ctx, func(tx *sql.Tx) error {
+			// Statements prepared once per transaction: preparing
+			// and finalizing each record's costs more than the write.
+			q := callStmts{}
+			defer q.close()
+			var err error
+			if q.insert, err = tx.PrepareContext(ctx, insertCallSQL); err != nil {
+				return err
+			}
+			if q.update, err = tx.PrepareContext(ctx, updateCallSQL); err != nil {
+				return err
+			}
+			for i, r := range chunk {
+				ids[i] = r.ID
+				if r.ID == 0 {
+					ids[i], errs[lo+i] = startCall(ctx, stmtQ{q.insert}, r)
+				} else {
+					errs[lo+i] = updateCall(ctx, stmtQ{q.update}, r)
+				}
+				if errs[lo+i] != nil && ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			for i := lo; i < len(recs); i++ {
+				errs[i] = nil
+			}
+			return errs, fmt.Errorf("write call records: %w", err)
+		}
+		for i := range chunk {
+			chunk[i].ID = ids[i]
+		}
+	}
+	return errs, nil
+}
+
+// callStmts are WriteCalls' statements in one transaction.
+type callStmts struct{ insert, update *sql.Stmt }
+
+func (q callStmts) close() {
+	for _, st := range []*sql.Stmt{q.insert, q.update} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+const (
+	insertCallSQL = `INSERT INTO call_records
+		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	updateCallSQL = `UPDATE call_records SET answered = ?, ended = ?, end_cause = ?, terminal_id = ?,
+		scp_outcome = ?, stats = ? WHERE id = ?`
+)
+
+// rowQueryer and execer are what startCall and updateCall need of a
+// database, a transaction or a statement prepared for them.
+type rowQueryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// stmtQ adapts a prepared statement to rowQueryer and execer; the query
+// text is the statement's own.
+type stmtQ struct{ *sql.Stmt }
+
+func (q stmtQ) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return q.Stmt.QueryRowContext(ctx, args...)
+}
+
+func (q stmtQ) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	return q.Stmt.ExecContext(ctx, args...)
+}
+
+func startCall(ctx context.Context, db rowQueryer, r CallRecord) (int64, error) {
 	r, err := ValidateCallRecord(r)
 	if err != nil {
 		return 0, err
@@ -97,9 +203,7 @@ func (s *SQLite) StartCall(ctx context.Context, r CallRecord) (int64, error) {
 		r.StartedAt = now()
 	}
 	var id int64
-	err = s.w.QueryRowContext(ctx, `INSERT INTO call_records
-		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+	err = db.QueryRowContext(ctx, insertCallSQL,
 		r.CallID, r.Caller, r.Callee, nullID(r.TerminalID), r.SCPOutcome, nanos(r.StartedAt),
 		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats).Scan(&id)
 	if err != nil {
@@ -108,9 +212,7 @@ func (s *SQLite) StartCall(ctx context.Context, r CallRecord) (int64, error) {
 	return id, nil
 }
 
-// UpdateCall writes AnsweredAt, EndedAt, EndCause, TerminalID, SCPOutcome
-// and Stats of record r.ID; ErrNotFound if there is no such record.
-func (s *SQLite) UpdateCall(ctx context.Context, r CallRecord) error {
+func updateCall(ctx context.Context, db execer, r CallRecord) error {
 	if r.TerminalID < 0 {
 		return invalid("terminal_id", "must not be negative")
 	}
@@ -119,8 +221,7 @@ func (s *SQLite) UpdateCall(ctx context.Context, r CallRecord) error {
 			return err
 		}
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE call_records SET answered = ?, ended = ?, end_cause = ?, terminal_id = ?,
-		scp_outcome = ?, stats = ? WHERE id = ?`,
+	res, err := db.ExecContext(ctx, updateCallSQL,
 		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.ID)
 	return affectedOne(res, err, fmt.Sprintf("call record %d", r.ID))
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -125,5 +126,72 @@ func TestCallRecords(t *testing.T) {
 	}
 	if err := s.UpdateCall(ctx, CallRecord{ID: ids[0], Stats: "{"}); !errors.As(err, &ve) || ve.Field != "stats" {
 		t.Errorf("UpdateCall bad stats: err = %v", err)
+	}
+}
+
+func TestWriteCalls(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	old, err := s.StartCall(ctx, CallRecord{CallID: "old@h", Caller: "sip:carol@im.example", Callee: "alice", StartedAt: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More records than one transaction takes, so the batch is split.
+	recs := []CallRecord{
+		{ID: old, TerminalID: 3, AnsweredAt: t0.Add(time.Second), EndedAt: t0.Add(time.Minute), EndCause: "callee BYE"},
+		{CallID: ""},          // invalid: no Call-ID
+		{ID: 999999},          // no such record
+		{ID: old, Stats: "{"}, // invalid stats
+	}
+	for i := range maxCallBatch + 10 {
+		recs = append(recs, CallRecord{CallID: fmt.Sprintf("n%d@h", i), Caller: "sip:carol@im.example", Callee: "alice",
+			StartedAt: t0.Add(time.Duration(i) * time.Millisecond), EndCause: "486 busy"})
+	}
+	errs, err := s.WriteCalls(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ve *ValidationError
+	tests := []struct {
+		i     int
+		check func(error) bool
+	}{
+		{0, func(err error) bool { return err == nil }},
+		{1, func(err error) bool { return errors.As(err, &ve) && ve.Field == "call_id" }},
+		{2, func(err error) bool { return errors.Is(err, ErrNotFound) }},
+		{3, func(err error) bool { return errors.As(err, &ve) && ve.Field == "stats" }},
+		{4, func(err error) bool { return err == nil }},
+		{len(recs) - 1, func(err error) bool { return err == nil }},
+	}
+	for _, tt := range tests {
+		if !tt.check(errs[tt.i]) {
+			t.Errorf("record %d: err = %v", tt.i, errs[tt.i])
+		}
+	}
+	if recs[1].ID != 0 {
+		t.Errorf("invalid record got ID %d", recs[1].ID)
+	}
+	calls, err := s.Calls(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(calls), maxCallBatch+11; got != want {
+		t.Fatalf("%d records, want %d", got, want)
+	}
+	byID := map[int64]CallRecord{}
+	for _, c := range calls {
+		byID[c.ID] = c
+	}
+	for i, r := range recs[4:] {
+		got := byID[r.ID]
+		if r.ID == 0 || got.CallID != r.CallID || !got.StartedAt.Equal(r.StartedAt) || got.EndCause != "486 busy" {
+			t.Fatalf("new record %d: ID %d reads back as %+v", i, r.ID, got)
+		}
+	}
+	want := CallRecord{ID: old, CallID: "old@h", Caller: "sip:carol@im.example", Callee: "alice", TerminalID: 3,
+		StartedAt: t0, AnsweredAt: t0.Add(time.Second), EndedAt: t0.Add(time.Minute), EndCause: "callee BYE"}
+	if byID[old] != want {
+		t.Errorf("updated record = %+v, want %+v", byID[old], want)
 	}
 }

@@ -100,8 +100,39 @@ func (r *recorder) writeQueued() {
 			cr.queued = false
 		}
 		r.mu.Unlock()
+		if b, ok := r.store.(CallBatchRecorder); ok {
+			r.writeBatch(b, batch, snaps)
+			continue
+		}
 		for i, cr := range batch {
 			r.write(cr, snaps[i])
+		}
+	}
+}
+
+// writeBatch writes snaps, the snapshots of batch, in as few transactions
+// as the store allows: one commit per batch instead of one per record.
+func (r *recorder) writeBatch(b CallBatchRecorder, batch []*callRecord, snaps []registry.CallRecord) {
+	for i, cr := range batch {
+		snaps[i].ID = 0
+		if cr.written {
+			snaps[i].ID = cr.id
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs, err := b.WriteCalls(ctx, snaps)
+	if err != nil {
+		r.log.Warn("call records not written", "records", len(batch), "err", err)
+	}
+	for i, cr := range batch {
+		switch {
+		case errs[i] != nil && !cr.written:
+			r.log.Warn("call record not written", "call", snaps[i].CallID, "err", errs[i])
+		case errs[i] != nil:
+			r.log.Warn("call record not updated", "call", snaps[i].CallID, "err", errs[i])
+		case !cr.written && snaps[i].ID != 0:
+			cr.id, cr.written = snaps[i].ID, true
 		}
 	}
 }

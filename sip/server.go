@@ -47,6 +47,15 @@ type CallRecorder interface {
 	UpdateCall(ctx context.Context, r registry.CallRecord) error
 }
 
+// CallBatchRecorder is a CallRecorder that also writes many records in one
+// transaction (*registry.SQLite does); the server uses it when offered.
+// WriteCalls inserts the records with ID 0, setting their IDs, and updates
+// the others; errs[i] is record i's own error, err a failed transaction.
+type CallBatchRecorder interface {
+	CallRecorder
+	WriteCalls(ctx context.Context, recs []registry.CallRecord) (errs []error, err error)
+}
+
 // Authenticator checks digest credentials; *digest.Verifier implements it.
 type Authenticator interface {
 	// Challenges gives the WWW-Authenticate/Proxy-Authenticate values to
