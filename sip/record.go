@@ -31,6 +31,9 @@ type recorder struct {
 // counted in the log) rather than growing without end.
 const maxRecordQueue = 100000
 
+// recordWindow is how long the writer gathers records before a write.
+const recordWindow = 10 * time.Millisecond
+
 // callRecord is one call's record as the recorder sees it.
 type callRecord struct {
 	snap    registry.CallRecord // latest snapshot; guarded by recorder.mu
@@ -71,6 +74,13 @@ func (r *recorder) run(ctx context.Context) {
 	for {
 		select {
 		case <-r.wake:
+			// Records that arrive within the window go into the same
+			// transaction: each commit costs more than the rows in it,
+			// and every commit also empties the registry's lookup cache.
+			select {
+			case <-time.After(recordWindow):
+			case <-ctx.Done():
+			}
 			r.writeQueued()
 		case <-ctx.Done():
 			r.writeQueued()
