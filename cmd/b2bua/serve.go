@@ -40,6 +40,7 @@ type serveOptions struct {
 	media        mediaOptions
 	rtp          rtpOptions
 	limits       limitOptions // serve_limits.go
+	pprof        string       // serve_pprof.go
 }
 
 // rtpOptions are the flags of call media (the RTP proxy).
@@ -107,6 +108,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.rtp.ports, "rtp-ports", envOr("B2BUA_RTP_PORTS", "20000-29999"), "UDP port range of the RTP proxy, MIN-MAX (env B2BUA_RTP_PORTS)")
 	f.StringVar(&o.rtp.timeout, "media-timeout", envOr("B2BUA_MEDIA_TIMEOUT", "60s"), "an answered call whose RTP stopped this long ends with BYE to both sides (env B2BUA_MEDIA_TIMEOUT)")
 	o.limits.register(f)
+	f.StringVar(&o.pprof, "pprof", "", "debug: serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	return cmd
 }
 
@@ -146,6 +148,13 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return usageError(cmd, err.Error())
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if o.pprof != "" {
+		stop, err := servePprof(o.pprof, log)
+		if err != nil {
+			return usageError(cmd, err.Error())
+		}
+		defer stop()
+	}
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

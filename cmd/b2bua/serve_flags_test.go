@@ -26,6 +26,7 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"--digest-algorithms", "SHA-1"}, `--digest-algorithms: "SHA-1": must be SHA-256 or MD5`},
 		{[]string{"--digest-algorithms", "MD5,md5"}, `--digest-algorithms: "md5": listed twice`},
 		{[]string{"--digest-algorithms", ","}, `--digest-algorithms: ",": must list SHA-256, MD5 or both`},
+		{[]string{"--pprof", "nonsense"}, `--pprof: listen tcp: address nonsense: missing port in address`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
