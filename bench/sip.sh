@@ -16,6 +16,7 @@
 #   bench/sip.sh                          # everything, ~30 min
 #   DURATION=30 MAX_RUNS=4 bench/sip.sh   # quicker
 #   STEPS=b2bua bench/sip.sh              # only the b2bua (also: kamailio, pdd)
+#   MEDIA=anchor bench/sip.sh             # media through the RTP proxy
 #
 # Needs sipp (sip-tester) and kamailio (apt-get install -y kamailio).
 # Ports: UAC 5070, UAS 5080, Kamailio 5060, b2bua 5090 (SIP) and 5091 (HTTP).
@@ -32,6 +33,11 @@ KAM_HI=${KAM_HI:-4000}
 PDD_RATE=${PDD_RATE:-200}
 PDD_SECS=${PDD_SECS:-30}
 STEPS=${STEPS:-b2bua kamailio pdd}
+# SIPp's uac sends SDP but no RTP: passthrough measures signalling alone.
+# Anchored (MEDIA=anchor), a call holds two port pairs for its length plus
+# the 2 s drain, so the range must hold about 6 pairs per call/s of 1 s calls.
+MEDIA=${MEDIA:-passthrough}
+RTP_PORTS=${RTP_PORTS:-10000-59999}
 OUT=${OUT:-$ROOT/bench/sip/results.jsonl}
 SIP=127.0.0.1:5090
 HTTP=127.0.0.1:5091
@@ -69,6 +75,7 @@ start_b2bua() {
 	echo '[{"imsi": "001010000000001", "addr": "127.0.0.1:5080", "state": "online"}]' >"$work/subscribers.json"
 	"$work/b2bua" --db "$db" --domain bench.example serve --sip-listen "$SIP" --http-listen "$HTTP" \
 		--scp-subscribers "$work/subscribers.json" --trusted 127.0.0.1/32 --log-level warn \
+		--media "$MEDIA" --rtp-ports "$RTP_PORTS" \
 		>"$work/b2bua.log" 2>&1 &
 	b2bua_pid=$!
 	for _ in $(seq 100); do
