@@ -112,6 +112,20 @@ func newGoTerminal(t *testing.T) *goTerminal {
 	return g
 }
 
+// waitBYEs waits until the terminal has received n BYEs or d has passed:
+// the B2BUA answers the caller's BYE before its own BYE reaches the
+// terminal, so SIPp may exit a moment before the terminal hears of it.
+func (g *goTerminal) waitBYEs(n int, d time.Duration) {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		g.mu.Lock()
+		got := len(g.byes)
+		g.mu.Unlock()
+		if got >= n {
+			return
+		}
+	}
+}
+
 func (g *goTerminal) snapshot() (offer string, byes []string, packets map[string]int, pts map[byte]int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -169,6 +183,7 @@ func TestAnchoredRTP(t *testing.T) {
 		extra: []string{"--rtp-ports", "38000-38099"}})
 	mp := freePort(t)
 	n.callWithMedia("caller_rtp.xml", mp).wait()
+	term.waitBYEs(1, 5*time.Second)
 
 	offer, byes, packets, pts := term.snapshot()
 	addr, port := offerAddr(t, offer)
@@ -211,6 +226,7 @@ func TestMediaTimeout(t *testing.T) {
 	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
 		extra: []string{"--rtp-ports", "38100-38199", "--media-timeout", "1s"}})
 	n.callWithMedia("caller_media_timeout.xml", freePort(t)).wait()
+	term.waitBYEs(1, 5*time.Second)
 
 	_, byes, packets, _ := term.snapshot()
 	if len(byes) != 1 || !strings.HasPrefix(byes[0], "Q.850;cause=102;") || !strings.Contains(byes[0], "media timeout") {
