@@ -503,3 +503,19 @@ func TestMessageGivenUp(t *testing.T) {
 		t.Errorf("%d messages still kept", len(ps))
 	}
 }
+
+// TestOptionsAcceptsMessageMedia: with store-and-link configured, an OPTIONS
+// probe learns which MESSAGE bodies the server takes (RFC 3261 §11.2).
+func TestOptionsAcceptsMessageMedia(t *testing.T) {
+	e := newMediaEnv(t, time.Second)
+	res := exchangeUDP(t, e.addr, func(l string) string { return rawRequest("OPTIONS", "sip:"+e.addr, l) })
+	a := res.GetHeader("Accept")
+	if res.StatusCode != 200 || a == nil {
+		t.Fatalf("OPTIONS: %d, Accept %v", res.StatusCode, a)
+	}
+	for _, want := range []string{"application/sdp", "text/plain", "image/*", "message/cpim"} {
+		if !strings.Contains(a.Value(), want) {
+			t.Errorf("Accept %q lacks %s", a.Value(), want)
+		}
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/imcall/b2bua/msgpolicy"
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/scp"
 )
@@ -866,10 +867,15 @@ func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
 		return
 	}
-	// RFC 3261 §11.2.
+	// RFC 3261 §11.2: Accept lists the bodies we take, MESSAGE media
+	// included when store-and-link is configured.
+	accept := "application/sdp, text/plain"
+	if s.msg != nil {
+		accept = "application/sdp, " + msgpolicy.Accept
+	}
 	s.respond(tx, req, 200, "",
 		sipmsg.NewHeader("Allow", allowed),
-		sipmsg.NewHeader("Accept", "application/sdp, text/plain"),
+		sipmsg.NewHeader("Accept", accept),
 		sipmsg.NewHeader("Accept-Encoding", "identity"),
 		sipmsg.NewHeader("Accept-Language", "en"),
 	)
