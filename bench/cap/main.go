@@ -14,9 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/imcall/b2bua/bench/locload"
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/capscp"
 	"github.com/imcall/b2bua/scp/sim"
@@ -99,55 +99,7 @@ func seed(url string, n int) ([]string, error) {
 }
 
 func run(c *capscp.Client, ids []string, conc int, warm, dur time.Duration) result {
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		all     []time.Duration
-		errs    int
-		measure = make(chan struct{})
-		stop    = make(chan struct{})
-	)
-	for w := range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lat := make([]time.Duration, 0, 1<<14)
-			e, on := 0, false
-			for i := w; ; i += conc {
-				select {
-				case <-stop:
-					mu.Lock()
-					all, errs = append(all, lat...), errs+e
-					mu.Unlock()
-					return
-				case <-measure:
-					if !on {
-						on, lat, e = true, lat[:0], 0
-					}
-				default:
-				}
-				start := time.Now()
-				_, err := c.Locate(context.Background(), ids[i%len(ids)])
-				if d := time.Since(start); on {
-					lat = append(lat, d)
-					if err != nil {
-						e++
-					}
-				}
-			}
-		}()
-	}
-	time.Sleep(warm)
-	close(measure)
-	t0 := time.Now()
-	time.Sleep(dur)
-	close(stop)
-	elapsed := time.Since(t0)
-	wg.Wait()
-	slices.Sort(all)
-	r := result{conc: conc, lookups: len(all), errs: errs, perSec: float64(len(all)) / elapsed.Seconds()}
-	if len(all) > 0 {
-		r.p50, r.p99, r.max = all[len(all)/2], all[min(len(all)-1, len(all)*99/100)], all[len(all)-1]
-	}
-	return r
+	m := locload.Measure(c, ids, conc, warm, dur)
+	return result{conc: conc, lookups: len(m.Latencies), errs: m.Errors, perSec: m.PerSec(),
+		p50: m.Percentile(0.50), p99: m.Percentile(0.99), max: m.Max()}
 }

@@ -17,9 +17,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/imcall/b2bua/bench/locload"
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/scphttp"
 	"github.com/imcall/b2bua/scp/sim"
@@ -116,70 +116,19 @@ func run(url string, ids []string, conc int, warm, dur time.Duration) (result, e
 		return result{}, err
 	}
 	defer c.Close()
-	ctx := context.Background()
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		all     []time.Duration
-		errs    int
-		measure = make(chan struct{})
-		stop    = make(chan struct{})
-	)
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lat := make([]time.Duration, 0, 1<<16)
-			var e int
-			on := false
-			for i := w; ; i++ {
-				select {
-				case <-stop:
-					mu.Lock()
-					all = append(all, lat...)
-					errs += e
-					mu.Unlock()
-					return
-				case <-measure:
-					if !on {
-						on, lat, e = true, lat[:0], 0
-					}
-				default:
-				}
-				start := time.Now()
-				_, err := c.Locate(ctx, ids[i%len(ids)])
-				d := time.Since(start)
-				if on {
-					lat = append(lat, d)
-					if err != nil {
-						e++
-					}
-				}
-			}
-		}()
-	}
-	time.Sleep(warm)
-	close(measure)
-	t0 := time.Now()
-	time.Sleep(dur)
-	close(stop)
-	elapsed := time.Since(t0)
-	wg.Wait()
-	if len(all) == 0 {
+	m := locload.Measure(c, ids, conc, warm, dur)
+	if len(m.Latencies) == 0 {
 		return result{}, fmt.Errorf("no lookups completed at concurrency %d", conc)
 	}
-	slices.Sort(all)
-	pct := func(p float64) float64 {
-		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Nanoseconds()) / 1e3
-	}
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 	return result{
 		Concurrency: conc,
-		Lookups:     len(all),
-		Errors:      errs,
-		PerSec:      float64(len(all)) / elapsed.Seconds(),
-		P50us:       pct(0.50),
-		P99us:       pct(0.99),
-		P999us:      pct(0.999),
-		MaxUs:       float64(all[len(all)-1].Nanoseconds()) / 1e3,
+		Lookups:     len(m.Latencies),
+		Errors:      m.Errors,
+		PerSec:      m.PerSec(),
+		P50us:       us(m.Percentile(0.50)),
+		P99us:       us(m.Percentile(0.99)),
+		P999us:      us(m.Percentile(0.999)),
+		MaxUs:       us(m.Max()),
 	}, nil
 }
