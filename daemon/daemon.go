@@ -1,4 +1,4 @@
-// Package daemon wires the product together: the SQLite registry, the SCP
+// Package daemon wires the product together: the registry store, the SCP
 // backend, the B2BUA and the HTTP side (provisioning API, SCP simulator
 // admin, health). `b2bua serve` is a thin shell around Start, so a test can
 // run exactly what the binary runs.
@@ -24,6 +24,7 @@ import (
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/stores"
 	"github.com/imcall/b2bua/rtpproxy"
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/locators"
@@ -35,7 +36,7 @@ import (
 // Config is everything an operator sets. The zero value of every optional
 // field means the embedded default.
 type Config struct {
-	DBPath         string         // SQLite registry; required
+	DBPath         string         // registry store: a SQLite file or a registry/stores spec; required
 	Domain         string         // IM domain and digest realm; required
 	SIPListen      string         // UDP and TCP; "" : 127.0.0.1:5060
 	TLSListen      string         // SIP over TLS; "" : none
@@ -49,7 +50,7 @@ type Config struct {
 	RingTimeout    time.Duration  // 0: 60s
 	SCPTimeout     time.Duration  // 0: 2s
 	APIToken       string         // "" : read or create TokenFile
-	TokenFile      string         // "" : b2bua.token beside DBPath
+	TokenFile      string         // "" : b2bua.token beside the SQLite file
 	NoAuth         bool           // challenge nobody (lab use)
 	// DigestAlgorithms are the digest algorithms offered, in order; nil:
 	// SHA-256 then MD5 (see digest.Config.Algorithms).
@@ -90,7 +91,7 @@ const (
 // Daemon is a running product.
 type Daemon struct {
 	log   *slog.Logger
-	store *registry.SQLite
+	store stores.Store
 	media *mediastore.Store
 	sip   *sip.Server
 	http  *http.Server
@@ -135,15 +136,15 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		}
 	}()
 
-	store, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: cfg.DBPath, Logger: log})
+	store, err := stores.Open(ctx, cfg.DBPath, stores.Options{Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("open registry: %w", err)
+		return nil, err // it begins "registry:" and names the spec
 	}
 	d.store = store
 
 	token := cfg.APIToken
 	if token == "" {
-		if token, d.TokenFile, err = loadOrCreateToken(cfg.TokenFile, cfg.DBPath); err != nil {
+		if token, d.TokenFile, err = loadOrCreateToken(cfg.TokenFile, store); err != nil {
 			return nil, err
 		}
 		log.Info("provisioning API token", "file", d.TokenFile)
@@ -263,7 +264,7 @@ func (d *Daemon) SIPAddr() netip.AddrPort { return d.sip.Addr() }
 func (d *Daemon) HTTPAddr() string { return d.httpL.Addr().String() }
 
 // Store is the registry the daemon uses.
-func (d *Daemon) Store() *registry.SQLite { return d.store }
+func (d *Daemon) Store() stores.Store { return d.store }
 
 // SIP is the B2BUA.
 func (d *Daemon) SIP() *sip.Server { return d.sip }
@@ -311,11 +312,17 @@ func (d *Daemon) closeResources() {
 }
 
 // loadOrCreateToken reads the API token from path (default: b2bua.token
-// beside the database) or, when the file does not exist, creates it with a
-// random token, readable only by its owner.
-func loadOrCreateToken(path, dbPath string) (token, file string, err error) {
+// beside the database file) or, when the file does not exist, creates it
+// with a random token, readable only by its owner.
+func loadOrCreateToken(path string, store stores.Store) (token, file string, err error) {
 	if path == "" {
-		path = filepath.Join(filepath.Dir(dbPath), "b2bua.token")
+		// The spec may carry a scheme ("sqlite:PATH"), so the file's
+		// directory comes from the store, not from the spec.
+		f, ok := store.(interface{ Path() string })
+		if !ok {
+			return "", "", errors.New("api token: the registry is not a file: give the token or a token file")
+		}
+		path = filepath.Join(filepath.Dir(f.Path()), "b2bua.token")
 	}
 	b, err := os.ReadFile(path)
 	if err == nil {

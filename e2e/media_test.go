@@ -21,6 +21,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 	"github.com/imcall/b2bua/rtpproxy"
 )
 
@@ -275,7 +276,7 @@ func TestPassthroughMedia(t *testing.T) {
 func (n *node) lastCall(ok func(registry.CallRecord) bool) registry.CallRecord {
 	n.t.Helper()
 	ctx := context.Background()
-	store, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: n.db})
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: n.db})
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -27,8 +27,8 @@ import (
 	"github.com/imcall/b2bua/registry"
 )
 
-// DB is the part of the registry the store needs; *registry.SQLite
-// implements it.
+// DB is the part of the registry the store needs; registry.MediaStore
+// (registry/sqlite) implements it.
 type DB interface {
 	PutMedia(ctx context.Context, m registry.Media) error
 	MediaByTokenHash(ctx context.Context, h [32]byte) (registry.Media, error)

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 // clock is a settable time for expiry tests.
@@ -42,7 +42,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	t.Helper()
-	db, err := registry.OpenSQLite(context.Background(), registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "r.db")})
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "r.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,13 +19,14 @@ import (
 	"testing"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 const token = "test-token-7d1f"
 
 type env struct {
 	srv   *httptest.Server
-	store *registry.SQLite
+	store *sqlite.Store
 	logs  *syncBuffer
 }
 
@@ -49,7 +50,7 @@ func (s *syncBuffer) String() string {
 // newEnv starts the API over a real loopback listener on a real SQLite file.
 func newEnv(t *testing.T, tok string, maxBody int64) *env {
 	t.Helper()
-	st, err := registry.OpenSQLite(context.Background(), registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "reg.db")})
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "reg.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 // getFrom sends GET /api/v1/users to srv from the local address ip, with
@@ -38,7 +38,7 @@ func getFrom(t *testing.T, srv *httptest.Server, ip, auth string) (*http.Respons
 // listener: after the allowed failures it gets 429 with Retry-After, even
 // with the right token, while another source is still served.
 func TestWrongTokenLockout(t *testing.T) {
-	store, err := registry.OpenSQLite(context.Background(), registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "r.db")})
+	store, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "r.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 // shExample is a ```sh block of README.md and the ```text block that
@@ -109,7 +109,7 @@ func TestREADMEAPIExamples(t *testing.T) {
 		}
 		t.Skip("curl not installed")
 	}
-	st, err := registry.OpenSQLite(context.Background(), registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "reg.db")})
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "reg.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

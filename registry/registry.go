@@ -1,7 +1,10 @@
-// Package registry is the store of IM users, their terminals and their
-// contacts: who an IM ID is, which terminals it owns, and which one is
-// active. The call path asks it one question, ActiveTerminal, and it answers
-// fast.
+// Package registry holds the domain of the terminal registry: IM users,
+// their terminals and contacts, registrations, call records, stored media
+// and deferred messages; the parsers and validators every writer uses; and
+// the Store interfaces the rest of the product programs against. It links
+// no database: the implementations live below it (registry/sqlite), opened
+// by scheme through registry/stores, so that a simulator or a QR codec that
+// needs only MobileID or Caps never links a database driver.
 package registry
 
 import (

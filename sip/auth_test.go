@@ -13,13 +13,14 @@ import (
 	icdigest "github.com/icholy/digest"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/sip/digest"
 )
 
 func withDigest(trusted ...string) envOpt {
 	return func(c *b2bConfig) {
-		store := c.Terminals.(*registry.SQLite)
+		store := c.Terminals.(*sqlite.Store)
 		v, err := digest.New(digest.Config{
 			Realm: "im.test",
 			Lookup: func(ctx context.Context, user string) (registry.Credentials, error) {

@@ -16,6 +16,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/sim"
 	b2b "github.com/imcall/b2bua/sip"
@@ -25,7 +26,7 @@ import (
 // simulator, plus helpers to make users and terminals.
 type env struct {
 	t     *testing.T
-	store *registry.SQLite
+	store *sqlite.Store
 	sim   *sim.Simulator
 	srv   *b2b.Server
 	addr  string // B2BUA's SIP address
@@ -51,7 +52,7 @@ func (f locatorFunc) Locate(ctx context.Context, id string) (scp.Location, error
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
 	ctx := context.Background()
-	store, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "b2bua.db")})
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "b2bua.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

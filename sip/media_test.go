@@ -22,6 +22,7 @@ import (
 
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 	"github.com/imcall/b2bua/scp"
 	b2b "github.com/imcall/b2bua/sip"
 )
@@ -54,7 +55,7 @@ func newMediaEnv(t *testing.T, retryMin time.Duration, opts ...envOpt) *mediaEnv
 	me.http = httptest.NewServer(mux)
 	t.Cleanup(me.http.Close)
 	withMessaging := func(c *b2bConfig) {
-		store := c.Terminals.(*registry.SQLite)
+		store := c.Terminals.(*sqlite.Store)
 		ms, err := mediastore.New(mediastore.Config{DB: store, TTL: time.Hour, Now: me.clock.now, Logger: c.Logger})
 		if err != nil {
 			t.Fatal(err)

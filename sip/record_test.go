@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 // TestRecorderStores checks that a call's snapshots end up as one record
@@ -16,15 +17,15 @@ import (
 func TestRecorderStores(t *testing.T) {
 	tests := []struct {
 		name string
-		wrap func(*registry.SQLite) CallRecorder
+		wrap func(*sqlite.Store) CallRecorder
 	}{
-		{"batch", func(s *registry.SQLite) CallRecorder { return s }},
-		{"one by one", func(s *registry.SQLite) CallRecorder { return struct{ CallRecorder }{s} }},
+		{"batch", func(s *sqlite.Store) CallRecorder { return s }},
+		{"one by one", func(s *sqlite.Store) CallRecorder { return struct{ CallRecorder }{s} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			store, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "b2bua.db")})
+			store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "b2bua.db")})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,12 +16,13 @@ import (
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/msgpolicy"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 // fixture stores 1,000 items of 2 KiB and returns the store and one token.
 func fixture(b *testing.B) (*mediastore.Store, string) {
 	b.Helper()
-	db, err := registry.OpenSQLite(context.Background(), registry.SQLiteConfig{Path: filepath.Join(b.TempDir(), "r.db")})
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(b.TempDir(), "r.db")})
 	if err != nil {
 		b.Fatal(err)
 	}

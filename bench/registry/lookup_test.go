@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 // BenchmarkActiveTerminal is the cached lookup on a database of 1,000 users
@@ -13,7 +13,7 @@ import (
 // that bench/registry.sh reports.
 func BenchmarkActiveTerminal(b *testing.B) {
 	ctx := context.Background()
-	s, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: filepath.Join(b.TempDir(), "registry.db")})
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(b.TempDir(), "registry.db")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 func main() {
@@ -47,7 +48,7 @@ func main() {
 		*dir = d
 	}
 	path := filepath.Join(*dir, "registry.db")
-	s, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: path})
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func main() {
 	}
 }
 
-func populate(ctx context.Context, s *registry.SQLite, n int) ([]string, [2]int64, error) {
+func populate(ctx context.Context, s *sqlite.Store, n int) ([]string, [2]int64, error) {
 	var churn [2]int64
 	existing, err := s.Users(ctx)
 	if err != nil {
@@ -138,8 +139,8 @@ func runLookups(ctx context.Context, d time.Duration, ids []string, lookup func(
 
 // runChurn measures lookups while a second handle on the file (standing in
 // for the CLI) flips user0's active terminal every `every`.
-func runChurn(ctx context.Context, d time.Duration, ids []string, s *registry.SQLite, path string, terms [2]int64, every time.Duration) (float64, error) {
-	w, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: path})
+func runChurn(ctx context.Context, d time.Duration, ids []string, s *sqlite.Store, path string, terms [2]int64, every time.Duration) (float64, error) {
+	w, err := sqlite.Open(ctx, sqlite.Config{Path: path})
 	if err != nil {
 		return 0, err
 	}

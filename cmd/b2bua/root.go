@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/stores"
 	"github.com/spf13/cobra"
 )
 
@@ -22,7 +23,8 @@ const (
 
 // rootOptions are the global flags every command shares, serve included.
 type rootOptions struct {
-	// DBPath is the SQLite registry file (--db, B2BUA_DB).
+	// DBPath is the registry store: a SQLite file, or a spec such as
+	// sqlite:PATH (see registry/stores) (--db, B2BUA_DB).
 	DBPath string
 	// Domain is the IM domain: the host part of sip:<im-id>@<domain>, and
 	// the digest realm new credentials are made for (--domain, B2BUA_DOMAIN).
@@ -32,8 +34,8 @@ type rootOptions struct {
 // openStore opens the registry the global flags name. Commands call it only
 // after every argument has been validated, so a bad argument never touches
 // the database.
-func (o *rootOptions) openStore(ctx context.Context) (*registry.SQLite, error) {
-	return registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: o.DBPath})
+func (o *rootOptions) openStore(ctx context.Context) (stores.Store, error) {
+	return stores.Open(ctx, o.DBPath, stores.Options{})
 }
 
 // realm validates the --domain flag for use as a digest realm.
@@ -65,7 +67,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&opts.DBPath, "db", envOr("B2BUA_DB", defaultDB), "SQLite registry file (env B2BUA_DB)")
+	root.PersistentFlags().StringVar(&opts.DBPath, "db", envOr("B2BUA_DB", defaultDB), "registry: a SQLite file, or sqlite:PATH (env B2BUA_DB)")
 	root.PersistentFlags().StringVar(&opts.Domain, "domain", envOr("B2BUA_DOMAIN", defaultDomain), "IM domain and digest realm (env B2BUA_DOMAIN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	root.AddCommand(newUserCmd(opts), newTerminalCmd(opts), newContactCmd(opts), newServeCmd(opts))

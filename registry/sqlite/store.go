@@ -1,4 +1,9 @@
-package registry
+// Package sqlite is the embedded registry: the registry's Store,
+// SignalStore and MediaStore kept in one SQLite file (WAL mode) through the
+// cgo driver, with the schema migrations and the in-memory cache of active
+// terminals that the call path reads. Only what opens a store links it (see
+// registry/stores); the domain types live in package registry.
+package sqlite
 
 import (
 	"context"
@@ -13,12 +18,15 @@ import (
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"github.com/imcall/b2bua/registry"
 )
 
-// SQLiteConfig configures OpenSQLite.
-type SQLiteConfig struct {
-	// Path of the database file; it and its parent directory are created if
-	// missing.
+// Config configures Open.
+type Config struct {
+	// Path of the database file; it is created if missing, but its
+	// directory must exist, so that a mistyped directory is an error
+	// rather than a new, empty registry.
 	Path string
 	// BusyTimeout is how long a statement waits for another connection or
 	// process holding the write lock before it fails. Zero means 5s.
@@ -27,10 +35,10 @@ type SQLiteConfig struct {
 	Logger *slog.Logger
 }
 
-// SQLite is the embedded registry: one SQLite file in WAL mode, safe for
+// Store is the embedded registry: one SQLite file in WAL mode, safe for
 // concurrent use by many goroutines and by several processes on one file
 // (the daemon and the CLI).
-type SQLite struct {
+type Store struct {
 	path  string
 	log   *slog.Logger
 	w     *sql.DB // one connection; every transaction is BEGIN IMMEDIATE
@@ -38,15 +46,15 @@ type SQLite struct {
 	cache *activeCache
 }
 
-// OpenSQLite opens (creating if needed) the registry at cfg.Path and brings
-// its schema up to date.
-func OpenSQLite(ctx context.Context, cfg SQLiteConfig) (*SQLite, error) {
-	return openSQLite(ctx, cfg, migrations)
+// Open opens (creating the file if needed) the registry at cfg.Path and
+// brings its schema up to date.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	return openWith(ctx, cfg, migrations)
 }
 
-// openSQLite is OpenSQLite with a chosen schema history, so that a test can
+// openWith is Open with a chosen schema history, so that a test can
 // build a file of an older version.
-func openSQLite(ctx context.Context, cfg SQLiteConfig, migs []migration) (*SQLite, error) {
+func openWith(ctx context.Context, cfg Config, migs []migration) (*Store, error) {
 	if cfg.Path == "" || cfg.Path == ":memory:" {
 		return nil, errors.New("registry: SQLite path must name a file")
 	}
@@ -61,8 +69,15 @@ func openSQLite(ctx context.Context, cfg SQLiteConfig, migs []migration) (*SQLit
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
-		return nil, fmt.Errorf("registry: create directory: %w", err)
+	// The directory is never created: an operator who mistypes it must
+	// hear so, not find later that the daemon serves a new, empty registry.
+	switch fi, err := os.Stat(filepath.Dir(abs)); {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("registry: %s: directory %s does not exist: create it first", cfg.Path, filepath.Dir(abs))
+	case err != nil:
+		return nil, fmt.Errorf("registry: %s: %w", cfg.Path, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("registry: %s: %s is not a directory", cfg.Path, filepath.Dir(abs))
 	}
 	// The file holds digest hashes: create it readable by its owner only.
 	// SQLite gives its -wal and -shm files the database file's mode.
@@ -101,7 +116,7 @@ func openSQLite(ctx context.Context, cfg SQLiteConfig, migs []migration) (*SQLit
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	s := &SQLite{path: abs, log: log, w: w}
+	s := &Store{path: abs, log: log, w: w}
 	v, err := migrateRetry(ctx, w, migs, cfg.BusyTimeout)
 	if err != nil {
 		w.Close()
@@ -146,7 +161,7 @@ func migrateRetry(ctx context.Context, db *sql.DB, migs []migration, timeout tim
 }
 
 // Close releases the connections. The store must not be used afterwards.
-func (s *SQLite) Close() error {
+func (s *Store) Close() error {
 	var errs []error
 	if s.cache != nil {
 		errs = append(errs, s.cache.close())
@@ -159,11 +174,11 @@ func (s *SQLite) Close() error {
 }
 
 // Path is the absolute path of the database file.
-func (s *SQLite) Path() string { return s.path }
+func (s *Store) Path() string { return s.path }
 
 // withTx runs f in a write transaction (BEGIN IMMEDIATE) and commits it if f
 // returns nil.
-func (s *SQLite) withTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+func (s *Store) withTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -213,60 +228,60 @@ func now() time.Time { return time.Now().UTC() }
 // ---- users
 
 // AddUser stores a new user. It returns ErrExists if the IM ID is taken.
-func (s *SQLite) AddUser(ctx context.Context, u User) (User, error) {
-	u, err := ValidateUser(u)
+func (s *Store) AddUser(ctx context.Context, u registry.User) (registry.User, error) {
+	u, err := registry.ValidateUser(u)
 	if err != nil {
-		return User{}, err
+		return registry.User{}, err
 	}
 	u.CreatedAt = now()
 	_, err = s.w.ExecContext(ctx,
 		`INSERT INTO users (im_id, display, realm, ha1_md5, ha1_sha256, created) VALUES (?, ?, ?, ?, ?, ?)`,
 		u.IMID, u.Display, u.Creds.Realm, u.Creds.HA1MD5, u.Creds.HA1SHA256, nanos(u.CreatedAt))
 	if isUnique(err) {
-		return User{}, fmt.Errorf("user %s: %w", u.IMID, ErrExists)
+		return registry.User{}, fmt.Errorf("user %s: %w", u.IMID, registry.ErrExists)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("add user %s: %w", u.IMID, err)
+		return registry.User{}, fmt.Errorf("add user %s: %w", u.IMID, err)
 	}
 	return u, nil
 }
 
 const userCols = `im_id, display, realm, ha1_md5, ha1_sha256, created`
 
-func scanUser(row interface{ Scan(...any) error }) (User, error) {
-	var u User
+func scanUser(row interface{ Scan(...any) error }) (registry.User, error) {
+	var u registry.User
 	var created int64
 	if err := row.Scan(&u.IMID, &u.Display, &u.Creds.Realm, &u.Creds.HA1MD5, &u.Creds.HA1SHA256, &created); err != nil {
-		return User{}, err
+		return registry.User{}, err
 	}
 	u.CreatedAt = fromNanos(created)
 	return u, nil
 }
 
 // User returns one user, or ErrNotFound.
-func (s *SQLite) User(ctx context.Context, imID string) (User, error) {
-	id, err := ParseIMID(imID)
+func (s *Store) User(ctx context.Context, imID string) (registry.User, error) {
+	id, err := registry.ParseIMID(imID)
 	if err != nil {
-		return User{}, err
+		return registry.User{}, err
 	}
 	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE im_id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("user %s: %w", id, ErrNotFound)
+		return registry.User{}, fmt.Errorf("user %s: %w", id, registry.ErrNotFound)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("user %s: %w", id, err)
+		return registry.User{}, fmt.Errorf("user %s: %w", id, err)
 	}
 	return u, nil
 }
 
 // Users lists every user ordered by IM ID.
-func (s *SQLite) Users(ctx context.Context) ([]User, error) {
+func (s *Store) Users(ctx context.Context) ([]registry.User, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY im_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	defer rows.Close()
-	out := []User{}
+	out := []registry.User{}
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
@@ -281,12 +296,12 @@ func (s *SQLite) Users(ctx context.Context) ([]User, error) {
 }
 
 // SetCredentials replaces a user's digest credentials.
-func (s *SQLite) SetCredentials(ctx context.Context, imID string, c Credentials) error {
-	id, err := ParseIMID(imID)
+func (s *Store) SetCredentials(ctx context.Context, imID string, c registry.Credentials) error {
+	id, err := registry.ParseIMID(imID)
 	if err != nil {
 		return err
 	}
-	if c, err = ValidateCredentials(c); err != nil {
+	if c, err = registry.ValidateCredentials(c); err != nil {
 		return err
 	}
 	res, err := s.w.ExecContext(ctx, `UPDATE users SET realm = ?, ha1_md5 = ?, ha1_sha256 = ? WHERE im_id = ?`,
@@ -295,8 +310,8 @@ func (s *SQLite) SetCredentials(ctx context.Context, imID string, c Credentials)
 }
 
 // RemoveUser deletes a user with its terminals, contacts and bindings.
-func (s *SQLite) RemoveUser(ctx context.Context, imID string) error {
-	id, err := ParseIMID(imID)
+func (s *Store) RemoveUser(ctx context.Context, imID string) error {
+	id, err := registry.ParseIMID(imID)
 	if err != nil {
 		return err
 	}
@@ -314,7 +329,7 @@ func affectedOne(res sql.Result, err error, what string) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
+		return fmt.Errorf("%s: %w", what, registry.ErrNotFound)
 	}
 	return nil
 }
@@ -323,15 +338,15 @@ func affectedOne(res sql.Result, err error, what string) error {
 
 const terminalCols = `id, im_id, mobile_type, mobile_value, kind, caps, active, created`
 
-func scanTerminal(row interface{ Scan(...any) error }) (Terminal, error) {
-	var t Terminal
+func scanTerminal(row interface{ Scan(...any) error }) (registry.Terminal, error) {
+	var t registry.Terminal
 	var typ, kind string
 	var created int64
 	if err := row.Scan(&t.ID, &t.IMID, &typ, &t.MobileID.Value, &kind, &t.Caps, &t.Active, &created); err != nil {
-		return Terminal{}, err
+		return registry.Terminal{}, err
 	}
-	t.MobileID.Type = MobileIDType(typ)
-	t.Kind = Kind(kind)
+	t.MobileID.Type = registry.MobileIDType(typ)
+	t.Kind = registry.Kind(kind)
 	t.CreatedAt = fromNanos(created)
 	return t, nil
 }
@@ -340,12 +355,12 @@ func scanTerminal(row interface{ Scan(...any) error }) (Terminal, error) {
 // active terminal and the others are deactivated in the same transaction.
 // It returns ErrNotFound for an unknown user and ErrExists if the mobile
 // identity belongs to a terminal already.
-func (s *SQLite) AddTerminal(ctx context.Context, t NewTerminal) (Terminal, error) {
-	t, err := ValidateTerminal(t)
+func (s *Store) AddTerminal(ctx context.Context, t registry.NewTerminal) (registry.Terminal, error) {
+	t, err := registry.ValidateTerminal(t)
 	if err != nil {
-		return Terminal{}, err
+		return registry.Terminal{}, err
 	}
-	var out Terminal
+	var out registry.Terminal
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
 		if t.Active {
 			if _, err := tx.ExecContext(ctx, `UPDATE terminals SET active = 0 WHERE im_id = ? AND active`, t.IMID); err != nil {
@@ -361,34 +376,34 @@ func (s *SQLite) AddTerminal(ctx context.Context, t NewTerminal) (Terminal, erro
 	})
 	switch {
 	case isUnique(err):
-		return Terminal{}, fmt.Errorf("terminal %s: %w", t.MobileID, ErrExists)
+		return registry.Terminal{}, fmt.Errorf("terminal %s: %w", t.MobileID, registry.ErrExists)
 	case isForeignKey(err):
-		return Terminal{}, fmt.Errorf("user %s: %w", t.IMID, ErrNotFound)
+		return registry.Terminal{}, fmt.Errorf("user %s: %w", t.IMID, registry.ErrNotFound)
 	case err != nil:
-		return Terminal{}, fmt.Errorf("add terminal %s: %w", t.MobileID, err)
+		return registry.Terminal{}, fmt.Errorf("add terminal %s: %w", t.MobileID, err)
 	}
 	return out, nil
 }
 
 // Terminal returns one terminal, or ErrNotFound.
-func (s *SQLite) Terminal(ctx context.Context, id int64) (Terminal, error) {
+func (s *Store) Terminal(ctx context.Context, id int64) (registry.Terminal, error) {
 	t, err := scanTerminal(s.r.QueryRowContext(ctx, `SELECT `+terminalCols+` FROM terminals WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Terminal{}, fmt.Errorf("terminal %d: %w", id, ErrNotFound)
+		return registry.Terminal{}, fmt.Errorf("terminal %d: %w", id, registry.ErrNotFound)
 	}
 	if err != nil {
-		return Terminal{}, fmt.Errorf("terminal %d: %w", id, err)
+		return registry.Terminal{}, fmt.Errorf("terminal %d: %w", id, err)
 	}
 	return t, nil
 }
 
 // Terminals lists the terminals of imID ordered by ID, or all terminals
 // when imID is "". An unknown imID gives ErrNotFound.
-func (s *SQLite) Terminals(ctx context.Context, imID string) ([]Terminal, error) {
+func (s *Store) Terminals(ctx context.Context, imID string) ([]registry.Terminal, error) {
 	q := `SELECT ` + terminalCols + ` FROM terminals ORDER BY id`
 	var args []any
 	if imID != "" {
-		id, err := ParseIMID(imID)
+		id, err := registry.ParseIMID(imID)
 		if err != nil {
 			return nil, err
 		}
@@ -397,7 +412,7 @@ func (s *SQLite) Terminals(ctx context.Context, imID string) ([]Terminal, error)
 			return nil, fmt.Errorf("list terminals of %s: %w", id, err)
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("user %s: %w", id, ErrNotFound)
+			return nil, fmt.Errorf("user %s: %w", id, registry.ErrNotFound)
 		}
 		q = `SELECT ` + terminalCols + ` FROM terminals WHERE im_id = ? ORDER BY id`
 		args = append(args, id)
@@ -407,7 +422,7 @@ func (s *SQLite) Terminals(ctx context.Context, imID string) ([]Terminal, error)
 		return nil, fmt.Errorf("list terminals: %w", err)
 	}
 	defer rows.Close()
-	out := []Terminal{}
+	out := []registry.Terminal{}
 	for rows.Next() {
 		t, err := scanTerminal(rows)
 		if err != nil {
@@ -424,8 +439,8 @@ func (s *SQLite) Terminals(ctx context.Context, imID string) ([]Terminal, error)
 // Activate makes id its user's active terminal; the user's other terminals
 // are deactivated in the same transaction. Activating the active terminal
 // is not an error.
-func (s *SQLite) Activate(ctx context.Context, id int64) (Terminal, error) {
-	var out Terminal
+func (s *Store) Activate(ctx context.Context, id int64) (registry.Terminal, error) {
+	var out registry.Terminal
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
 		var imID string
 		if err := tx.QueryRowContext(ctx, `SELECT im_id FROM terminals WHERE id = ?`, id).Scan(&imID); err != nil {
@@ -439,10 +454,10 @@ func (s *SQLite) Activate(ctx context.Context, id int64) (Terminal, error) {
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return Terminal{}, fmt.Errorf("terminal %d: %w", id, ErrNotFound)
+		return registry.Terminal{}, fmt.Errorf("terminal %d: %w", id, registry.ErrNotFound)
 	}
 	if err != nil {
-		return Terminal{}, fmt.Errorf("activate terminal %d: %w", id, err)
+		return registry.Terminal{}, fmt.Errorf("activate terminal %d: %w", id, err)
 	}
 	return out, nil
 }
@@ -450,19 +465,19 @@ func (s *SQLite) Activate(ctx context.Context, id int64) (Terminal, error) {
 // Deactivate clears id's active flag, leaving its user with no active
 // terminal if it was the one. Deactivating an inactive terminal is not an
 // error.
-func (s *SQLite) Deactivate(ctx context.Context, id int64) (Terminal, error) {
+func (s *Store) Deactivate(ctx context.Context, id int64) (registry.Terminal, error) {
 	t, err := scanTerminal(s.w.QueryRowContext(ctx, `UPDATE terminals SET active = 0 WHERE id = ? RETURNING `+terminalCols, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Terminal{}, fmt.Errorf("terminal %d: %w", id, ErrNotFound)
+		return registry.Terminal{}, fmt.Errorf("terminal %d: %w", id, registry.ErrNotFound)
 	}
 	if err != nil {
-		return Terminal{}, fmt.Errorf("deactivate terminal %d: %w", id, err)
+		return registry.Terminal{}, fmt.Errorf("deactivate terminal %d: %w", id, err)
 	}
 	return t, nil
 }
 
 // RemoveTerminal deletes a terminal and its bindings.
-func (s *SQLite) RemoveTerminal(ctx context.Context, id int64) error {
+func (s *Store) RemoveTerminal(ctx context.Context, id int64) error {
 	res, err := s.w.ExecContext(ctx, `DELETE FROM terminals WHERE id = ?`, id)
 	return affectedOne(res, err, fmt.Sprintf("terminal %d", id))
 }
@@ -470,7 +485,7 @@ func (s *SQLite) RemoveTerminal(ctx context.Context, id int64) error {
 // ActiveTerminal returns imID's active terminal: ErrNotFound for an unknown
 // user, ErrNoActiveTerminal for a user with none. Answers come from a cache
 // that every committed write invalidates, whichever process made it.
-func (s *SQLite) ActiveTerminal(ctx context.Context, imID string) (Terminal, error) {
+func (s *Store) ActiveTerminal(ctx context.Context, imID string) (registry.Terminal, error) {
 	return s.cache.get(ctx, imID)
 }
 
@@ -478,14 +493,14 @@ func (s *SQLite) ActiveTerminal(ctx context.Context, imID string) (Terminal, err
 
 const contactCols = `id, owner, im_id, domain, mobile_type, mobile_value, display, created`
 
-func scanContact(row interface{ Scan(...any) error }) (Contact, error) {
-	var c Contact
+func scanContact(row interface{ Scan(...any) error }) (registry.Contact, error) {
+	var c registry.Contact
 	var typ string
 	var created int64
 	if err := row.Scan(&c.ID, &c.Owner, &c.IMID, &c.Domain, &typ, &c.MobileID.Value, &c.Display, &created); err != nil {
-		return Contact{}, err
+		return registry.Contact{}, err
 	}
-	c.MobileID.Type = MobileIDType(typ)
+	c.MobileID.Type = registry.MobileIDType(typ)
 	c.CreatedAt = fromNanos(created)
 	return c, nil
 }
@@ -493,10 +508,10 @@ func scanContact(row interface{ Scan(...any) error }) (Contact, error) {
 // AddContact stores an entry in c.Owner's address book. The same entry
 // (owner, IM ID, domain, mobile identity) twice gives ErrExists; an unknown
 // owner gives ErrNotFound.
-func (s *SQLite) AddContact(ctx context.Context, c Contact) (Contact, error) {
-	c, err := ValidateContact(c)
+func (s *Store) AddContact(ctx context.Context, c registry.Contact) (registry.Contact, error) {
+	c, err := registry.ValidateContact(c)
 	if err != nil {
-		return Contact{}, err
+		return registry.Contact{}, err
 	}
 	out, err := scanContact(s.w.QueryRowContext(ctx,
 		`INSERT INTO contacts (owner, im_id, domain, mobile_type, mobile_value, display, created)
@@ -504,16 +519,16 @@ func (s *SQLite) AddContact(ctx context.Context, c Contact) (Contact, error) {
 		c.Owner, c.IMID, c.Domain, string(c.MobileID.Type), c.MobileID.Value, c.Display, nanos(now())))
 	switch {
 	case isUnique(err):
-		return Contact{}, fmt.Errorf("contact %s of %s: %w", contactName(c), c.Owner, ErrExists)
+		return registry.Contact{}, fmt.Errorf("contact %s of %s: %w", contactName(c), c.Owner, registry.ErrExists)
 	case isForeignKey(err):
-		return Contact{}, fmt.Errorf("user %s: %w", c.Owner, ErrNotFound)
+		return registry.Contact{}, fmt.Errorf("user %s: %w", c.Owner, registry.ErrNotFound)
 	case err != nil:
-		return Contact{}, fmt.Errorf("add contact %s of %s: %w", contactName(c), c.Owner, err)
+		return registry.Contact{}, fmt.Errorf("add contact %s of %s: %w", contactName(c), c.Owner, err)
 	}
 	return out, nil
 }
 
-func contactName(c Contact) string {
+func contactName(c registry.Contact) string {
 	n := c.IMID
 	if c.Domain != "" {
 		n += "@" + c.Domain
@@ -526,24 +541,24 @@ func contactName(c Contact) string {
 
 // Contacts lists owner's address book ordered by ID. An unknown owner gives
 // ErrNotFound.
-func (s *SQLite) Contacts(ctx context.Context, owner string) ([]Contact, error) {
-	id, err := ParseIMID(owner)
+func (s *Store) Contacts(ctx context.Context, owner string) ([]registry.Contact, error) {
+	id, err := registry.ParseIMID(owner)
 	if err != nil {
-		return nil, &ValidationError{Field: "owner", Rule: err.(*ValidationError).Rule}
+		return nil, &registry.ValidationError{Field: "owner", Rule: err.(*registry.ValidationError).Rule}
 	}
 	var n int
 	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE im_id = ?`, id).Scan(&n); err != nil {
 		return nil, fmt.Errorf("list contacts of %s: %w", id, err)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("user %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("user %s: %w", id, registry.ErrNotFound)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE owner = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("list contacts of %s: %w", id, err)
 	}
 	defer rows.Close()
-	out := []Contact{}
+	out := []registry.Contact{}
 	for rows.Next() {
 		c, err := scanContact(rows)
 		if err != nil {
@@ -557,4 +572,7 @@ func (s *SQLite) Contacts(ctx context.Context, owner string) ([]Contact, error) 
 	return out, nil
 }
 
-var _ Store = (*SQLite)(nil)
+var _ registry.Store = (*Store)(nil)
+
+// invalid is the ValidationError a write path returns for a malformed row.
+func invalid(field, rule string) error { return &registry.ValidationError{Field: field, Rule: rule} }

@@ -1,16 +1,20 @@
-package registry
+package sqlite
 
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/imcall/b2bua/registry"
 )
 
-func openTest(t *testing.T, path string) *SQLite {
+func openTest(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := OpenSQLite(context.Background(), SQLiteConfig{Path: path})
+	s, err := Open(context.Background(), Config{Path: path})
 	if err != nil {
 		t.Fatalf("OpenSQLite: %v", err)
 	}
@@ -22,34 +26,34 @@ func openTest(t *testing.T, path string) *SQLite {
 	return s
 }
 
-func newStore(t *testing.T) *SQLite {
+func newStore(t *testing.T) *Store {
 	t.Helper()
-	return openTest(t, filepath.Join(t.TempDir(), "sub", "dir", "registry.db"))
+	return openTest(t, filepath.Join(t.TempDir(), "registry.db"))
 }
 
-func mustUser(t *testing.T, s Store, imID string) User {
+func mustUser(t *testing.T, s registry.Store, imID string) registry.User {
 	t.Helper()
-	u, err := s.AddUser(context.Background(), User{IMID: imID, Display: "User " + imID, Creds: NewCredentials(imID, "im.example", "secret")})
+	u, err := s.AddUser(context.Background(), registry.User{IMID: imID, Display: "User " + imID, Creds: registry.NewCredentials(imID, "im.example", "secret")})
 	if err != nil {
 		t.Fatalf("AddUser(%s): %v", imID, err)
 	}
 	return u
 }
 
-func mustTerminal(t *testing.T, s Store, imID, mobile string, active bool) Terminal {
+func mustTerminal(t *testing.T, s registry.Store, imID, mobile string, active bool) registry.Terminal {
 	t.Helper()
-	m, err := ParseMobileID(mobile)
+	m, err := registry.ParseMobileID(mobile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	term, err := s.AddTerminal(context.Background(), NewTerminal{IMID: imID, MobileID: m, Active: active})
+	term, err := s.AddTerminal(context.Background(), registry.NewTerminal{IMID: imID, MobileID: m, Active: active})
 	if err != nil {
 		t.Fatalf("AddTerminal(%s, %s): %v", imID, mobile, err)
 	}
 	return term
 }
 
-func activeIDs(t *testing.T, s Store, imID string) []int64 {
+func activeIDs(t *testing.T, s registry.Store, imID string) []int64 {
 	t.Helper()
 	ts, err := s.Terminals(context.Background(), imID)
 	if err != nil {
@@ -78,17 +82,17 @@ func TestUsers(t *testing.T) {
 	if got != u {
 		t.Errorf("User = %+v, want %+v", got, u)
 	}
-	if _, err := s.AddUser(ctx, User{IMID: "alice"}); !errors.Is(err, ErrExists) {
+	if _, err := s.AddUser(ctx, registry.User{IMID: "alice"}); !errors.Is(err, registry.ErrExists) {
 		t.Errorf("second AddUser: err = %v, want ErrExists", err)
 	}
-	if _, err := s.User(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.User(ctx, "bob"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("User(bob): err = %v, want ErrNotFound", err)
 	}
-	var ve *ValidationError
-	if _, err := s.AddUser(ctx, User{IMID: "bad id"}); !errors.As(err, &ve) || ve.Field != "im_id" {
+	var ve *registry.ValidationError
+	if _, err := s.AddUser(ctx, registry.User{IMID: "bad id"}); !errors.As(err, &ve) || ve.Field != "im_id" {
 		t.Errorf("AddUser(bad id): err = %v, want ValidationError on im_id", err)
 	}
-	if _, err := s.AddUser(ctx, User{IMID: "carol", Creds: Credentials{Realm: "r", HA1MD5: "xyz"}}); !errors.As(err, &ve) || ve.Field != "ha1_md5" {
+	if _, err := s.AddUser(ctx, registry.User{IMID: "carol", Creds: registry.Credentials{Realm: "r", HA1MD5: "xyz"}}); !errors.As(err, &ve) || ve.Field != "ha1_md5" {
 		t.Errorf("AddUser(bad HA1): err = %v, want ValidationError on ha1_md5", err)
 	}
 	mustUser(t, s, "bob")
@@ -100,32 +104,32 @@ func TestUsers(t *testing.T) {
 		t.Errorf("Users = %+v, want alice, bob", users)
 	}
 
-	c := NewCredentials("bob", "other.example", "new")
+	c := registry.NewCredentials("bob", "other.example", "new")
 	if err := s.SetCredentials(ctx, "bob", c); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.User(ctx, "bob"); got.Creds != c {
 		t.Errorf("Creds = %+v, want %+v", got.Creds, c)
 	}
-	if err := s.SetCredentials(ctx, "nobody", c); !errors.Is(err, ErrNotFound) {
+	if err := s.SetCredentials(ctx, "nobody", c); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("SetCredentials(nobody): err = %v, want ErrNotFound", err)
 	}
-	if err := s.RemoveUser(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+	if err := s.RemoveUser(ctx, "nobody"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("RemoveUser(nobody): err = %v, want ErrNotFound", err)
 	}
 }
 
 func TestNewCredentials(t *testing.T) {
-	c := NewCredentials("x", "r", "p")
+	c := registry.NewCredentials("x", "r", "p")
 	if len(c.HA1MD5) != 32 || len(c.HA1SHA256) != 64 || c.Realm != "r" {
 		t.Fatalf("NewCredentials = %+v", c)
 	}
-	if _, err := ValidateCredentials(c); err != nil {
+	if _, err := registry.ValidateCredentials(c); err != nil {
 		t.Errorf("ValidateCredentials(NewCredentials) = %v", err)
 	}
 	// Computed independently: echo -n 'alice:im.example:secret' | md5sum
 	// (and sha256sum). The IM ID is lower-cased as the store keeps it.
-	c = NewCredentials("Alice", "im.example", "secret")
+	c = registry.NewCredentials("Alice", "im.example", "secret")
 	const wantMD5 = "917d168365c7e260a9b6d782fca48a86"
 	const wantSHA = "d986435f2701d46acf4e2698d8a080b05b84ebfb1f4529bb80c6f670dfa50185"
 	if c.HA1MD5 != wantMD5 || c.HA1SHA256 != wantSHA {
@@ -139,15 +143,15 @@ func TestTerminalsAndActive(t *testing.T) {
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
 
-	if _, err := s.ActiveTerminal(ctx, "alice"); !errors.Is(err, ErrNoActiveTerminal) {
+	if _, err := s.ActiveTerminal(ctx, "alice"); !errors.Is(err, registry.ErrNoActiveTerminal) {
 		t.Errorf("ActiveTerminal(alice) with none: err = %v, want ErrNoActiveTerminal", err)
 	}
-	if _, err := s.ActiveTerminal(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ActiveTerminal(ctx, "nobody"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("ActiveTerminal(nobody): err = %v, want ErrNotFound", err)
 	}
 
 	t1 := mustTerminal(t, s, "alice", "imsi:001010000000001", true)
-	if !t1.Active || t1.Kind != Legacy || t1.Caps != CapAudio || t1.IMID != "alice" || t1.ID == 0 {
+	if !t1.Active || t1.Kind != registry.Legacy || t1.Caps != registry.CapAudio || t1.IMID != "alice" || t1.ID == 0 {
 		t.Errorf("AddTerminal = %+v", t1)
 	}
 	got, err := s.ActiveTerminal(ctx, "Alice")
@@ -191,7 +195,7 @@ func TestTerminalsAndActive(t *testing.T) {
 	if err != nil || deact.Active {
 		t.Fatalf("Deactivate = %+v, %v", deact, err)
 	}
-	if _, err := s.ActiveTerminal(ctx, "alice"); !errors.Is(err, ErrNoActiveTerminal) {
+	if _, err := s.ActiveTerminal(ctx, "alice"); !errors.Is(err, registry.ErrNoActiveTerminal) {
 		t.Errorf("after Deactivate: err = %v, want ErrNoActiveTerminal", err)
 	}
 	if got, _ := s.ActiveTerminal(ctx, "bob"); got.ID != b1.ID {
@@ -199,17 +203,17 @@ func TestTerminalsAndActive(t *testing.T) {
 	}
 
 	// Errors.
-	if _, err := s.AddTerminal(ctx, NewTerminal{IMID: "bob", MobileID: t1.MobileID}); !errors.Is(err, ErrExists) {
+	if _, err := s.AddTerminal(ctx, registry.NewTerminal{IMID: "bob", MobileID: t1.MobileID}); !errors.Is(err, registry.ErrExists) {
 		t.Errorf("duplicate mobile ID: err = %v, want ErrExists", err)
 	}
-	if _, err := s.AddTerminal(ctx, NewTerminal{IMID: "nobody", MobileID: MobileID{Type: IMSI, Value: "001019999999999"}}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.AddTerminal(ctx, registry.NewTerminal{IMID: "nobody", MobileID: registry.MobileID{Type: registry.IMSI, Value: "001019999999999"}}); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("unknown user: err = %v, want ErrNotFound", err)
 	}
-	var ve *ValidationError
-	if _, err := s.AddTerminal(ctx, NewTerminal{IMID: "bob", MobileID: MobileID{Type: IMSI, Value: "12"}}); !errors.As(err, &ve) || ve.Field != "imsi" {
+	var ve *registry.ValidationError
+	if _, err := s.AddTerminal(ctx, registry.NewTerminal{IMID: "bob", MobileID: registry.MobileID{Type: registry.IMSI, Value: "12"}}); !errors.As(err, &ve) || ve.Field != "imsi" {
 		t.Errorf("bad IMSI: err = %v, want ValidationError on imsi", err)
 	}
-	if _, err := s.AddTerminal(ctx, NewTerminal{IMID: "bob", MobileID: MobileID{Type: IMSI, Value: "001010000000077"}, Caps: 1 << 6}); !errors.As(err, &ve) || ve.Field != "caps" {
+	if _, err := s.AddTerminal(ctx, registry.NewTerminal{IMID: "bob", MobileID: registry.MobileID{Type: registry.IMSI, Value: "001010000000077"}, Caps: 1 << 6}); !errors.As(err, &ve) || ve.Field != "caps" {
 		t.Errorf("bad caps: err = %v, want ValidationError on caps", err)
 	}
 	for _, f := range []func(int64) error{
@@ -218,11 +222,11 @@ func TestTerminalsAndActive(t *testing.T) {
 		func(id int64) error { _, err := s.Terminal(ctx, id); return err },
 		func(id int64) error { return s.RemoveTerminal(ctx, id) },
 	} {
-		if err := f(9999); !errors.Is(err, ErrNotFound) {
+		if err := f(9999); !errors.Is(err, registry.ErrNotFound) {
 			t.Errorf("unknown terminal: err = %v, want ErrNotFound", err)
 		}
 	}
-	if _, err := s.Terminals(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Terminals(ctx, "nobody"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("Terminals(nobody): err = %v, want ErrNotFound", err)
 	}
 	all, err := s.Terminals(ctx, "")
@@ -234,16 +238,16 @@ func TestTerminalsAndActive(t *testing.T) {
 	if err := s.RemoveTerminal(ctx, t2.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Terminal(ctx, t2.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Terminal(ctx, t2.ID); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("removed terminal: err = %v, want ErrNotFound", err)
 	}
 	if err := s.RemoveUser(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Terminal(ctx, b1.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Terminal(ctx, b1.ID); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("terminal of removed user: err = %v, want ErrNotFound", err)
 	}
-	if _, err := s.ActiveTerminal(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ActiveTerminal(ctx, "bob"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("ActiveTerminal of removed user: err = %v, want ErrNotFound", err)
 	}
 	// IDs are not reused.
@@ -271,8 +275,8 @@ func TestContacts(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	mustUser(t, s, "alice")
-	m, _ := ParseIMSI("001010000000001")
-	c := Contact{Owner: "Alice", IMID: "Bob", Domain: "IM.Example", MobileID: m, Display: "Bob"}
+	m, _ := registry.ParseIMSI("001010000000001")
+	c := registry.Contact{Owner: "Alice", IMID: "Bob", Domain: "IM.Example", MobileID: m, Display: "Bob"}
 	got, err := s.AddContact(ctx, c)
 	if err != nil {
 		t.Fatal(err)
@@ -280,25 +284,25 @@ func TestContacts(t *testing.T) {
 	if got.ID == 0 || got.Owner != "alice" || got.IMID != "bob" || got.Domain != "im.example" || got.MobileID != m {
 		t.Errorf("AddContact = %+v", got)
 	}
-	if _, err := s.AddContact(ctx, c); !errors.Is(err, ErrExists) {
+	if _, err := s.AddContact(ctx, c); !errors.Is(err, registry.ErrExists) {
 		t.Errorf("same card twice: err = %v, want ErrExists", err)
 	}
 	// Same IM ID without the mobile identity is another entry.
-	if _, err := s.AddContact(ctx, Contact{Owner: "alice", IMID: "bob", Domain: "im.example"}); err != nil {
+	if _, err := s.AddContact(ctx, registry.Contact{Owner: "alice", IMID: "bob", Domain: "im.example"}); err != nil {
 		t.Errorf("contact without mobile: %v", err)
 	}
-	if _, err := s.AddContact(ctx, Contact{Owner: "nobody", IMID: "bob"}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.AddContact(ctx, registry.Contact{Owner: "nobody", IMID: "bob"}); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("unknown owner: err = %v, want ErrNotFound", err)
 	}
-	var ve *ValidationError
-	if _, err := s.AddContact(ctx, Contact{Owner: "alice", IMID: "bob", Domain: "bad domain"}); !errors.As(err, &ve) || ve.Field != "domain" {
+	var ve *registry.ValidationError
+	if _, err := s.AddContact(ctx, registry.Contact{Owner: "alice", IMID: "bob", Domain: "bad domain"}); !errors.As(err, &ve) || ve.Field != "domain" {
 		t.Errorf("bad domain: err = %v, want ValidationError on domain", err)
 	}
 	list, err := s.Contacts(ctx, "alice")
 	if err != nil || len(list) != 2 || list[0] != got {
 		t.Errorf("Contacts = %+v, %v", list, err)
 	}
-	if _, err := s.Contacts(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Contacts(ctx, "nobody"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("Contacts(nobody): err = %v, want ErrNotFound", err)
 	}
 	if err := s.RemoveUser(ctx, "alice"); err != nil {
@@ -313,9 +317,9 @@ func TestContacts(t *testing.T) {
 // TestFileModeOwnerOnly: the database holds digest hashes, so a new file and
 // its WAL are readable by their owner only, whatever the umask.
 func TestFileModeOwnerOnly(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sub", "b2bua.db")
+	path := filepath.Join(t.TempDir(), "b2bua.db")
 	s := openTest(t, path)
-	if _, err := s.AddUser(context.Background(), User{IMID: "alice", Creds: NewCredentials("alice", "r", "pw")}); err != nil {
+	if _, err := s.AddUser(context.Background(), registry.User{IMID: "alice", Creds: registry.NewCredentials("alice", "r", "pw")}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{path, path + "-wal"} {
@@ -326,5 +330,37 @@ func TestFileModeOwnerOnly(t *testing.T) {
 		if m := fi.Mode().Perm(); m&0o077 != 0 {
 			t.Errorf("%s has mode %v, want no group or other access", filepath.Base(p), m)
 		}
+	}
+}
+
+// TestOpenMissingDirectory: a path in a directory that does not exist is an
+// error naming the directory, and nothing is created, so that a mistyped
+// --db never becomes a new, empty registry.
+func TestOpenMissingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "plain")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, wantDir, want string
+	}{
+		{"missing", filepath.Join(dir, "nope", "b2bua.db"), filepath.Join(dir, "nope"), "does not exist"},
+		{"missing parent too", filepath.Join(dir, "a", "b", "b2bua.db"), filepath.Join(dir, "a", "b"), "does not exist"},
+		{"not a directory", filepath.Join(file, "b2bua.db"), file, "is not a directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(context.Background(), Config{Path: tc.path})
+			if err == nil {
+				s.Close()
+				t.Fatal("opened")
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.wantDir+" "+tc.want) {
+				t.Errorf("err = %q, want it to say %q %s", msg, tc.wantDir, tc.want)
+			}
+			if _, err := os.Stat(tc.wantDir); tc.want == "does not exist" && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s: stat = %v, want it still missing", tc.wantDir, err)
+			}
+		})
 	}
 }

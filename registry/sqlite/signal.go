@@ -1,10 +1,12 @@
-package registry
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 // Bindings and call records: what the SIP server writes at call rate.
@@ -13,8 +15,8 @@ import (
 // user's expired bindings are dropped in the same transaction, so the table
 // does not grow with every terminal that stopped refreshing. An unknown user
 // or terminal gives ErrNotFound.
-func (s *SQLite) PutBinding(ctx context.Context, b Binding) error {
-	b, err := ValidateBinding(b)
+func (s *Store) PutBinding(ctx context.Context, b registry.Binding) error {
+	b, err := registry.ValidateBinding(b)
 	if err != nil {
 		return err
 	}
@@ -34,7 +36,7 @@ func (s *SQLite) PutBinding(ctx context.Context, b Binding) error {
 		return err
 	})
 	if isForeignKey(err) {
-		return fmt.Errorf("binding %s of user %s (terminal %d): %w", b.Contact, b.IMID, b.TerminalID, ErrNotFound)
+		return fmt.Errorf("binding %s of user %s (terminal %d): %w", b.Contact, b.IMID, b.TerminalID, registry.ErrNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("put binding %s of %s: %w", b.Contact, b.IMID, err)
@@ -44,8 +46,8 @@ func (s *SQLite) PutBinding(ctx context.Context, b Binding) error {
 
 // RemoveBinding deletes one binding; removing a missing one is not an error
 // (an un-REGISTER may repeat, RFC 3261 section 10.2.2).
-func (s *SQLite) RemoveBinding(ctx context.Context, imID, contact string) error {
-	id, err := ParseIMID(imID)
+func (s *Store) RemoveBinding(ctx context.Context, imID, contact string) error {
+	id, err := registry.ParseIMID(imID)
 	if err != nil {
 		return err
 	}
@@ -57,8 +59,8 @@ func (s *SQLite) RemoveBinding(ctx context.Context, imID, contact string) error 
 
 // Bindings lists imID's bindings that have not expired at now, newest
 // first. A user with none, or an unknown user, gives an empty list.
-func (s *SQLite) Bindings(ctx context.Context, imID string, now time.Time) ([]Binding, error) {
-	id, err := ParseIMID(imID)
+func (s *Store) Bindings(ctx context.Context, imID string, now time.Time) ([]registry.Binding, error) {
+	id, err := registry.ParseIMID(imID)
 	if err != nil {
 		return nil, err
 	}
@@ -68,9 +70,9 @@ func (s *SQLite) Bindings(ctx context.Context, imID string, now time.Time) ([]Bi
 		return nil, fmt.Errorf("bindings of %s: %w", id, err)
 	}
 	defer rows.Close()
-	out := []Binding{}
+	out := []registry.Binding{}
 	for rows.Next() {
-		var b Binding
+		var b registry.Binding
 		var term sql.NullInt64
 		var expires, updated int64
 		if err := rows.Scan(&b.IMID, &b.Contact, &term, &b.Instance, &b.Source, &b.Transport, &expires, &updated); err != nil {
@@ -88,13 +90,13 @@ func (s *SQLite) Bindings(ctx context.Context, imID string, now time.Time) ([]Bi
 
 // StartCall inserts a call record and returns its ID. A zero StartedAt
 // means now.
-func (s *SQLite) StartCall(ctx context.Context, r CallRecord) (int64, error) {
+func (s *Store) StartCall(ctx context.Context, r registry.CallRecord) (int64, error) {
 	return startCall(ctx, s.w, r)
 }
 
 // UpdateCall writes AnsweredAt, EndedAt, EndCause, TerminalID, SCPOutcome
 // and Stats of record r.ID; ErrNotFound if there is no such record.
-func (s *SQLite) UpdateCall(ctx context.Context, r CallRecord) error {
+func (s *Store) UpdateCall(ctx context.Context, r registry.CallRecord) error {
 	return updateCall(ctx, s.w, r)
 }
 
@@ -110,7 +112,7 @@ const maxCallBatch = 256
 // (invalid, ErrNotFound) and does not stop the others; err is a
 // transaction's, and then the records of that transaction and the ones
 // after it were not written (their IDs are left as they were).
-func (s *SQLite) WriteCalls(ctx context.Context, recs []CallRecord) (errs []error, err error) {
+func (s *Store) WriteCalls(ctx context.Context, recs []registry.CallRecord) (errs []error, err error) {
 	errs = make([]error, len(recs))
 	for lo := 0; lo < len(recs); lo += maxCallBatch {
 		chunk := recs[lo:min(lo+maxCallBatch, len(recs))]
@@ -194,8 +196,8 @@ func (q stmtQ) ExecContext(ctx context.Context, _ string, args ...any) (sql.Resu
 	return q.Stmt.ExecContext(ctx, args...)
 }
 
-func startCall(ctx context.Context, db rowQueryer, r CallRecord) (int64, error) {
-	r, err := ValidateCallRecord(r)
+func startCall(ctx context.Context, db rowQueryer, r registry.CallRecord) (int64, error) {
+	r, err := registry.ValidateCallRecord(r)
 	if err != nil {
 		return 0, err
 	}
@@ -212,12 +214,12 @@ func startCall(ctx context.Context, db rowQueryer, r CallRecord) (int64, error) 
 	return id, nil
 }
 
-func updateCall(ctx context.Context, db execer, r CallRecord) error {
+func updateCall(ctx context.Context, db execer, r registry.CallRecord) error {
 	if r.TerminalID < 0 {
 		return invalid("terminal_id", "must not be negative")
 	}
 	if r.Stats != "" {
-		if _, err := ValidateCallRecord(CallRecord{CallID: "-", Stats: r.Stats}); err != nil {
+		if _, err := registry.ValidateCallRecord(registry.CallRecord{CallID: "-", Stats: r.Stats}); err != nil {
 			return err
 		}
 	}
@@ -228,7 +230,7 @@ func updateCall(ctx context.Context, db execer, r CallRecord) error {
 
 // Calls lists the most recent call records, newest first. A limit of zero
 // or less means 100.
-func (s *SQLite) Calls(ctx context.Context, limit int) ([]CallRecord, error) {
+func (s *Store) Calls(ctx context.Context, limit int) ([]registry.CallRecord, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -238,9 +240,9 @@ func (s *SQLite) Calls(ctx context.Context, limit int) ([]CallRecord, error) {
 		return nil, fmt.Errorf("list calls: %w", err)
 	}
 	defer rows.Close()
-	out := []CallRecord{}
+	out := []registry.CallRecord{}
 	for rows.Next() {
-		var r CallRecord
+		var r registry.CallRecord
 		var term, answered, ended sql.NullInt64
 		var started int64
 		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats); err != nil {
@@ -256,4 +258,4 @@ func (s *SQLite) Calls(ctx context.Context, limit int) ([]CallRecord, error) {
 	return out, nil
 }
 
-var _ SignalStore = (*SQLite)(nil)
+var _ registry.SignalStore = (*Store)(nil)

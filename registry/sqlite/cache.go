@@ -1,4 +1,4 @@
-package registry
+package sqlite
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 // maxCacheEntries bounds the cache: lookups of IM IDs that do not exist are
@@ -66,7 +68,7 @@ const (
 )
 
 type activeEntry struct {
-	t   Terminal
+	t   registry.Terminal
 	err error
 }
 
@@ -203,18 +205,18 @@ func (c *activeCache) dataVersion() (int64, error) {
 	return v, nil
 }
 
-func (c *activeCache) get(ctx context.Context, imID string) (Terminal, error) {
+func (c *activeCache) get(ctx context.Context, imID string) (registry.Terminal, error) {
 	if err := ctx.Err(); err != nil {
-		return Terminal{}, err
+		return registry.Terminal{}, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn == nil {
-		return Terminal{}, errors.New("registry: store is closed")
+		return registry.Terminal{}, errors.New("registry: store is closed")
 	}
 	moved, err := c.changed()
 	if err != nil {
-		return Terminal{}, err
+		return registry.Terminal{}, err
 	}
 	if moved {
 		clear(c.entries)
@@ -224,16 +226,16 @@ func (c *activeCache) get(ctx context.Context, imID string) (Terminal, error) {
 	if e, ok := c.entries[imID]; ok {
 		return e.t, e.err
 	}
-	id, err := ParseIMID(imID)
+	id, err := registry.ParseIMID(imID)
 	if err != nil {
-		return Terminal{}, err // not cached: rejecting it is cheap
+		return registry.Terminal{}, err // not cached: rejecting it is cheap
 	}
 	// The change check ran before this query, so the answer is at least as
 	// new as what it saw; a commit landing in between is seen, and the
 	// entry dropped, on the next lookup.
 	t, err := c.query(id)
-	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNoActiveTerminal) {
-		return Terminal{}, err
+	if err != nil && !errors.Is(err, registry.ErrNotFound) && !errors.Is(err, registry.ErrNoActiveTerminal) {
+		return registry.Terminal{}, err
 	}
 	if len(c.entries) >= maxCacheEntries {
 		clear(c.entries)
@@ -243,23 +245,23 @@ func (c *activeCache) get(ctx context.Context, imID string) (Terminal, error) {
 }
 
 // query reads id's active terminal from the database. Called with c.mu held.
-func (c *activeCache) query(id string) (Terminal, error) {
+func (c *activeCache) query(id string) (registry.Terminal, error) {
 	rows, err := c.lookup.QueryContext(bg, []driver.NamedValue{{Ordinal: 1, Value: id}})
 	if err != nil {
-		return Terminal{}, fmt.Errorf("active terminal of %s: %w", id, err)
+		return registry.Terminal{}, fmt.Errorf("active terminal of %s: %w", id, err)
 	}
 	defer rows.Close()
 	d := c.dest
 	switch err := rows.Next(d); {
 	case errors.Is(err, io.EOF):
-		return Terminal{}, fmt.Errorf("user %s: %w", id, ErrNotFound)
+		return registry.Terminal{}, fmt.Errorf("user %s: %w", id, registry.ErrNotFound)
 	case err != nil:
-		return Terminal{}, fmt.Errorf("active terminal of %s: %w", id, err)
+		return registry.Terminal{}, fmt.Errorf("active terminal of %s: %w", id, err)
 	}
 	if d[1] == nil {
-		return Terminal{}, fmt.Errorf("user %s: %w", id, ErrNoActiveTerminal)
+		return registry.Terminal{}, fmt.Errorf("user %s: %w", id, registry.ErrNoActiveTerminal)
 	}
-	t := Terminal{IMID: id, Active: true}
+	t := registry.Terminal{IMID: id, Active: true}
 	var ok [6]bool
 	t.ID, ok[0] = d[1].(int64)
 	typ, ok1 := d[2].(string)
@@ -270,12 +272,12 @@ func (c *activeCache) query(id string) (Terminal, error) {
 	ok[1], ok[3], ok[4], ok[5] = ok1, ok3, ok4, ok5
 	for _, b := range ok {
 		if !b {
-			return Terminal{}, fmt.Errorf("active terminal of %s: unexpected column types %T %T %T %T %T %T", id, d[1], d[2], d[3], d[4], d[5], d[6])
+			return registry.Terminal{}, fmt.Errorf("active terminal of %s: unexpected column types %T %T %T %T %T %T", id, d[1], d[2], d[3], d[4], d[5], d[6])
 		}
 	}
-	t.MobileID.Type = MobileIDType(typ)
-	t.Kind = Kind(kind)
-	t.Caps = Caps(caps)
+	t.MobileID.Type = registry.MobileIDType(typ)
+	t.Kind = registry.Kind(kind)
+	t.Caps = registry.Caps(caps)
 	t.CreatedAt = fromNanos(created)
 	return t, nil
 }

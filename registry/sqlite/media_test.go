@@ -1,4 +1,4 @@
-package registry
+package sqlite
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 func TestMediaStoreLifecycle(t *testing.T) {
@@ -15,21 +17,21 @@ func TestMediaStoreLifecycle(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "r.db"))
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	data := []byte("\x89PNG fake image bytes")
-	inline := Media{TokenHash: sha256.Sum256([]byte("tok-inline")), Owner: "bob", Sender: "alice", ContentType: "image/png",
+	inline := registry.Media{TokenHash: sha256.Sum256([]byte("tok-inline")), Owner: "bob", Sender: "alice", ContentType: "image/png",
 		Size: int64(len(data)), SHA256: sha256.Sum256(data), Created: t0, Expires: t0.Add(time.Hour), Data: data}
-	file := Media{TokenHash: sha256.Sum256([]byte("tok-file")), Owner: "bob", ContentType: "video/mp4",
+	file := registry.Media{TokenHash: sha256.Sum256([]byte("tok-file")), Owner: "bob", ContentType: "video/mp4",
 		Size: 10, Created: t0, Expires: t0.Add(3 * time.Hour), Path: "/var/media/x"}
-	empty := Media{TokenHash: sha256.Sum256([]byte("tok-empty")), Owner: "bob", ContentType: "text/plain",
+	empty := registry.Media{TokenHash: sha256.Sum256([]byte("tok-empty")), Owner: "bob", ContentType: "text/plain",
 		Created: t0, Expires: t0.Add(time.Hour)}
-	for _, m := range []Media{inline, file, empty} {
+	for _, m := range []registry.Media{inline, file, empty} {
 		if err := s.PutMedia(ctx, m); err != nil {
 			t.Fatalf("PutMedia: %v", err)
 		}
 	}
-	if err := s.PutMedia(ctx, inline); !errors.Is(err, ErrExists) {
+	if err := s.PutMedia(ctx, inline); !errors.Is(err, registry.ErrExists) {
 		t.Errorf("PutMedia twice = %v, want ErrExists", err)
 	}
-	if err := s.PutMedia(ctx, Media{Owner: "bob", ContentType: "x/y", Created: t0, Expires: t0}); err == nil {
+	if err := s.PutMedia(ctx, registry.Media{Owner: "bob", ContentType: "x/y", Created: t0, Expires: t0}); err == nil {
 		t.Error("PutMedia with expiry at creation succeeded")
 	}
 
@@ -44,7 +46,7 @@ func TestMediaStoreLifecycle(t *testing.T) {
 		{name: "inline", token: "tok-inline", wantData: data},
 		{name: "file", token: "tok-file", wantPath: "/var/media/x"},
 		{name: "empty body", token: "tok-empty", wantData: []byte{}},
-		{name: "unknown", token: "nope", wantErr: ErrNotFound},
+		{name: "unknown", token: "nope", wantErr: registry.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +86,7 @@ func TestMediaStoreLifecycle(t *testing.T) {
 	if err != nil || len(purged) != 1 || purged[0].Path != "/var/media/x" {
 		t.Fatalf("second purge = %+v, %v", purged, err)
 	}
-	if _, err := s.MediaByTokenHash(ctx, inline.TokenHash); !errors.Is(err, ErrNotFound) {
+	if _, err := s.MediaByTokenHash(ctx, inline.TokenHash); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("forgotten tombstone: %v, want ErrNotFound", err)
 	}
 	if m, err := s.MediaByTokenHash(ctx, file.TokenHash); err != nil || !m.Purged {
@@ -98,7 +100,7 @@ func TestPendingMessages(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	add := func(rcpt string, next time.Duration) int64 {
 		t.Helper()
-		id, err := s.AddPending(ctx, PendingMessage{Recipient: rcpt, Sender: "alice", ContentType: "text/plain", Body: []byte("hi " + rcpt),
+		id, err := s.AddPending(ctx, registry.PendingMessage{Recipient: rcpt, Sender: "alice", ContentType: "text/plain", Body: []byte("hi " + rcpt),
 			ReplyDest: "127.0.0.1:5070", ReplyTransport: "UDP", Created: t0, Expires: t0.Add(24 * time.Hour), NextAttempt: t0.Add(next)})
 		if err != nil {
 			t.Fatal(err)
@@ -108,7 +110,7 @@ func TestPendingMessages(t *testing.T) {
 	a := add("bob", 0)
 	b := add("carol", time.Minute)
 	c := add("Bob", 2*time.Minute)
-	if _, err := s.AddPending(ctx, PendingMessage{Recipient: "not valid!", ContentType: "text/plain"}); err == nil {
+	if _, err := s.AddPending(ctx, registry.PendingMessage{Recipient: "not valid!", ContentType: "text/plain"}); err == nil {
 		t.Error("AddPending with an invalid recipient succeeded")
 	}
 

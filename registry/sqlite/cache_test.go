@@ -1,4 +1,4 @@
-package registry
+package sqlite
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // noVerify makes the cache rely on the WAL-index header alone, so that a
 // test shows the header catches every commit without the once-a-second
 // data_version cross-check covering for it.
-func noVerify(t *testing.T, s *SQLite) {
+func noVerify(t *testing.T, s *Store) {
 	t.Helper()
 	s.cache.mu.Lock()
 	defer s.cache.mu.Unlock()
@@ -23,7 +23,7 @@ func noVerify(t *testing.T, s *SQLite) {
 	s.cache.verify = time.Hour
 }
 
-func cacheChanged(t *testing.T, s *SQLite) bool {
+func cacheChanged(t *testing.T, s *Store) bool {
 	t.Helper()
 	s.cache.mu.Lock()
 	defer s.cache.mu.Unlock()

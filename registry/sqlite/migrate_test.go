@@ -1,4 +1,4 @@
-package registry
+package sqlite
 
 import (
 	"context"
@@ -9,9 +9,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/registry"
 )
 
-func schemaVersion(t *testing.T, s *SQLite) int {
+func schemaVersion(t *testing.T, s *Store) int {
 	t.Helper()
 	var v int
 	if err := s.r.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
@@ -22,7 +24,7 @@ func schemaVersion(t *testing.T, s *SQLite) int {
 
 func TestMigrateEmptyFile(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "new", "registry.db")
+	path := filepath.Join(t.TempDir(), "registry.db")
 	s := openTest(t, path)
 	if v := schemaVersion(t, s); v != len(migrations) {
 		t.Errorf("user_version = %d, want %d", v, len(migrations))
@@ -56,7 +58,7 @@ func TestMigrateEmptyFile(t *testing.T) {
 func TestMigrateFromVersion1(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "registry.db")
-	old, err := openSQLite(ctx, SQLiteConfig{Path: path}, migrations[:1])
+	old, err := openWith(ctx, Config{Path: path}, migrations[:1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	mustUser(t, old, "alice")
 	t1 := mustTerminal(t, old, "alice", "imsi:001010000000001", true)
-	c, err := old.AddContact(ctx, Contact{Owner: "alice", IMID: "bob", Domain: "im.example"})
+	c, err := old.AddContact(ctx, registry.Contact{Owner: "alice", IMID: "bob", Domain: "im.example"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +86,10 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Errorf("Contacts after migration = %+v, %v", cs, err)
 	}
 	// Version 2's tables work.
-	if err := s.PutBinding(ctx, Binding{IMID: "alice", Contact: "sip:alice@192.0.2.1", Expires: time.Now().Add(time.Hour)}); err != nil {
+	if err := s.PutBinding(ctx, registry.Binding{IMID: "alice", Contact: "sip:alice@192.0.2.1", Expires: time.Now().Add(time.Hour)}); err != nil {
 		t.Errorf("PutBinding after migration: %v", err)
 	}
-	if _, err := s.StartCall(ctx, CallRecord{CallID: "x"}); err != nil {
+	if _, err := s.StartCall(ctx, registry.CallRecord{CallID: "x"}); err != nil {
 		t.Errorf("StartCall after migration: %v", err)
 	}
 }
@@ -103,7 +105,7 @@ func TestMigrateNewerFileRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	_, err = OpenSQLite(ctx, SQLiteConfig{Path: path})
+	_, err = Open(ctx, Config{Path: path})
 	if err == nil || !strings.Contains(err.Error(), "schema version 99 is newer") {
 		t.Fatalf("OpenSQLite(newer) = %v, want a schema version error", err)
 	}
@@ -114,7 +116,7 @@ func TestMigrateFailedStepRollsBack(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "registry.db")
 	broken := append(append([]migration{}, migrations...), migration{name: "broken",
 		sql: `CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);`})
-	if _, err := openSQLite(ctx, SQLiteConfig{Path: path}, broken); err == nil || !strings.Contains(err.Error(), "broken") {
+	if _, err := openWith(ctx, Config{Path: path}, broken); err == nil || !strings.Contains(err.Error(), "broken") {
 		t.Fatalf("open with a broken migration = %v, want its error", err)
 	}
 	s := openTest(t, path)
@@ -138,9 +140,9 @@ func TestOpenConcurrently(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := OpenSQLite(ctx, SQLiteConfig{Path: path})
+			s, err := Open(ctx, Config{Path: path})
 			if err == nil {
-				_, err = s.AddUser(ctx, User{IMID: "u" + string(rune('a'+i))})
+				_, err = s.AddUser(ctx, registry.User{IMID: "u" + string(rune('a'+i))})
 				err = errors.Join(err, s.Close())
 			}
 			errs[i] = err

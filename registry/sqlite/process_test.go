@@ -1,4 +1,4 @@
-package registry
+package sqlite
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 // Tests that need a second process re-execute this test binary: the child
@@ -35,7 +37,7 @@ func TestChildProcess(t *testing.T) {
 		return
 	}
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, SQLiteConfig{Path: os.Getenv("REGISTRY_TEST_DB")})
+	s, err := Open(ctx, Config{Path: os.Getenv("REGISTRY_TEST_DB")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)
@@ -65,8 +67,8 @@ func TestChildProcess(t *testing.T) {
 	case "write-loop": // add terminals until killed, reporting each commit
 		out := bufio.NewWriter(os.Stdout)
 		for i := 0; ; i++ {
-			term, err := s.AddTerminal(ctx, NewTerminal{IMID: "alice",
-				MobileID: MobileID{Type: IMSI, Value: fmt.Sprintf("00101%010d", i)}, Active: i%2 == 0})
+			term, err := s.AddTerminal(ctx, registry.NewTerminal{IMID: "alice",
+				MobileID: registry.MobileID{Type: registry.IMSI, Value: fmt.Sprintf("00101%010d", i)}, Active: i%2 == 0})
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "child:", err)
 				os.Exit(2)
@@ -105,7 +107,7 @@ func TestCacheSeesOtherProcessWrites(t *testing.T) {
 	t1 := mustTerminal(t, s, "alice", "imsi:001010000000001", true)
 	t2 := mustTerminal(t, s, "alice", "imsi:001010000000002", false)
 
-	for i, want := range []Terminal{t2, t1, t2} {
+	for i, want := range []registry.Terminal{t2, t1, t2} {
 		prev, err := s.ActiveTerminal(ctx, "alice")
 		if err != nil {
 			t.Fatal(err)
@@ -125,7 +127,7 @@ func TestCacheSeesOtherProcessWrites(t *testing.T) {
 	if err := other.RemoveUser(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ActiveTerminal(ctx, "alice"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ActiveTerminal(ctx, "alice"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("after another handle removed the user: err = %v, want ErrNotFound", err)
 	}
 }
@@ -151,7 +153,7 @@ func TestActivateRace(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
-	for w, h := range []*SQLite{s, s2} {
+	for w, h := range []*Store{s, s2} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,4 +1,4 @@
-package registry
+package sqlite
 
 import (
 	"context"
@@ -6,22 +6,24 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 func TestBindings(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	mustUser(t, s, "alice")
-	smart, err := s.AddTerminal(ctx, NewTerminal{IMID: "alice", MobileID: MobileID{Type: MAC, Value: "001a2b3c4d5e"}, Kind: Smart})
+	smart, err := s.AddTerminal(ctx, registry.NewTerminal{IMID: "alice", MobileID: registry.MobileID{Type: registry.MAC, Value: "001a2b3c4d5e"}, Kind: registry.Smart})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	b1 := Binding{IMID: "alice", TerminalID: smart.ID, Contact: "sip:alice@192.0.2.1:5060", Source: "192.0.2.1:5060",
+	b1 := registry.Binding{IMID: "alice", TerminalID: smart.ID, Contact: "sip:alice@192.0.2.1:5060", Source: "192.0.2.1:5060",
 		Transport: "UDP", Expires: t0.Add(time.Hour), UpdatedAt: t0}
-	b2 := Binding{IMID: "alice", Contact: "sip:alice@192.0.2.2:5060", Instance: "<urn:uuid:1>", Transport: "tcp",
+	b2 := registry.Binding{IMID: "alice", Contact: "sip:alice@192.0.2.2:5060", Instance: "<urn:uuid:1>", Transport: "tcp",
 		Expires: t0.Add(2 * time.Minute), UpdatedAt: t0.Add(time.Second)}
-	for _, b := range []Binding{b1, b2} {
+	for _, b := range []registry.Binding{b1, b2} {
 		if err := s.PutBinding(ctx, b); err != nil {
 			t.Fatalf("PutBinding: %v", err)
 		}
@@ -47,14 +49,14 @@ func TestBindings(t *testing.T) {
 		t.Errorf("after refresh = %+v, want b1 first", got)
 	}
 
-	if err := s.PutBinding(ctx, Binding{IMID: "nobody", Contact: "sip:x@192.0.2.9", Expires: t0}); !errors.Is(err, ErrNotFound) {
+	if err := s.PutBinding(ctx, registry.Binding{IMID: "nobody", Contact: "sip:x@192.0.2.9", Expires: t0}); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("unknown user: err = %v, want ErrNotFound", err)
 	}
-	if err := s.PutBinding(ctx, Binding{IMID: "alice", TerminalID: 999, Contact: "sip:x@192.0.2.9", Expires: t0}); !errors.Is(err, ErrNotFound) {
+	if err := s.PutBinding(ctx, registry.Binding{IMID: "alice", TerminalID: 999, Contact: "sip:x@192.0.2.9", Expires: t0}); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("unknown terminal: err = %v, want ErrNotFound", err)
 	}
-	var ve *ValidationError
-	if err := s.PutBinding(ctx, Binding{IMID: "alice", Expires: t0}); !errors.As(err, &ve) || ve.Field != "contact" {
+	var ve *registry.ValidationError
+	if err := s.PutBinding(ctx, registry.Binding{IMID: "alice", Expires: t0}); !errors.As(err, &ve) || ve.Field != "contact" {
 		t.Errorf("no contact: err = %v, want ValidationError on contact", err)
 	}
 
@@ -90,14 +92,14 @@ func TestCallRecords(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	var ids []int64
 	for i, callID := range []string{"a@h", "b@h", "c@h"} {
-		id, err := s.StartCall(ctx, CallRecord{CallID: callID, Caller: "sip:carol@im.example", Callee: "alice",
+		id, err := s.StartCall(ctx, registry.CallRecord{CallID: callID, Caller: "sip:carol@im.example", Callee: "alice",
 			StartedAt: t0.Add(time.Duration(i) * time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
 	}
-	upd := CallRecord{ID: ids[1], TerminalID: 7, SCPOutcome: "online 127.0.0.1:5062", AnsweredAt: t0.Add(2 * time.Second),
+	upd := registry.CallRecord{ID: ids[1], TerminalID: 7, SCPOutcome: "online 127.0.0.1:5062", AnsweredAt: t0.Add(2 * time.Second),
 		EndedAt: t0.Add(time.Minute), EndCause: "caller BYE", Stats: `{"a":{"packets":10}}`}
 	if err := s.UpdateCall(ctx, upd); err != nil {
 		t.Fatal(err)
@@ -117,14 +119,14 @@ func TestCallRecords(t *testing.T) {
 	if !calls[0].AnsweredAt.IsZero() || !calls[0].EndedAt.IsZero() || calls[0].TerminalID != 0 {
 		t.Errorf("untouched record = %+v, want zero times and terminal", calls[0])
 	}
-	if err := s.UpdateCall(ctx, CallRecord{ID: 999}); !errors.Is(err, ErrNotFound) {
+	if err := s.UpdateCall(ctx, registry.CallRecord{ID: 999}); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("UpdateCall(999): err = %v, want ErrNotFound", err)
 	}
-	var ve *ValidationError
-	if _, err := s.StartCall(ctx, CallRecord{}); !errors.As(err, &ve) || ve.Field != "call_id" {
+	var ve *registry.ValidationError
+	if _, err := s.StartCall(ctx, registry.CallRecord{}); !errors.As(err, &ve) || ve.Field != "call_id" {
 		t.Errorf("StartCall without Call-ID: err = %v", err)
 	}
-	if err := s.UpdateCall(ctx, CallRecord{ID: ids[0], Stats: "{"}); !errors.As(err, &ve) || ve.Field != "stats" {
+	if err := s.UpdateCall(ctx, registry.CallRecord{ID: ids[0], Stats: "{"}); !errors.As(err, &ve) || ve.Field != "stats" {
 		t.Errorf("UpdateCall bad stats: err = %v", err)
 	}
 }
@@ -133,33 +135,33 @@ func TestWriteCalls(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	old, err := s.StartCall(ctx, CallRecord{CallID: "old@h", Caller: "sip:carol@im.example", Callee: "alice", StartedAt: t0})
+	old, err := s.StartCall(ctx, registry.CallRecord{CallID: "old@h", Caller: "sip:carol@im.example", Callee: "alice", StartedAt: t0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// More records than one transaction takes, so the batch is split.
-	recs := []CallRecord{
+	recs := []registry.CallRecord{
 		{ID: old, TerminalID: 3, AnsweredAt: t0.Add(time.Second), EndedAt: t0.Add(time.Minute), EndCause: "callee BYE"},
 		{CallID: ""},          // invalid: no Call-ID
 		{ID: 999999},          // no such record
 		{ID: old, Stats: "{"}, // invalid stats
 	}
 	for i := range maxCallBatch + 10 {
-		recs = append(recs, CallRecord{CallID: fmt.Sprintf("n%d@h", i), Caller: "sip:carol@im.example", Callee: "alice",
+		recs = append(recs, registry.CallRecord{CallID: fmt.Sprintf("n%d@h", i), Caller: "sip:carol@im.example", Callee: "alice",
 			StartedAt: t0.Add(time.Duration(i) * time.Millisecond), EndCause: "486 busy"})
 	}
 	errs, err := s.WriteCalls(ctx, recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ve *ValidationError
+	var ve *registry.ValidationError
 	tests := []struct {
 		i     int
 		check func(error) bool
 	}{
 		{0, func(err error) bool { return err == nil }},
 		{1, func(err error) bool { return errors.As(err, &ve) && ve.Field == "call_id" }},
-		{2, func(err error) bool { return errors.Is(err, ErrNotFound) }},
+		{2, func(err error) bool { return errors.Is(err, registry.ErrNotFound) }},
 		{3, func(err error) bool { return errors.As(err, &ve) && ve.Field == "stats" }},
 		{4, func(err error) bool { return err == nil }},
 		{len(recs) - 1, func(err error) bool { return err == nil }},
@@ -179,7 +181,7 @@ func TestWriteCalls(t *testing.T) {
 	if got, want := len(calls), maxCallBatch+11; got != want {
 		t.Fatalf("%d records, want %d", got, want)
 	}
-	byID := map[int64]CallRecord{}
+	byID := map[int64]registry.CallRecord{}
 	for _, c := range calls {
 		byID[c.ID] = c
 	}
@@ -189,7 +191,7 @@ func TestWriteCalls(t *testing.T) {
 			t.Fatalf("new record %d: ID %d reads back as %+v", i, r.ID, got)
 		}
 	}
-	want := CallRecord{ID: old, CallID: "old@h", Caller: "sip:carol@im.example", Callee: "alice", TerminalID: 3,
+	want := registry.CallRecord{ID: old, CallID: "old@h", Caller: "sip:carol@im.example", Callee: "alice", TerminalID: 3,
 		StartedAt: t0, AnsweredAt: t0.Add(time.Second), EndedAt: t0.Add(time.Minute), EndCause: "callee BYE"}
 	if byID[old] != want {
 		t.Errorf("updated record = %+v, want %+v", byID[old], want)

@@ -1,4 +1,4 @@
-package registry
+package sqlite
 
 import (
 	"context"
