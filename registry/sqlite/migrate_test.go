@@ -107,7 +107,7 @@ func TestMigrateNewerFileRefused(t *testing.T) {
 	db.Close()
 	_, err = Open(ctx, Config{Path: path})
 	if err == nil || !strings.Contains(err.Error(), "schema version 99 is newer") {
-		t.Fatalf("OpenSQLite(newer) = %v, want a schema version error", err)
+		t.Fatalf("Open(newer) = %v, want a schema version error", err)
 	}
 }
 

@@ -16,7 +16,7 @@ func openTest(t *testing.T, path string) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{Path: path})
 	if err != nil {
-		t.Fatalf("OpenSQLite: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
