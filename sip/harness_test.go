@@ -77,8 +77,8 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The MESSAGE service as the daemon wires it (plain relay): the IM
-	// notices of failed calls come from it.
+	// The MESSAGE service wired as the daemon wires it, without the media
+	// rules (plain relay): the IM notices of failed calls come from it.
 	msgr, err := messaging.New(messaging.Config{SIP: srv, Logger: cfg.Logger})
 	if err != nil {
 		t.Fatal(err)
