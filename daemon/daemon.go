@@ -31,6 +31,7 @@ import (
 	"github.com/imcall/b2bua/scp/sim"
 	"github.com/imcall/b2bua/sip"
 	"github.com/imcall/b2bua/sip/digest"
+	"github.com/imcall/b2bua/sip/messaging"
 )
 
 // Config is everything an operator sets. The zero value of every optional
@@ -60,7 +61,7 @@ type Config struct {
 	MediaBaseURL   string
 	MediaDir       string        // files of large media; "" : kept in the registry
 	MediaTTL       time.Duration // how long a link works; 0: 7 days
-	MaxMessageSize int           // largest MESSAGE body; 0: sip.DefaultMaxMessageSize
+	MaxMessageSize int           // largest MESSAGE body; 0: messaging.DefaultMaxMessageSize
 	MessageRetry   time.Duration // first retry of a kept message; 0: 10s
 	// Media is how call media flows: MediaAnchor ("" too) relays it
 	// through the built-in RTP proxy, MediaPassthrough leaves SDP untouched.
@@ -94,6 +95,7 @@ type Daemon struct {
 	store stores.Store
 	media *mediastore.Store
 	sip   *sip.Server
+	msg   *messaging.Messenger
 	http  *http.Server
 	httpL net.Listener
 	loc   scp.Locator
@@ -103,6 +105,8 @@ type Daemon struct {
 
 	cancel  context.CancelFunc
 	sipDone chan error
+	stopMsg context.CancelFunc
+	msgDone chan error
 	once    sync.Once
 }
 
@@ -216,12 +220,18 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		SCPTimeout:  cfg.SCPTimeout,
 		Media:       anchor,
 		Logger:      log.With("component", "sip"),
-		Messaging: &sip.Messaging{Media: d.media, Pending: store, BaseURL: cfg.MediaBaseURL, MaxSize: cfg.MaxMessageSize, RetryMin: cfg.MessageRetry,
-			LinkBase: func() string { return "http://" + d.HTTPAddr() }},
 	})
 	if err != nil {
 		return nil, err
 	}
+	if d.msg, err = messaging.New(messaging.Config{SIP: d.sip, Logger: log.With("component", "messaging"), Rules: &messaging.Rules{
+		Media: d.media, Pending: store, Terminals: store, Bindings: store,
+		BaseURL: cfg.MediaBaseURL, MaxSize: cfg.MaxMessageSize, RetryMin: cfg.MessageRetry,
+		LinkBase: func() string { return "http://" + d.HTTPAddr() },
+	}}); err != nil {
+		return nil, err
+	}
+	d.sip.HandleMessages(d.msg)
 	if err := d.sip.Listen(cfg.SIPListen); err != nil {
 		return nil, err
 	}
@@ -252,6 +262,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	case err := <-d.sipDone:
 		return nil, err
 	}
+	// The delivery loop sends through the SIP server, so it runs once the
+	// server is ready and stops before it (Close).
+	mctx, stopMsg := context.WithCancel(context.Background())
+	d.stopMsg, d.msgDone = stopMsg, make(chan error, 1)
+	go func() { d.msgDone <- d.msg.Run(mctx) }()
 	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media)
 	ok = true
 	return d, nil
@@ -284,6 +299,8 @@ func (d *Daemon) Close() error {
 		hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = d.http.Shutdown(hctx)
 		cancel()
+		d.stopMsg()
+		<-d.msgDone
 		d.cancel()
 		<-d.sipDone
 		d.closeResources()

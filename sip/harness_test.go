@@ -20,6 +20,7 @@ import (
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/sim"
 	b2b "github.com/imcall/b2bua/sip"
+	"github.com/imcall/b2bua/sip/messaging"
 )
 
 // env is a B2BUA on loopback with a real SQLite registry and the real SCP
@@ -77,22 +78,36 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The MESSAGE service wired as the daemon wires it, without the media
+	// rules (plain relay): the IM notices of failed calls come from it.
+	msgr, err := messaging.New(messaging.Config{SIP: srv, Logger: cfg.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.HandleMessages(msgr)
 	if err := srv.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	sctx, cancel := context.WithCancel(ctx)
+	mctx, stopMsg := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	msgDone := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx) }()
 	t.Cleanup(func() {
 		sd, c := context.WithTimeout(ctx, 50*time.Millisecond)
 		_ = srv.Shutdown(sd)
 		c()
+		stopMsg()
+		if err := <-msgDone; err != nil {
+			t.Errorf("messaging Run: %v", err)
+		}
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
 	<-srv.Ready()
+	go func() { msgDone <- msgr.Run(mctx) }()
 	addr := srv.Addr().String()
 	e := &env{t: t, store: store, sim: simulator, srv: srv, addr: addr}
 	e.uri = func(user string) sipmsg.Uri {

@@ -30,7 +30,6 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
-	"github.com/imcall/b2bua/msgpolicy"
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/scp"
 )
@@ -98,10 +97,6 @@ type Config struct {
 	// RetryAfter is the Retry-After of 503 answers while draining; 0: 60s.
 	RetryAfter time.Duration
 
-	// Messaging turns on forward / store-and-link / deferred delivery of
-	// MESSAGE (media_message.go); nil: MESSAGE is relayed as it came.
-	Messaging *Messaging
-
 	Limits Limits // per-source limits of untrusted sources (ratelimit.go); zero: none
 
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
@@ -115,7 +110,7 @@ type Server struct {
 	log    *slog.Logger
 	router *Router
 	media  MediaAnchor
-	msg    *messenger // nil without Config.Messaging
+	msgs   messageHooks // the MESSAGE service (messages.go)
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
@@ -139,11 +134,6 @@ type Server struct {
 	draining atomic.Bool
 	wg       workGroup     // call loops and background senders (workgroup.go)
 	idle     chan struct{} // signalled when a call ends
-	// notices bounds the IM notices sent to callers: they are courtesy
-	// messages, so shutdown abandons them rather than wait out Timer F for
-	// a caller who has gone.
-	notices     context.Context
-	stopNotices context.CancelFunc
 }
 
 // NewServer validates cfg and builds a Server; call Listen and Serve, or
@@ -212,15 +202,9 @@ func NewServer(cfg Config) (*Server, error) {
 		dialogs: map[string]*call{},
 		idle:    make(chan struct{}, 1),
 	}
-	s.notices, s.stopNotices = context.WithCancel(context.Background())
 	if cfg.Calls != nil {
 		s.rec = newRecorder(cfg.Calls, cfg.Logger)
 	}
-	msg, err := newMessenger(s, cfg.Messaging)
-	if err != nil {
-		return nil, err
-	}
-	s.msg = msg
 	quiet := sipgoLogger(cfg.Logger) // no credentials in its log (logredact.go)
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
@@ -256,7 +240,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.srv.OnNotify(s.guard(s.inDialog))
 	s.srv.OnCancel(s.guard(s.onCancel))
 	s.srv.OnOptions(s.guard(s.onOptions))
-	s.srv.OnMessage(s.guard(s.onMessageMedia))
+	s.srv.OnMessage(s.guard(s.onMessage))
 	s.srv.OnRegister(s.guard(s.onRegister))
 	s.srv.OnNoRoute(s.guard(s.onUnsupported))
 	return s, nil
@@ -421,7 +405,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	defer func() { stopRec(); <-recDone }()
 	close(s.ready)
-	waitMessaging := s.startMessaging(ctx)
 	s.log.Info("SIP listening", "udp", udp.LocalAddr().String(), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
 	var err error
 	select {
@@ -437,7 +420,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	for ; n > 0; n-- {
 		<-errc
 	}
-	waitMessaging()
 	s.ua.Close()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("sip: serve: %w", err)
@@ -479,7 +461,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			// No call is left to send anything: work that would start
 			// from now on is refused, so the wait below ends.
 			s.wg.Close()
-			s.stopNotices()
 			if err := s.wg.Wait(ctx); err != nil {
 				return err
 			}
@@ -492,7 +473,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.log.Warn("draining cut short: ending live calls", "calls", n)
 			s.hangupAll()
-			s.stopNotices()
 			// The calls' BYEs and CANCELs are bounded by Timer B/F.
 			wctx, cancel := context.WithTimeout(context.Background(), 64*sipmsg.T1)
 			_ = s.wg.Wait(wctx)
@@ -867,15 +847,11 @@ func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
 		return
 	}
-	// RFC 3261 §11.2: Accept lists the bodies we take, MESSAGE media
-	// included when store-and-link is configured.
-	accept := "application/sdp, text/plain"
-	if s.msg != nil {
-		accept = "application/sdp, " + msgpolicy.Accept
-	}
+	// RFC 3261 §11.2: Accept lists the bodies we take, those of the
+	// MESSAGE service included.
 	s.respond(tx, req, 200, "",
 		sipmsg.NewHeader("Allow", allowed),
-		sipmsg.NewHeader("Accept", accept),
+		sipmsg.NewHeader("Accept", s.messageAccept()),
 		sipmsg.NewHeader("Accept-Encoding", "identity"),
 		sipmsg.NewHeader("Accept-Language", "en"),
 	)

@@ -1,10 +1,9 @@
-package sip
+package messaging
 
 import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -12,6 +11,7 @@ import (
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/msgpolicy"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/sip"
 )
 
 // MediaPutter stores content for store-and-link; *mediastore.Store
@@ -30,13 +30,26 @@ type PendingStore interface {
 	DeletePending(ctx context.Context, id int64) (bool, error)
 }
 
-// Messaging turns on the media rules of MESSAGE (RFC 3428): forward to a
+// TerminalFinder gives an IM user's active terminal (the registry's).
+type TerminalFinder interface {
+	ActiveTerminal(ctx context.Context, imID string) (registry.Terminal, error)
+}
+
+// BindingLister gives a user's live SIP registrations, newest first (the
+// registry's).
+type BindingLister interface {
+	Bindings(ctx context.Context, imID string, now time.Time) ([]registry.Binding, error)
+}
+
+// Rules turn on the media rules of MESSAGE (RFC 3428): forward to a
 // terminal that renders the content, store it and send a link to one that
-// does not, keep it for one that is absent or busy. Media and Pending are
-// required.
-type Messaging struct {
-	Media   MediaPutter
-	Pending PendingStore
+// does not, keep it for one that is absent or busy. Media, Pending and
+// Terminals are required.
+type Rules struct {
+	Media     MediaPutter
+	Pending   PendingStore
+	Terminals TerminalFinder // the terminal of a MESSAGE's recipient in a call
+	Bindings  BindingLister  // how a smart terminal registered; nil: UDP is assumed
 	// BaseURL is the start of every link, e.g. "http://192.0.2.1:8080";
 	// the token path is appended. When it is "", LinkBase gives it (for a
 	// daemon whose HTTP address is known only once it listens).
@@ -56,8 +69,14 @@ type Messaging struct {
 	RetryMin, RetryMax time.Duration
 }
 
-func (m *Messaging) withDefaults() Messaging {
-	c := *m
+func (r *Rules) withDefaults() (Rules, error) {
+	if r.Media == nil || r.Pending == nil || r.Terminals == nil {
+		return Rules{}, errors.New("messaging: Rules.Media, Rules.Pending and Rules.Terminals are required")
+	}
+	if r.BaseURL == "" && r.LinkBase == nil {
+		return Rules{}, errors.New("messaging: Rules.BaseURL or Rules.LinkBase is required")
+	}
+	c := *r
 	if c.MaxSize <= 0 {
 		c.MaxSize = DefaultMaxMessageSize
 	}
@@ -73,7 +92,7 @@ func (m *Messaging) withDefaults() Messaging {
 	if c.RetryMax < c.RetryMin {
 		c.RetryMax = max(10*time.Minute, c.RetryMin)
 	}
-	return c
+	return c, nil
 }
 
 // DefaultMaxMessageSize is the default limit of a MESSAGE body: what fits
@@ -81,46 +100,11 @@ func (m *Messaging) withDefaults() Messaging {
 // room for the headers.
 const DefaultMaxMessageSize = 60 << 10
 
-// messenger applies Messaging; its delivery loop runs under Serve.
-type messenger struct {
-	s       *Server
-	cfg     Messaging
-	wake    chan string    // recipients to try at once (a REGISTER came in)
-	notices sync.WaitGroup // notices to senders in flight, added only by the loop
-}
-
-func newMessenger(s *Server, cfg *Messaging) (*messenger, error) {
-	if cfg == nil {
-		return nil, nil
+func (m *Messenger) linkBase() string {
+	if m.rules.BaseURL != "" {
+		return m.rules.BaseURL
 	}
-	if cfg.Media == nil || cfg.Pending == nil {
-		return nil, errors.New("sip: Messaging.Media and Messaging.Pending are required")
-	}
-	if cfg.BaseURL == "" && cfg.LinkBase == nil {
-		return nil, errors.New("sip: Messaging.BaseURL or Messaging.LinkBase is required")
-	}
-	return &messenger{s: s, cfg: cfg.withDefaults(), wake: make(chan string, 64)}, nil
-}
-
-func (m *messenger) linkBase() string {
-	if m.cfg.BaseURL != "" {
-		return m.cfg.BaseURL
-	}
-	return m.cfg.LinkBase()
-}
-
-// onMessageMedia is the MESSAGE handler: with Messaging set the media
-// rules apply, without it the plain relay of message.go.
-func (s *Server) onMessageMedia(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if s.msg == nil {
-		s.onMessage(req, tx)
-		return
-	}
-	if tag, _ := req.To().Params.Get("tag"); tag != "" {
-		s.msg.inDialog(req, tx)
-		return
-	}
-	s.msg.outOfDialog(req, tx)
+	return m.rules.LinkBase()
 }
 
 // incoming is a MESSAGE as the rules see it.
@@ -135,7 +119,7 @@ type incoming struct {
 
 // read checks what can be checked before routing: the body's type and
 // size, and the UDP size rule. ok is false when it has answered.
-func (m *messenger) read(req *sipmsg.Request, tx sipmsg.ServerTransaction, inDialog bool) (incoming, bool) {
+func (m *Messenger) read(req *sipmsg.Request, tx sipmsg.ServerTransaction, inDialog bool) (incoming, bool) {
 	in := incoming{body: req.Body(), wireSize: len(req.String())}
 	if h := req.ContentType(); h != nil {
 		in.ctype = h.Value()
@@ -143,7 +127,7 @@ func (m *messenger) read(req *sipmsg.Request, tx sipmsg.ServerTransaction, inDia
 	if from := req.From(); from != nil {
 		in.sender, in.display = from.Address.User, from.DisplayName
 	}
-	pre := msgpolicy.Input{BodySize: len(in.body), MaxSize: m.cfg.MaxSize, Transport: req.Transport(), WireSize: in.wireSize,
+	pre := msgpolicy.Input{BodySize: len(in.body), MaxSize: m.rules.MaxSize, Transport: req.Transport(), WireSize: in.wireSize,
 		InDialog: inDialog, Reach: msgpolicy.Online, Caps: registry.CapAudio | registry.CapText | registry.CapImage | registry.CapVideo, ForwardFits: true}
 	var err error
 	in.content, err = msgpolicy.Unwrap(in.ctype, in.body)
@@ -159,58 +143,20 @@ func (m *messenger) read(req *sipmsg.Request, tx sipmsg.ServerTransaction, inDia
 	return in, true
 }
 
-func (m *messenger) reject(tx sipmsg.ServerTransaction, req *sipmsg.Request, d msgpolicy.Decision) {
-	m.s.log.Info("MESSAGE refused", "status", d.Status, "why", d.Text, "from", req.From().Address.User, "to", req.Recipient.User)
-	f := &Failure{Status: d.Status, Cause: causeForStatus(d.Status), Text: d.Text}
-	hdrs := []sipmsg.Header{sipmsg.NewHeader("Reason", f.Reason())}
-	if d.Status == 415 {
-		hdrs = append(hdrs, sipmsg.NewHeader("Accept", msgpolicy.Accept))
-	}
-	m.answer(tx, req, d.Status, d.Text, hdrs...)
-}
-
-// answer is Server.respond with the phrases of the answers only MESSAGE
-// gives.
-func (m *messenger) answer(tx sipmsg.ServerTransaction, req *sipmsg.Request, status int, text string, hdrs ...sipmsg.Header) {
-	phrase := reasonPhrase(status)
-	switch status {
-	case 202:
-		phrase = "Accepted"
-	case 413:
-		phrase = "Request Entity Too Large"
-	case 415:
-		phrase = "Unsupported Media Type"
-	case 513:
-		phrase = "Message Too Large"
-	}
-	res := sipmsg.NewResponseFromRequest(req, status, phrase, nil)
-	res.AppendHeader(sipmsg.NewHeader("Server", m.s.cfg.UserAgent))
-	for _, h := range hdrs {
-		res.AppendHeader(h)
-	}
-	if text != "" && status >= 300 {
-		res.AppendHeader(sipmsg.NewHeader("Warning", `399 b2bua "`+strings.ReplaceAll(text, `"`, `'`)+`"`))
-	}
-	if err := tx.Respond(res); err != nil {
-		m.s.log.Debug("respond failed", "status", status, "err", err)
-	}
-}
-
 // outOfDialog handles a MESSAGE outside any call: authenticated like an
 // INVITE, routed like a call, then forwarded, linked or kept.
-func (m *messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	s := m.s
+func (m *Messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 0 {
-		s.respondFailure(tx, req, &Failure{Status: 483, Cause: CauseInterworking, Text: "Max-Forwards exhausted"})
+		m.sip.RespondFailure(tx, req, &sip.Failure{Status: 483, Cause: sip.CauseInterworking, Text: "Max-Forwards exhausted"})
 		return
 	}
-	sender, ok := s.authenticate(req, tx, "Proxy-Authorization", 407)
+	sender, ok := m.sip.Authenticate(req, tx)
 	if !ok {
 		return
 	}
 	callee, err := registry.ParseIMID(req.Recipient.User)
 	if err != nil {
-		s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
+		m.sip.RespondFailure(tx, req, &sip.Failure{Status: 404, Cause: sip.CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
 		return
 	}
 	in, ok := m.read(req, tx, false)
@@ -223,7 +169,7 @@ func (m *messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction
 	if in.sender == "" {
 		in.sender = "anonymous"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ForwardTimeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), m.rules.ForwardTimeout+5*time.Second)
 	defer cancel()
 	pending := registry.PendingMessage{
 		Recipient: callee, Sender: in.sender, SenderDisplay: in.display, ContentType: in.ctype, Body: in.body,
@@ -234,7 +180,7 @@ func (m *messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction
 	case rejected:
 		if res.failure != nil {
 			// Routing's own answer: its Q.850 cause and Retry-After.
-			s.respondFailure(tx, req, res.failure)
+			m.sip.RespondFailure(tx, req, res.failure)
 			return
 		}
 		m.reject(tx, req, res.decision)
@@ -247,25 +193,25 @@ func (m *messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction
 		}
 		m.answer(tx, req, status, "")
 	case failed:
-		s.respondFailure(tx, req, res.failure)
+		m.sip.RespondFailure(tx, req, res.failure)
 	case deferred:
 		if _, err := m.keep(ctx, pending); err != nil {
-			s.log.Warn("message not kept", "to", callee, "err", err)
-			s.respondFailure(tx, req, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "message store unavailable", RetryAfter: 30})
+			m.log.Warn("message not kept", "to", callee, "err", err)
+			m.sip.RespondFailure(tx, req, &sip.Failure{Status: 500, Cause: sip.CauseTemporaryFailure, Text: "message store unavailable", RetryAfter: 30})
 			return
 		}
-		s.log.Info("message kept for later delivery", "to", callee, "from", in.sender, "why", res.why)
+		m.log.Info("message kept for later delivery", "to", callee, "from", in.sender, "why", res.why)
 		m.answer(tx, req, 202, "")
 	}
 }
 
 // keep stores a deferred message for the delivery loop.
-func (m *messenger) keep(ctx context.Context, p registry.PendingMessage) (int64, error) {
+func (m *Messenger) keep(ctx context.Context, p registry.PendingMessage) (int64, error) {
 	now := time.Now().UTC()
 	p.Created = now
-	p.Expires = now.Add(m.cfg.KeepFor)
-	p.NextAttempt = now.Add(m.cfg.RetryMin)
-	return m.cfg.Pending.AddPending(ctx, p)
+	p.Expires = now.Add(m.rules.KeepFor)
+	p.NextAttempt = now.Add(m.rules.RetryMin)
+	return m.rules.Pending.AddPending(ctx, p)
 }
 
 type outcome int
@@ -280,9 +226,9 @@ const (
 type result struct {
 	outcome outcome
 	action  msgpolicy.Action
-	status  int      // the terminal's 2xx
-	failure *Failure // for failed
-	why     string   // for deferred
+	status  int          // the terminal's 2xx
+	failure *sip.Failure // for failed
+	why     string       // for deferred
 	// decision is the policy's Reject; failure is set instead when
 	// routing gave the answer.
 	decision msgpolicy.Decision
@@ -290,12 +236,11 @@ type result struct {
 
 // deliver routes one message to callee's terminal and acts on the
 // decision.
-func (m *messenger) deliver(ctx context.Context, callee string, in incoming) result {
-	s := m.s
-	input := msgpolicy.Input{ContentType: in.content.Type, BodySize: len(in.body), MaxSize: m.cfg.MaxSize}
-	t, err := s.router.Route(ctx, callee)
+func (m *Messenger) deliver(ctx context.Context, callee string, in incoming) result {
+	input := msgpolicy.Input{ContentType: in.content.Type, BodySize: len(in.body), MaxSize: m.rules.MaxSize}
+	t, err := m.sip.Route(ctx, callee)
 	if err != nil {
-		f := AsFailure(err)
+		f := sip.AsFailure(err)
 		switch f.Status {
 		case 480:
 			input.Reach = msgpolicy.Absent
@@ -317,22 +262,24 @@ func (m *messenger) deliver(ctx context.Context, callee string, in incoming) res
 	switch d.Action {
 	case msgpolicy.Reject:
 		if input.Reach == msgpolicy.Unreachable {
-			return result{outcome: rejected, decision: d, failure: AsFailure(err)}
+			return result{outcome: rejected, decision: d, failure: sip.AsFailure(err)}
 		}
 		return result{outcome: rejected, decision: d}
 	case msgpolicy.Defer:
 		return result{outcome: deferred, why: d.Text}
 	case msgpolicy.StoreLink:
-		st, err := m.cfg.Media.Put(ctx, mediastore.Item{Owner: callee, Sender: in.sender, ContentType: in.content.RawType, Data: in.content.Data})
+		st, err := m.rules.Media.Put(ctx, mediastore.Item{Owner: callee, Sender: in.sender, ContentType: in.content.RawType, Data: in.content.Data})
 		if err != nil {
-			s.log.Warn("media not stored", "to", callee, "err", err)
-			return result{outcome: failed, failure: &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "media store unavailable", RetryAfter: 30, Err: err}}
+			m.log.Warn("media not stored", "to", callee, "err", err)
+			return result{outcome: failed, failure: &sip.Failure{Status: 500, Cause: sip.CauseTemporaryFailure, Text: "media store unavailable", RetryAfter: 30, Err: err}}
 		}
 		text := msgpolicy.LinkText(in.sender, in.content.Type, len(in.content.Data), mediastore.Link(m.linkBase(), st.Token))
 		out = m.newMessage(t, in.sender, in.display, callee, "text/plain;charset=utf-8", []byte(text))
-		s.log.Info("media linked", "to", callee, "from", in.sender, "media", mediastore.LogID(st.Token), "why", d.Text)
+		m.log.Info("media linked", "to", callee, "from", in.sender, "media", mediastore.LogID(st.Token), "why", d.Text)
 	}
-	res, err := m.send(ctx, out)
+	fctx, cancel := context.WithTimeout(ctx, m.rules.ForwardTimeout)
+	res, err := m.send(fctx, out)
+	cancel()
 	switch {
 	case err != nil || res.StatusCode == 408 || res.StatusCode == 480 || res.StatusCode == 486:
 		// The terminal is not there after all: keep the message.
@@ -342,7 +289,7 @@ func (m *messenger) deliver(ctx context.Context, callee string, in incoming) res
 		}
 		return result{outcome: deferred, action: d.Action, why: why}
 	case res.StatusCode >= 300:
-		return result{outcome: failed, action: d.Action, failure: failureFromResponse(res)}
+		return result{outcome: failed, action: d.Action, failure: sip.FailureFromResponse(res)}
 	}
 	return result{outcome: delivered, action: d.Action, status: res.StatusCode}
 }
@@ -358,58 +305,19 @@ func fits(out *sipmsg.Request) bool {
 
 // newMessage builds a MESSAGE towards target that says nothing of the
 // sender's topology: From is the sender's IM address in our domain.
-func (m *messenger) newMessage(t Target, sender, display, callee, ctype string, body []byte) *sipmsg.Request {
-	s := m.s
+func (m *Messenger) newMessage(t sip.Target, sender, display, callee, ctype string, body []byte) *sipmsg.Request {
 	out := sipmsg.NewRequest(sipmsg.MESSAGE, t.URI)
-	from := &sipmsg.FromHeader{DisplayName: display, Address: sipmsg.Uri{Scheme: "sip", User: sender, Host: s.cfg.Domain}, Params: sipmsg.NewParams()}
+	from := &sipmsg.FromHeader{DisplayName: display, Address: sipmsg.Uri{Scheme: "sip", User: sender, Host: m.sip.Domain()}, Params: sipmsg.NewParams()}
 	from.Params.Add("tag", sipmsg.GenerateTagN(16))
-	to := &sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: callee, Host: s.cfg.Domain}, Params: sipmsg.NewParams()}
-	callID := sipmsg.CallIDHeader(newCallID())
-	mf := sipmsg.MaxForwardsHeader(70)
+	to := &sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: "sip", User: callee, Host: m.sip.Domain()}, Params: sipmsg.NewParams()}
 	// Our Via now, so that the size check sees the request as sent.
-	out.AppendHeader(s.via(t.Transport))
-	out.AppendHeader(from)
-	out.AppendHeader(to)
-	out.AppendHeader(&callID)
-	out.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: sipmsg.MESSAGE})
-	out.AppendHeader(&mf)
-	out.AppendHeader(sipmsg.NewHeader("Content-Type", ctype))
-	out.AppendHeader(sipmsg.NewHeader("User-Agent", s.cfg.UserAgent))
+	out.AppendHeader(m.sip.Via(t.Transport))
+	m.addHeaders(out, from, to, ctype)
 	out.SetBody(body)
 	out.SetTransport(t.Transport)
 	out.SetDestination(t.Dest)
-	out.Laddr = s.laddr(t.Transport)
+	out.Laddr = m.sip.LocalAddr(t.Transport)
 	return out
-}
-
-// send sends out and waits for its final response, at most
-// ForwardTimeout. It waits on the caller's goroutine rather than through
-// Server.request, so nothing is added to the server's call wait group
-// while Shutdown may be waiting on it.
-func (m *messenger) send(ctx context.Context, out *sipmsg.Request) (*sipmsg.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.ForwardTimeout)
-	defer cancel()
-	tx, err := m.s.cli.TransactionRequest(ctx, out, m.s.addVia)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
-			}
-			return res, nil
-		case <-tx.Done():
-			if err := tx.Err(); err != nil {
-				return nil, err
-			}
-			return nil, sipmsg.ErrTransactionTerminated
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }
 
 // inDialog applies the rules to a MESSAGE inside a call. The terminal is
@@ -417,8 +325,7 @@ func (m *messenger) send(ctx context.Context, out *sipmsg.Request) (*sipmsg.Resp
 // terminal cannot render is stored and the MESSAGE relayed with a link
 // instead. A recipient without a terminal of its own (the caller's side)
 // gets the MESSAGE as it came.
-func (m *messenger) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	s := m.s
+func (m *Messenger) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	in, ok := m.read(req, tx, true)
 	if !ok {
 		return
@@ -426,12 +333,12 @@ func (m *messenger) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	recipient := req.To().Address.User
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	t, err := s.cfg.Terminals.ActiveTerminal(ctx, recipient)
+	t, err := m.rules.Terminals.ActiveTerminal(ctx, recipient)
 	if err != nil {
-		s.inDialog(req, tx)
+		m.sip.RelayInDialog(req, tx)
 		return
 	}
-	input := msgpolicy.Input{ContentType: in.content.Type, BodySize: len(in.body), MaxSize: m.cfg.MaxSize, InDialog: true,
+	input := msgpolicy.Input{ContentType: in.content.Type, BodySize: len(in.body), MaxSize: m.rules.MaxSize, InDialog: true,
 		Reach: msgpolicy.Online, Caps: t.Caps, ForwardFits: m.fitsTerminal(ctx, t, in.wireSize)}
 	d := msgpolicy.Decide(input)
 	switch d.Action {
@@ -439,29 +346,29 @@ func (m *messenger) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		m.reject(tx, req, d)
 		return
 	case msgpolicy.StoreLink:
-		st, err := m.cfg.Media.Put(ctx, mediastore.Item{Owner: t.IMID, Sender: in.sender, ContentType: in.content.RawType, Data: in.content.Data})
+		st, err := m.rules.Media.Put(ctx, mediastore.Item{Owner: t.IMID, Sender: in.sender, ContentType: in.content.RawType, Data: in.content.Data})
 		if err != nil {
-			s.log.Warn("media not stored", "to", t.IMID, "err", err)
-			s.respondFailure(tx, req, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "media store unavailable", RetryAfter: 30})
+			m.log.Warn("media not stored", "to", t.IMID, "err", err)
+			m.sip.RespondFailure(tx, req, &sip.Failure{Status: 500, Cause: sip.CauseTemporaryFailure, Text: "media store unavailable", RetryAfter: 30})
 			return
 		}
 		text := msgpolicy.LinkText(in.sender, in.content.Type, len(in.content.Data), mediastore.Link(m.linkBase(), st.Token))
 		req.RemoveHeader("Content-Type")
 		req.AppendHeader(sipmsg.NewHeader("Content-Type", "text/plain;charset=utf-8"))
 		req.SetBody([]byte(text))
-		s.log.Info("media linked in call", "to", t.IMID, "from", in.sender, "media", mediastore.LogID(st.Token), "why", d.Text)
+		m.log.Info("media linked in call", "to", t.IMID, "from", in.sender, "media", mediastore.LogID(st.Token), "why", d.Text)
 	}
-	s.inDialog(req, tx)
+	m.sip.RelayInDialog(req, tx)
 }
 
 // fitsTerminal guesses, without touching the call's state, whether a
 // relayed request of about size bytes fits the transport towards t: a
 // legacy terminal is reached over UDP, a smart one over the transport it
 // registered from.
-func (m *messenger) fitsTerminal(ctx context.Context, t registry.Terminal, size int) bool {
+func (m *Messenger) fitsTerminal(ctx context.Context, t registry.Terminal, size int) bool {
 	transport := "udp"
-	if t.Kind == registry.Smart && m.s.cfg.Bindings != nil {
-		if bs, err := m.s.cfg.Bindings.Bindings(ctx, t.IMID, time.Now()); err == nil && len(bs) > 0 {
+	if t.Kind == registry.Smart && m.rules.Bindings != nil {
+		if bs, err := m.rules.Bindings.Bindings(ctx, t.IMID, time.Now()); err == nil && len(bs) > 0 {
 			transport = bs[0].Transport
 		}
 	}

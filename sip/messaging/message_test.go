@@ -1,4 +1,4 @@
-package sip_test
+package messaging_test
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/registry/sqlite"
 	"github.com/imcall/b2bua/scp"
-	b2b "github.com/imcall/b2bua/sip"
+	"github.com/imcall/b2bua/sip/messaging"
 )
 
 // mediaEnv is env with the media rules on: a media store over the same
@@ -63,7 +63,7 @@ func newMediaEnv(t *testing.T, retryMin time.Duration, opts ...envOpt) *mediaEnv
 		t.Cleanup(func() { ms.Close() })
 		me.media = ms
 		mux.Handle(mediastore.PathPrefix, ms)
-		c.Messaging = &b2b.Messaging{Media: ms, Pending: store, BaseURL: me.http.URL, MaxSize: 32 << 10,
+		c.Messaging = &messaging.Rules{Media: ms, Pending: store, Terminals: store, Bindings: store, BaseURL: me.http.URL, MaxSize: 32 << 10,
 			ForwardTimeout: 2 * time.Second, RetryMin: retryMin, RetryMax: 4 * retryMin}
 	}
 	me.env = newEnv(t, append([]envOpt{withMessaging}, opts...)...)
@@ -426,7 +426,7 @@ func TestMessageInCall(t *testing.T) {
 	alice := newPeer(t, "alice")
 	term := newPeer(t, "bobterm")
 	e.addTerminal("bob", "001010000000001", term.addr, scp.Online, registry.CapAudio|registry.CapText)
-	term.setInvite(answerer(term, 0, nil))
+	term.setInvite(answerer(term))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dlg, _, err := alice.invite(ctx, e.uri("bob"), sipgo.AnswerOptions{})
