@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 	"github.com/imcall/b2bua/scp/sim"
 	b2b "github.com/imcall/b2bua/sip"
 )
@@ -45,7 +45,7 @@ func TestCallCoreDoesNotLinkMessaging(t *testing.T) {
 // the Accept of OPTIONS.
 func TestWithoutMessageService(t *testing.T) {
 	ctx := context.Background()
-	store, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "b2bua.db")})
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "b2bua.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ type CallRecorder interface {
 }
 
 // CallBatchRecorder is a CallRecorder that also writes many records in one
-// transaction (*registry.SQLite does); the server uses it when offered.
+// transaction (registry/sqlite.Store does); the server uses it when offered.
 // WriteCalls inserts the records with ID 0, setting their IDs, and updates
 // the others; errs[i] is record i's own error, err a failed transaction.
 type CallBatchRecorder interface {

@@ -18,6 +18,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/sim"
 	"github.com/imcall/b2bua/sip"
@@ -29,7 +30,7 @@ import (
 // registry and the real SCP simulator, the way the daemon wires them.
 type env struct {
 	t     *testing.T
-	store *registry.SQLite
+	store *sqlite.Store
 	sim   *sim.Simulator
 	srv   *sip.Server
 	addr  string // B2BUA's SIP address
@@ -60,7 +61,7 @@ func (f locatorFunc) Locate(ctx context.Context, id string) (scp.Location, error
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
 	ctx := context.Background()
-	store, err := registry.OpenSQLite(ctx, registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "b2bua.db")})
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "b2bua.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 
 func withDigest() envOpt {
 	return func(c *b2bConfig) {
-		store := c.Terminals.(*registry.SQLite)
+		store := c.Terminals.(*sqlite.Store)
 		v, err := digest.New(digest.Config{
 			Realm: "im.test",
 			Lookup: func(ctx context.Context, user string) (registry.Credentials, error) {
