@@ -60,10 +60,13 @@ func TestBindings(t *testing.T) {
 		t.Errorf("no contact: err = %v, want ValidationError on contact", err)
 	}
 
-	if err := s.RemoveBinding(ctx, "alice", b2.Contact); err != nil {
+	if err := s.RemoveBinding(ctx, "alice", b2.Key()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RemoveBinding(ctx, "alice", b2.Contact); err != nil {
+	if got, _ := s.Bindings(ctx, "alice", t0); len(got) != 1 || got[0] != b1 {
+		t.Errorf("after removing b2 = %+v, want [b1]", got)
+	}
+	if err := s.RemoveBinding(ctx, "alice", b2.Key()); err != nil {
 		t.Errorf("removing a missing binding: %v", err)
 	}
 	// Removing the terminal removes its binding.
