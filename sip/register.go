@@ -153,8 +153,9 @@ func (s *Server) registerOK(ctx context.Context, tx sipmsg.ServerTransaction, re
 		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
 		c := "<" + b.Contact + ">;expires=" + strconv.Itoa(max(left, 0))
 		if b.Instance != "" {
-			// RFC 5626 §6: the instance goes back with its binding, so
-			// the client can tell its own among the user's others.
+			// The instance goes back with its binding (the binding's
+			// key, RFC 5626 §6), so that a client can tell its own
+			// among the user's others.
 			c += `;+sip.instance="<` + b.Instance + `>"`
 		}
 		hdrs = append(hdrs, sipmsg.NewHeader("Contact", c))
