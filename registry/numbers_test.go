@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseE164(t *testing.T) {
@@ -171,5 +174,30 @@ func TestParseFallbackAndIdentity(t *testing.T) {
 	}{{"", IdentityPAI, ""}, {"PAI", IdentityPAI, ""}, {"from", IdentityFrom, ""}, {"rpid", "", "identity"}} {
 		got, err := ParseIdentitySource(tc.in)
 		checkParse(t, tc.in, got, err, tc.want, tc.field)
+	}
+}
+
+func TestValidateBindingInstance(t *testing.T) {
+	base := Binding{IMID: "alice", Contact: "sip:alice@192.0.2.1", Expires: time.Unix(1, 0)}
+	for _, tc := range []struct {
+		instance string
+		ok       bool
+	}{
+		{"", true},
+		{"urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6", true},
+		{"<urn:uuid:1>", false}, // the brackets belong to the header, not the ID
+		{`urn:uuid:1"`, false},
+		{"urn:uuid:1\\", false},
+		{"urn: uuid", false},
+		{"urn:uuid:é", false},
+		{strings.Repeat("a", 257), false},
+	} {
+		b := base
+		b.Instance = tc.instance
+		_, err := ValidateBinding(b)
+		var ve *ValidationError
+		if tc.ok != (err == nil) || (!tc.ok && (!errors.As(err, &ve) || ve.Field != "instance")) {
+			t.Errorf("instance %q: err = %v, want ok=%v", tc.instance, err, tc.ok)
+		}
 	}
 }

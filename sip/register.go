@@ -130,6 +130,12 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 				UpdatedAt:  now,
 			})
 		}
+		var ve *registry.ValidationError
+		if errors.As(err, &ve) {
+			// The client's own Contact or instance broke a rule.
+			s.respond(tx, req, 400, ve.Error())
+			return
+		}
 		if err != nil {
 			s.log.Warn("binding not stored", "aor", aor, "err", err)
 			s.respond(tx, req, 500, "registry unavailable")

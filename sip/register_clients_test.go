@@ -109,6 +109,14 @@ func TestRegisterClientsByInstance(t *testing.T) {
 		t.Errorf("after one instance-less Contact logged out: %+v", got)
 	}
 
+	// An instance that could not be echoed safely is the client's mistake.
+	for _, bad := range []string{`"<urn:uuid:a b>"`, `"<urn:uuid:` + strings.Repeat("a", 300) + `>"`} {
+		res, err := plain.register(ctx, e, "alice", "<sip:alice@"+plain.addr+">;+sip.instance="+bad, 3600, "alice", "secret-alice")
+		if err != nil || res.StatusCode != 400 {
+			t.Errorf("instance %.40s: %v %v, want 400", bad, res, err)
+		}
+	}
+
 	// A login lasts as long as its registration, and no longer.
 	register(phone, contact(phone, "40001", phoneID), 60)
 	bs, err := e.store.Bindings(ctx, "alice", time.Now().Add(61*time.Second))

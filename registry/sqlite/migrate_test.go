@@ -173,8 +173,8 @@ func TestMigrateBindingsToInstanceKey(t *testing.T) {
 	mustUser(t, old, "alice")
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	for i, b := range []registry.Binding{
-		{Contact: "sip:alice@192.0.2.1:5060", Instance: "<urn:uuid:1>"},
-		{Contact: "sip:alice@192.0.2.1:6000", Instance: "<urn:uuid:1>"}, // the same client, newer
+		{Contact: "sip:alice@192.0.2.1:5060", Instance: "urn:uuid:1"},
+		{Contact: "sip:alice@192.0.2.1:6000", Instance: "urn:uuid:1"}, // the same client, newer
 		{Contact: "sip:alice@192.0.2.2:5060"},
 	} {
 		// Version 3's own statement: today's PutBinding knows only the new table.
@@ -191,7 +191,7 @@ func TestMigrateBindingsToInstanceKey(t *testing.T) {
 	if err != nil || len(bs) != 2 || bs[0].Contact != "sip:alice@192.0.2.2:5060" || bs[1].Contact != "sip:alice@192.0.2.1:6000" {
 		t.Fatalf("bindings after migration = %+v, %v", bs, err)
 	}
-	if err := s.RemoveBinding(ctx, "alice", "<urn:uuid:1>"); err != nil {
+	if err := s.RemoveBinding(ctx, "alice", "urn:uuid:1"); err != nil {
 		t.Fatal(err)
 	}
 	if bs, _ := s.Bindings(ctx, "alice", t0); len(bs) != 1 {

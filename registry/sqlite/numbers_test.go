@@ -186,7 +186,7 @@ func TestBindingsByInstance(t *testing.T) {
 	s := newStore(t)
 	mustUser(t, s, "alice")
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	const phone, laptop = `"<urn:uuid:00000000-0000-1000-8000-000000000001>"`, `"<urn:uuid:00000000-0000-1000-8000-000000000002>"`
+	const phone, laptop = "urn:uuid:00000000-0000-1000-8000-000000000001", "urn:uuid:00000000-0000-1000-8000-000000000002"
 	put := func(b registry.Binding) {
 		t.Helper()
 		b.IMID = "alice"
@@ -219,7 +219,7 @@ func TestBindingsByInstance(t *testing.T) {
 	}
 	// The instance-less client starts sending an instance from the same
 	// Contact: it is the same client, so its Contact-keyed login is replaced.
-	const third = `"<urn:uuid:00000000-0000-1000-8000-000000000003>"`
+	const third = "urn:uuid:00000000-0000-1000-8000-000000000003"
 	put(registry.Binding{Contact: "sip:alice@192.0.2.3:5060", Instance: third, Expires: t0.Add(time.Hour), UpdatedAt: t0.Add(4 * time.Second)})
 	bs, _ := s.Bindings(ctx, "alice", t0)
 	if len(bs) != 3 || bs[0].Instance != third || bs[0].Key() != third {

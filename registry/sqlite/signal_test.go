@@ -21,7 +21,7 @@ func TestBindings(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	b1 := registry.Binding{IMID: "alice", TerminalID: smart.ID, Contact: "sip:alice@192.0.2.1:5060", Source: "192.0.2.1:5060",
 		Transport: "UDP", Expires: t0.Add(time.Hour), UpdatedAt: t0}
-	b2 := registry.Binding{IMID: "alice", Contact: "sip:alice@192.0.2.2:5060", Instance: "<urn:uuid:1>", Transport: "tcp",
+	b2 := registry.Binding{IMID: "alice", Contact: "sip:alice@192.0.2.2:5060", Instance: "urn:uuid:1", Transport: "tcp",
 		Expires: t0.Add(2 * time.Minute), UpdatedAt: t0.Add(time.Second)}
 	for _, b := range []registry.Binding{b1, b2} {
 		if err := s.PutBinding(ctx, b); err != nil {
