@@ -1,8 +1,8 @@
 // Package provision is the provisioning HTTP API: the IM service's own
-// servers create, list, activate and remove terminals (and users and
-// contacts) over JSON with a bearer token. It shares its validation with the
-// b2bua CLI (see TerminalRequest, UserRequest), so the same mistake gives
-// the same words on both.
+// servers create, list, activate and remove terminals (and users, contacts,
+// trunks and DIDs) over JSON with a bearer token. It shares its validation
+// with the b2bua CLI (see TerminalRequest, UserRequest, TrunkRequest,
+// DIDRequest), so the same mistake gives the same words on both.
 //
 // Every route lives under /api/v1/; the handler expects the full path (mount
 // it with mux.Handle("/api/v1/", h), without http.StripPrefix). The routes
@@ -45,7 +45,7 @@ const DefaultRealm = "127.0.0.1"
 // Config is what NewHandler needs.
 type Config struct {
 	// Store is the registry; required.
-	Store registry.Store
+	Store Store
 	// Token is the bearer token every request must present (RFC 6750
 	// section 2.1). Empty refuses every request: the API never runs open.
 	Token string
@@ -92,7 +92,7 @@ type errorBody struct {
 }
 
 type api struct {
-	store   registry.Store
+	store   Store
 	token   [sha256.Size]byte
 	open    bool // a token is configured
 	maxBody int64
@@ -151,6 +151,14 @@ func (a *api) routes() []route {
 		{"DELETE", "/api/v1/terminals/{id}", a.deleteTerminal},
 		{"POST", "/api/v1/terminals/{id}/activate", a.activate},
 		{"POST", "/api/v1/terminals/{id}/deactivate", a.deactivate},
+		{"GET", "/api/v1/users/{im}/dids", a.listUserDIDs},
+		{"GET", "/api/v1/trunks", a.listTrunks},
+		{"POST", "/api/v1/trunks", a.createTrunk},
+		{"DELETE", "/api/v1/trunks/{name}", a.deleteTrunk},
+		{"GET", "/api/v1/dids", a.listDIDs},
+		{"POST", "/api/v1/dids", a.createDID},
+		{"GET", "/api/v1/dids/{number}", a.getDID},
+		{"DELETE", "/api/v1/dids/{number}", a.deleteDID},
 	}
 }
 

@@ -472,7 +472,7 @@ func TestOpenAPIMatchesMux(t *testing.T) {
 	if !slices.Equal(patterns, doc) {
 		t.Fatalf("mux routes and openapi.yaml differ:\nmux: %v\ndoc: %v", patterns, doc)
 	}
-	fill := strings.NewReplacer("{im}", "alice", "{id}", "7")
+	fill := strings.NewReplacer("{im}", "alice", "{id}", "7", "{name}", "carrier-a", "{number}", "+15550001111")
 	for _, r := range doc {
 		method, path, _ := strings.Cut(r, " ")
 		req := httptest.NewRequest(method, fill.Replace(path), nil)

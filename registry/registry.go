@@ -338,6 +338,17 @@ type Binding struct {
 	UpdatedAt  time.Time
 }
 
+// Key identifies a binding among its user's: the instance ID when the UA
+// sent one, since one client is one instance whichever Contact it registers
+// from (RFC 5626 §4.1, §6), else the Contact URI (RFC 3261 §10.3). A binding
+// is a logged-in client: a user has as many as clients it is logged in on.
+func (b Binding) Key() string {
+	if b.Instance != "" {
+		return b.Instance
+	}
+	return b.Contact
+}
+
 // CallRecord is one call attempt, written when the call starts and updated
 // when it is answered and when it ends.
 type CallRecord struct {
@@ -357,11 +368,14 @@ type CallRecord struct {
 // SignalStore is the part of the registry the SIP server needs besides
 // ActiveTerminal and User: registrations and call records.
 type SignalStore interface {
-	// PutBinding inserts or refreshes the binding keyed by (IMID, Contact).
+	// PutBinding inserts or refreshes the binding keyed by (IMID, b.Key()),
+	// replacing another of the user's bindings with the same Contact.
 	PutBinding(ctx context.Context, b Binding) error
-	// RemoveBinding deletes one binding; removing a missing one is not an error.
-	RemoveBinding(ctx context.Context, imID, contact string) error
-	// Bindings lists imID's bindings that have not expired at now, newest first.
+	// RemoveBinding deletes the binding whose Key is key; removing a
+	// missing one is not an error.
+	RemoveBinding(ctx context.Context, imID, key string) error
+	// Bindings lists imID's bindings that have not expired at now, newest
+	// first: the clients the user is logged in on at now.
 	Bindings(ctx context.Context, imID string, now time.Time) ([]Binding, error)
 	// StartCall inserts a record and returns its ID.
 	StartCall(ctx context.Context, r CallRecord) (int64, error)

@@ -163,6 +163,14 @@ func ValidateBinding(b Binding) (Binding, error) {
 	if b.TerminalID < 0 {
 		return Binding{}, invalid("terminal_id", "must not be negative")
 	}
+	// The instance is the client's own words, keyed on and echoed in the
+	// 200 to REGISTER inside a quoted string: bounded, and nothing that
+	// could end the string or the URN's brackets.
+	if len(b.Instance) > 256 || strings.ContainsFunc(b.Instance, func(r rune) bool {
+		return r <= ' ' || r > '~' || strings.ContainsRune(`"<>\`, r)
+	}) {
+		return Binding{}, invalid("instance", "must be at most 256 printable ASCII characters without quotes, angle brackets or backslashes")
+	}
 	b.Transport = strings.ToLower(b.Transport)
 	return b, nil
 }

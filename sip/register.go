@@ -72,7 +72,7 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 				return
 			}
 			for _, b := range bs {
-				if err := s.cfg.Bindings.RemoveBinding(ctx, aor, b.Contact); err != nil {
+				if err := s.cfg.Bindings.RemoveBinding(ctx, aor, b.Key()); err != nil {
 					s.respond(tx, req, 500, "registry unavailable")
 					return
 				}
@@ -110,13 +110,14 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 				return
 			}
 			exp = min(exp, int(s.cfg.MaxExpires/time.Second))
-			inst, _ := params.Get("+sip.instance")
-			changes = append(changes, change{contact: u.String(), instance: strings.Trim(inst, `"<>`), expires: exp})
+			changes = append(changes, change{contact: u.String(), instance: instanceID(params), expires: exp})
 		}
 	}
 	for _, ch := range changes {
 		if ch.expires == 0 {
-			err = s.cfg.Bindings.RemoveBinding(ctx, aor, ch.contact)
+			// A client that named its instance logs out by it, whatever
+			// Contact it sends now (RFC 5626 §6).
+			err = s.cfg.Bindings.RemoveBinding(ctx, aor, registry.Binding{Contact: ch.contact, Instance: ch.instance}.Key())
 		} else {
 			err = s.cfg.Bindings.PutBinding(ctx, registry.Binding{
 				IMID:       aor,
@@ -128,6 +129,12 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 				Expires:    now.Add(time.Duration(ch.expires) * time.Second),
 				UpdatedAt:  now,
 			})
+		}
+		var ve *registry.ValidationError
+		if errors.As(err, &ve) {
+			// The client's own Contact or instance broke a rule.
+			s.respond(tx, req, 400, ve.Error())
+			return
 		}
 		if err != nil {
 			s.log.Warn("binding not stored", "aor", aor, "err", err)
@@ -150,10 +157,24 @@ func (s *Server) registerOK(ctx context.Context, tx sipmsg.ServerTransaction, re
 	var hdrs []sipmsg.Header
 	for _, b := range bs {
 		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
-		hdrs = append(hdrs, sipmsg.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(max(left, 0))))
+		c := "<" + b.Contact + ">;expires=" + strconv.Itoa(max(left, 0))
+		if b.Instance != "" {
+			// The instance goes back with its binding (the binding's
+			// key, RFC 5626 §6), so that a client can tell its own
+			// among the user's others.
+			c += `;+sip.instance="<` + b.Instance + `>"`
+		}
+		hdrs = append(hdrs, sipmsg.NewHeader("Contact", c))
 	}
 	hdrs = append(hdrs, sipmsg.NewHeader("Date", now.Format(time.RFC1123)))
 	s.respond(tx, req, 200, "", hdrs...)
+}
+
+// instanceID gives the +sip.instance of a Contact without its quotes and
+// angle brackets (RFC 5626 §4.1: "<urn:uuid:...>" in a quoted string), or "".
+func instanceID(params sipmsg.HeaderParams) string {
+	inst, _ := params.Get("+sip.instance")
+	return strings.TrimSpace(strings.Trim(strings.TrimSpace(inst), `"<>`))
 }
 
 // splitContacts splits a Contact value holding several addresses at the

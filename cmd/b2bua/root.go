@@ -70,7 +70,8 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&opts.DBPath, "db", envOr("B2BUA_DB", defaultDB), "registry: a SQLite file, or sqlite:PATH (env B2BUA_DB)")
 	root.PersistentFlags().StringVar(&opts.Domain, "domain", envOr("B2BUA_DOMAIN", defaultDomain), "IM domain and digest realm (env B2BUA_DOMAIN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
-	root.AddCommand(newUserCmd(opts), newTerminalCmd(opts), newContactCmd(opts), newServeCmd(opts))
+	root.AddCommand(newUserCmd(opts), newTerminalCmd(opts), newContactCmd(opts), newTrunkCmd(opts), newDIDCmd(opts),
+		newClientCmd(opts), newServeCmd(opts))
 	return root
 }
 

@@ -130,6 +130,58 @@ CREATE TABLE pending_messages (
 CREATE INDEX pending_due ON pending_messages(next_attempt);
 CREATE INDEX pending_recipient ON pending_messages(recipient);
 `},
+	{name: "trunks, DIDs, bindings keyed by instance", sql: `
+-- Trunks: the telephone network's way in, known by their source ranges.
+CREATE TABLE trunks (
+	name         TEXT PRIMARY KEY,
+	country_code TEXT NOT NULL DEFAULT '',
+	identity     TEXT NOT NULL CHECK (identity IN ('pai', 'from')),
+	created      INTEGER NOT NULL
+) STRICT;
+-- A range (masked, as registry.ParseCIDR writes it) belongs to one trunk,
+-- so that a source address never names two trunks of equal precedence.
+CREATE TABLE trunk_cidrs (
+	cidr  TEXT PRIMARY KEY,
+	trunk TEXT NOT NULL REFERENCES trunks(name) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX trunk_cidrs_trunk ON trunk_cidrs(trunk);
+
+-- A number belongs to one user: the primary key holds the rule, whoever
+-- writes the row.
+CREATE TABLE dids (
+	number   TEXT PRIMARY KEY CHECK (number GLOB '+[1-9][0-9]*'),
+	im_id    TEXT NOT NULL REFERENCES users(im_id) ON DELETE CASCADE,
+	fallback TEXT NOT NULL DEFAULT 'none' CHECK (fallback IN ('none', 'terminal')),
+	created  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX dids_im_id ON dids(im_id);
+
+-- Bindings are keyed by the client's +sip.instance when it sent one (RFC
+-- 5626 §6): a client that re-registers from a new port replaces its login
+-- rather than adding a second. binding_key is the instance, or the Contact
+-- for a client without one; a Contact reaches one client, so it is unique
+-- too.
+CREATE TABLE bindings_v4 (
+	im_id       TEXT NOT NULL REFERENCES users(im_id) ON DELETE CASCADE,
+	binding_key TEXT NOT NULL,
+	contact     TEXT NOT NULL,
+	terminal_id INTEGER REFERENCES terminals(id) ON DELETE CASCADE,
+	instance    TEXT NOT NULL DEFAULT '',
+	source      TEXT NOT NULL DEFAULT '',
+	transport   TEXT NOT NULL DEFAULT '',
+	expires     INTEGER NOT NULL,
+	updated     INTEGER NOT NULL,
+	PRIMARY KEY (im_id, binding_key),
+	UNIQUE (im_id, contact)
+) STRICT;
+INSERT INTO bindings_v4 (im_id, binding_key, contact, terminal_id, instance, source, transport, expires, updated)
+	SELECT im_id, CASE WHEN instance <> '' THEN instance ELSE contact END, contact, terminal_id, instance, source, transport, expires, updated
+	FROM bindings WHERE true ORDER BY updated DESC
+	ON CONFLICT DO NOTHING;
+DROP TABLE bindings;
+ALTER TABLE bindings_v4 RENAME TO bindings;
+CREATE INDEX bindings_terminal ON bindings(terminal_id);
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

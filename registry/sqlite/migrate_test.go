@@ -37,7 +37,7 @@ func TestMigrateEmptyFile(t *testing.T) {
 	if err := s.w.QueryRow("PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
 		t.Errorf("foreign_keys = %d, %v; want 1", fk, err)
 	}
-	for _, table := range []string{"users", "terminals", "contacts", "bindings", "call_records"} {
+	for _, table := range []string{"users", "terminals", "contacts", "bindings", "call_records", "trunks", "trunk_cidrs", "dids"} {
 		var n int
 		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, table).Scan(&n); err != nil || n != 1 {
 			t.Errorf("table %s: %d, %v", table, n, err)
@@ -157,5 +157,44 @@ func TestOpenConcurrently(t *testing.T) {
 	s := openTest(t, path)
 	if us, err := s.Users(ctx); err != nil || len(us) != len(errs) {
 		t.Errorf("Users = %d, %v; want %d", len(us), err, len(errs))
+	}
+}
+
+// TestMigrateBindingsToInstanceKey: the bindings of a version 3 file keep
+// working after the table is rebuilt with its instance key, and two old
+// rows of one instance become one login.
+func TestMigrateBindingsToInstanceKey(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	old, err := openWith(ctx, Config{Path: path}, migrations[:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUser(t, old, "alice")
+	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	for i, b := range []registry.Binding{
+		{Contact: "sip:alice@192.0.2.1:5060", Instance: "urn:uuid:1"},
+		{Contact: "sip:alice@192.0.2.1:6000", Instance: "urn:uuid:1"}, // the same client, newer
+		{Contact: "sip:alice@192.0.2.2:5060"},
+	} {
+		// Version 3's own statement: today's PutBinding knows only the new table.
+		if _, err := old.w.ExecContext(ctx, `INSERT INTO bindings (im_id, contact, instance, expires, updated) VALUES ('alice', ?, ?, ?, ?)`,
+			b.Contact, b.Instance, nanos(t0.Add(time.Hour)), nanos(t0.Add(time.Duration(i)*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := openTest(t, path)
+	bs, err := s.Bindings(ctx, "alice", t0)
+	if err != nil || len(bs) != 2 || bs[0].Contact != "sip:alice@192.0.2.2:5060" || bs[1].Contact != "sip:alice@192.0.2.1:6000" {
+		t.Fatalf("bindings after migration = %+v, %v", bs, err)
+	}
+	if err := s.RemoveBinding(ctx, "alice", "urn:uuid:1"); err != nil {
+		t.Fatal(err)
+	}
+	if bs, _ := s.Bindings(ctx, "alice", t0); len(bs) != 1 {
+		t.Errorf("after removing the instance: %+v", bs)
 	}
 }

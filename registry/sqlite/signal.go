@@ -11,10 +11,13 @@ import (
 
 // Bindings and call records: what the SIP server writes at call rate.
 
-// PutBinding inserts or refreshes the binding keyed by (IMID, Contact). The
-// user's expired bindings are dropped in the same transaction, so the table
-// does not grow with every terminal that stopped refreshing. An unknown user
-// or terminal gives ErrNotFound.
+// PutBinding inserts or refreshes the binding keyed by (IMID, b.Key()): a
+// client with +sip.instance keeps one login whatever Contact it registers
+// from (RFC 5626 §6), and another binding of the user with the same Contact
+// is replaced, since a Contact reaches one client. The user's expired
+// bindings are dropped in the same transaction, so the table does not grow
+// with every client that stopped refreshing. An unknown user or terminal
+// gives ErrNotFound.
 func (s *Store) PutBinding(ctx context.Context, b registry.Binding) error {
 	b, err := registry.ValidateBinding(b)
 	if err != nil {
@@ -23,49 +26,52 @@ func (s *Store) PutBinding(ctx context.Context, b registry.Binding) error {
 	if b.UpdatedAt.IsZero() {
 		b.UpdatedAt = now()
 	}
+	key := b.Key()
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM bindings WHERE im_id = ? AND expires <= ? AND contact <> ?`,
-			b.IMID, nanos(b.UpdatedAt), b.Contact); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM bindings WHERE im_id = ? AND binding_key <> ? AND (expires <= ? OR contact = ?)`,
+			b.IMID, key, nanos(b.UpdatedAt), b.Contact); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO bindings (im_id, contact, terminal_id, instance, source, transport, expires, updated)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (im_id, contact) DO UPDATE SET terminal_id = excluded.terminal_id, instance = excluded.instance,
-				source = excluded.source, transport = excluded.transport, expires = excluded.expires, updated = excluded.updated`,
-			b.IMID, b.Contact, nullID(b.TerminalID), b.Instance, b.Source, b.Transport, nanos(b.Expires), nanos(b.UpdatedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO bindings (im_id, binding_key, contact, terminal_id, instance, source, transport, expires, updated)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (im_id, binding_key) DO UPDATE SET contact = excluded.contact, terminal_id = excluded.terminal_id,
+				instance = excluded.instance, source = excluded.source, transport = excluded.transport,
+				expires = excluded.expires, updated = excluded.updated`,
+			b.IMID, key, b.Contact, nullID(b.TerminalID), b.Instance, b.Source, b.Transport, nanos(b.Expires), nanos(b.UpdatedAt))
 		return err
 	})
 	if isForeignKey(err) {
-		return fmt.Errorf("binding %s of user %s (terminal %d): %w", b.Contact, b.IMID, b.TerminalID, registry.ErrNotFound)
+		return fmt.Errorf("binding %s of user %s (terminal %d): %w", key, b.IMID, b.TerminalID, registry.ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("put binding %s of %s: %w", b.Contact, b.IMID, err)
+		return fmt.Errorf("put binding %s of %s: %w", key, b.IMID, err)
 	}
 	return nil
 }
 
-// RemoveBinding deletes one binding; removing a missing one is not an error
-// (an un-REGISTER may repeat, RFC 3261 section 10.2.2).
-func (s *Store) RemoveBinding(ctx context.Context, imID, contact string) error {
+// RemoveBinding deletes the binding whose Key is key; removing a missing
+// one is not an error (an un-REGISTER may repeat, RFC 3261 section 10.2.2).
+func (s *Store) RemoveBinding(ctx context.Context, imID, key string) error {
 	id, err := registry.ParseIMID(imID)
 	if err != nil {
 		return err
 	}
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM bindings WHERE im_id = ? AND contact = ?`, id, contact); err != nil {
-		return fmt.Errorf("remove binding %s of %s: %w", contact, id, err)
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM bindings WHERE im_id = ? AND binding_key = ?`, id, key); err != nil {
+		return fmt.Errorf("remove binding %s of %s: %w", key, id, err)
 	}
 	return nil
 }
 
 // Bindings lists imID's bindings that have not expired at now, newest
-// first. A user with none, or an unknown user, gives an empty list.
+// first: the clients the user is logged in on at now. A user with none, or
+// an unknown user, gives an empty list.
 func (s *Store) Bindings(ctx context.Context, imID string, now time.Time) ([]registry.Binding, error) {
 	id, err := registry.ParseIMID(imID)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT im_id, contact, terminal_id, instance, source, transport, expires, updated
-		FROM bindings WHERE im_id = ? AND expires > ? ORDER BY updated DESC, contact`, id, nanos(now))
+		FROM bindings WHERE im_id = ? AND expires > ? ORDER BY updated DESC, binding_key`, id, nanos(now))
 	if err != nil {
 		return nil, fmt.Errorf("bindings of %s: %w", id, err)
 	}

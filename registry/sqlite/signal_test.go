@@ -21,7 +21,7 @@ func TestBindings(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	b1 := registry.Binding{IMID: "alice", TerminalID: smart.ID, Contact: "sip:alice@192.0.2.1:5060", Source: "192.0.2.1:5060",
 		Transport: "UDP", Expires: t0.Add(time.Hour), UpdatedAt: t0}
-	b2 := registry.Binding{IMID: "alice", Contact: "sip:alice@192.0.2.2:5060", Instance: "<urn:uuid:1>", Transport: "tcp",
+	b2 := registry.Binding{IMID: "alice", Contact: "sip:alice@192.0.2.2:5060", Instance: "urn:uuid:1", Transport: "tcp",
 		Expires: t0.Add(2 * time.Minute), UpdatedAt: t0.Add(time.Second)}
 	for _, b := range []registry.Binding{b1, b2} {
 		if err := s.PutBinding(ctx, b); err != nil {
@@ -60,10 +60,13 @@ func TestBindings(t *testing.T) {
 		t.Errorf("no contact: err = %v, want ValidationError on contact", err)
 	}
 
-	if err := s.RemoveBinding(ctx, "alice", b2.Contact); err != nil {
+	if err := s.RemoveBinding(ctx, "alice", b2.Key()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RemoveBinding(ctx, "alice", b2.Contact); err != nil {
+	if got, _ := s.Bindings(ctx, "alice", t0); len(got) != 1 || got[0] != b1 {
+		t.Errorf("after removing b2 = %+v, want [b1]", got)
+	}
+	if err := s.RemoveBinding(ctx, "alice", b2.Key()); err != nil {
 		t.Errorf("removing a missing binding: %v", err)
 	}
 	// Removing the terminal removes its binding.

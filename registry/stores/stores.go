@@ -22,13 +22,14 @@ import (
 
 // Store is everything the product asks of a registry backend: users and
 // terminals, registrations and call records, stored media and deferred
-// messages. A backend may offer more, found by type assertion: the SQLite
+// messages, trunks and DIDs. A backend may offer more, found by type assertion: the SQLite
 // store writes call records in batches (WriteCalls) and names its file
 // (Path).
 type Store interface {
 	registry.Store
 	registry.SignalStore
 	registry.MediaStore
+	registry.NumberStore
 }
 
 // Options carry what a backend needs besides its spec. Every field is
