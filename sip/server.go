@@ -98,6 +98,13 @@ type Config struct {
 	// RetryAfter is the Retry-After of 503 answers while draining; 0: 60s.
 	RetryAfter time.Duration
 
+	// Route, when set, decides where a call goes instead of the Router
+	// over Terminals, Bindings and Locator: every target it gives is rung
+	// at once, the first 2xx takes the call and the other targets are
+	// CANCELed (parallel forking, RFC 3261 §16.7). Its errors are answered
+	// like the Router's (a *Failure knows its answer).
+	Route func(ctx context.Context, imID string) ([]Target, error)
+
 	// Messaging turns on forward / store-and-link / deferred delivery of
 	// MESSAGE (media_message.go); nil: MESSAGE is relayed as it came.
 	Messaging *Messaging
@@ -132,9 +139,9 @@ type Server struct {
 	host    string // advertised host of our Via and Contact
 	port    int
 	ready   chan struct{}
-	calls   map[*call]struct{}
-	dialogs map[string]*call // dialog key (Call-ID, our tag) → call
-	binv    sync.Map         // callee-leg Call-ID → *call, read by onWire
+	calls   map[*session]struct{}
+	dialogs map[string]*session // dialog key (Call-ID, our tag) → session
+	binv    sync.Map            // Call-ID of a placed leg → *session, read by onWire
 
 	draining atomic.Bool
 	wg       workGroup     // call loops and background senders (workgroup.go)
@@ -208,8 +215,8 @@ func NewServer(cfg Config) (*Server, error) {
 		lim:     newLimiters(cfg.Limits),
 		token:   "b2b" + hex.EncodeToString(tok[:]),
 		ready:   make(chan struct{}),
-		calls:   map[*call]struct{}{},
-		dialogs: map[string]*call{},
+		calls:   map[*session]struct{}{},
+		dialogs: map[string]*session{},
 		idle:    make(chan struct{}, 1),
 	}
 	s.notices, s.stopNotices = context.WithCancel(context.Background())
@@ -505,7 +512,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) hangupAll() {
 	s.mu.Lock()
-	list := make([]*call, 0, len(s.calls))
+	list := make([]*session, 0, len(s.calls))
 	for c := range s.calls {
 		list = append(list, c)
 	}
@@ -655,13 +662,22 @@ func (s *Server) respondFailure(tx sipmsg.ServerTransaction, req *sipmsg.Request
 	s.respond(tx, req, f.Status, f.Text, hdrs...)
 }
 
-func (s *Server) addCall(c *call) {
+// route gives the targets of a call to imID.
+func (s *Server) route(ctx context.Context, imID string) ([]Target, error) {
+	if s.cfg.Route != nil {
+		return s.cfg.Route(ctx, imID)
+	}
+	t, err := s.router.Route(ctx, imID)
+	return []Target{t}, err
+}
+
+func (s *Server) addSession(c *session) {
 	s.mu.Lock()
 	s.calls[c] = struct{}{}
 	s.mu.Unlock()
 }
 
-func (s *Server) removeCall(c *call, keys []string) {
+func (s *Server) removeSession(c *session, keys []string) {
 	s.mu.Lock()
 	delete(s.calls, c)
 	for _, k := range keys {
@@ -676,13 +692,13 @@ func (s *Server) removeCall(c *call, keys []string) {
 	}
 }
 
-func (s *Server) setDialog(key string, c *call) {
+func (s *Server) setDialog(key string, c *session) {
 	s.mu.Lock()
 	s.dialogs[key] = c
 	s.mu.Unlock()
 }
 
-func (s *Server) dialog(req *sipmsg.Request) *call {
+func (s *Server) dialog(req *sipmsg.Request) *session {
 	to := req.To()
 	cid := req.CallID()
 	if to == nil || cid == nil {
@@ -714,8 +730,8 @@ func (s *Server) onWire(m sipmsg.Message) {
 	if !ok {
 		return
 	}
-	c := v.(*call)
-	c.post(func() { c.onCalleeResponse(res) })
+	c := v.(*session)
+	c.post(func() { c.onWireResponse(res) })
 }
 
 // onInvite handles an INVITE: in a dialog it is a re-INVITE for the call;
@@ -768,7 +784,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	defer s.wg.Done()
-	c := newCall(s, req, tx, caller, callee)
+	c := newSession(s, req, tx, caller, callee)
 	if c == nil {
 		return
 	}
@@ -885,8 +901,6 @@ func (s *Server) onUnsupported(req *sipmsg.Request, tx sipmsg.ServerTransaction)
 	// RFC 3261 §8.2.1: 405 lists what we do accept.
 	s.respond(tx, req, 405, "", sipmsg.NewHeader("Allow", allowed))
 }
-
-// post, serverReq and call live in call.go.
 
 // newCallID makes a Call-ID that says nothing about the caller.
 func newCallID() string {
