@@ -230,3 +230,31 @@ func TestLate2xxOfAnotherDialogIsAckedAndByed(t *testing.T) {
 		t.Errorf("%d BYEs on the second dialog, want 1", byes)
 	}
 }
+
+// A branch whose INVITE cannot even be sent fails alone: the other branch
+// still rings and takes the call.
+func TestForkBranchFailingAtOnce(t *testing.T) {
+	caller := newPeer(t, "alice")
+	term := newPeer(t, "term")
+	term.setInvite(answerer(term, 0, nil))
+	e := newEnv(t, func(c *b2bConfig) {
+		c.Route = func(_ context.Context, imID string) ([]b2b.Target, error) {
+			return []b2b.Target{
+				{URI: sipmsg.Uri{Scheme: "sip", User: imID, Host: "127.0.0.1", Port: 9}, Dest: "127.0.0.1:9", Transport: "SCTP"},
+				{URI: sipmsg.Uri{Scheme: "sip", User: imID, Host: "127.0.0.1", Port: netipPort(term.addr)}, Dest: term.addr, Transport: "UDP"},
+			}, nil
+		}
+	})
+	e.addUser("bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dlg, res, err := caller.invite(ctx, e.uri("bob"), sipgo.AnswerOptions{})
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("call: %v (response %v)", err, res)
+	}
+	if err := dlg.Bye(ctx); err != nil {
+		t.Fatalf("caller BYE: %v", err)
+	}
+	term.waitRequest(sipmsg.BYE, 2*time.Second)
+	waitIdle(t, e)
+}

@@ -89,7 +89,7 @@ type uacLeg struct {
 }
 
 // trying tells whether the leg may still answer.
-func (l *uacLeg) trying() bool { return l.tx != nil && !l.final && !l.cancelWanted }
+func (l *uacLeg) trying() bool { return !l.final && !l.cancelWanted }
 
 // serverReq is an in-dialog request waiting for the session's answer. Its
 // handler goroutine blocks on done, because sipgo ends a transaction whose

@@ -153,13 +153,18 @@ func (c *session) onRouted(ts []Target, err error) {
 		c.fail(AsFailure(err), true)
 		return
 	}
+	// Every leg exists before the first INVITE goes, so that a branch
+	// failing at once is not taken for the last one.
 	for _, t := range ts {
+		if !c.prepare(t) {
+			return
+		}
+	}
+	for _, l := range c.uac {
 		if c.ending {
 			break
 		}
-		if !c.place(t) {
-			return
-		}
+		c.send(l)
 	}
 	if !c.ending {
 		c.ringTimer = c.after(c.s.cfg.RingTimeout, c.onRingTimeout)
@@ -306,6 +311,9 @@ func (c *session) bye(l *leg, cause string) {
 		return
 	}
 	l.byeSent = true
+	if cause == "" {
+		l.end("BYE sent")
+	}
 	req := l.newRequest(sipmsg.BYE, 0)
 	if cause != "" {
 		q850 := CauseNormalClearing

@@ -9,9 +9,9 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 )
 
-// place sends an INVITE towards t on a new leg; false when the session has
-// failed doing so.
-func (c *session) place(t Target) bool {
+// prepare makes a leg towards t with its INVITE; false when the session
+// has failed doing so.
+func (c *session) prepare(t Target) bool {
 	o := c.origin
 	id := LegID("uac-" + strconv.Itoa(len(c.uac)+1))
 	body := sdpBody(o.inv)
@@ -55,13 +55,18 @@ func (c *session) place(t Target) bool {
 	}
 	inv.SetBody(body)
 	l.inv = inv
+	return true
+}
+
+// send sends l's INVITE.
+func (c *session) send(l *uacLeg) {
 	c.s.setDialog(l.key(), c)
 	c.s.binv.Store(l.callID, c)
-	tx, err := c.s.cli.TransactionRequest(c.ctx, inv, c.s.addVia)
+	tx, err := c.s.cli.TransactionRequest(c.ctx, l.inv, c.s.addVia)
 	if err != nil {
 		l.txDone = true
 		c.uacFailed(l, &Failure{Status: 502, Cause: CauseDestinationOutOfOrd, Text: "terminal unreachable", Err: err})
-		return !c.ending
+		return
 	}
 	l.tx = tx
 	c.s.wg.Add(1)
@@ -85,7 +90,6 @@ func (c *session) place(t Target) bool {
 			}
 		}
 	}()
-	return true
 }
 
 // uacOf is the placed leg with Call-ID callID.
@@ -299,6 +303,7 @@ func (c *session) uacFailed(l *uacLeg, f *Failure) {
 		c.fail(c.forkFailure, true)
 		return
 	}
+	c.log.Debug("branch failed", "leg", l.id, "status", f.Status, "err", f.Err)
 	c.media.Release(l.id)
 	c.maybeFinish()
 }
