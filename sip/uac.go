@@ -231,6 +231,7 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	c.expectAck(&o.leg, o.tx, out)
 	c.mediaAnswered()
 	c.rec.AnsweredAt = time.Now().UTC()
+	c.rec.TerminalID = l.target.Terminal.ID // the branch that took the call
 	c.writeRecord()
 	c.log.Debug("call answered", "leg", l.id)
 }
