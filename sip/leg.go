@@ -1,84 +1,132 @@
 package sip
 
 import (
-	"strings"
+	"context"
+	"errors"
+	"sync"
+	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 )
 
-// leg is one dialog of a call as the B2BUA sees it (RFC 3261 §12): the
-// identifiers and route set needed to send in-dialog requests on it. A leg
-// is owned by its call's event loop; nothing else reads or writes it.
+// leg is what every signalling leg of a session has, whichever way its
+// INVITE went: its dialog, its media name, its context and why it ended.
+// A leg is owned by its session's loop; nothing else reads or writes it.
 type leg struct {
-	name      string // "caller" or "callee", for logs and end causes
-	callID    string
-	local     sipmsg.Uri // our URI on this dialog (From of our requests)
-	localName string
-	localTag  string
-	remote    sipmsg.Uri // the peer's URI (To of our requests)
-	remoteNm  string
-	remoteTag string
-	localSeq  uint32
-	remoteSeq uint32
-	target    sipmsg.Uri // remote target: the peer's Contact (§12.1)
-	routeSet  []string   // Route values, in the order they are sent
-	dest      string     // where requests go when the route set is empty
-	transport string
-	laddr     sipmsg.Addr // our socket for UDP, so requests leave from the listen port
+	dialogState
+	id   LegID
+	name string // "caller" or "callee": the end causes of the call record
+
+	uas *uasLeg // set on a leg whose INVITE reached us
+	uac *uacLeg // set on a leg whose INVITE we sent
+
+	// ctx lives while the leg does; its cause is the leg's end reason
+	// (CONVENTIONS 8), which becomes the session's end cause when the
+	// bridge policy ends the session with it.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	up      bool // confirmed: a 2xx to its INVITE was sent or received
+	byeSent bool // we sent BYE on it, or took the peer's: none (more) from us
+
+	await   *await2xx   // our 2xx on this leg waiting for its ACK
+	delayed *delayedAck // our ACK held for the answer in this leg's ACK
 }
 
-// key identifies the dialog for matching requests the peer sends on it:
-// Call-ID and our tag (the To tag of the peer's requests).
-func (l *leg) key() string { return dialogKey(l.callID, l.localTag) }
-
-func dialogKey(callID, localTag string) string { return callID + "\x00" + localTag }
-
-// newRequest builds an in-dialog request on this leg (RFC 3261 §12.2.1.1).
-// A CSeq of 0 takes the next local sequence number.
-func (l *leg) newRequest(method sipmsg.RequestMethod, seq uint32) *sipmsg.Request {
-	req := sipmsg.NewRequest(method, *l.target.Clone())
-	from := &sipmsg.FromHeader{DisplayName: l.localName, Address: l.local, Params: sipmsg.NewParams()}
-	from.Params.Add("tag", l.localTag)
-	to := &sipmsg.ToHeader{DisplayName: l.remoteNm, Address: l.remote, Params: sipmsg.NewParams()}
-	if l.remoteTag != "" {
-		to.Params.Add("tag", l.remoteTag)
-	}
-	callID := sipmsg.CallIDHeader(l.callID)
-	if seq == 0 {
-		l.localSeq++
-		seq = l.localSeq
-	}
-	mf := sipmsg.MaxForwardsHeader(70)
-	req.AppendHeader(from)
-	req.AppendHeader(to)
-	req.AppendHeader(&callID)
-	req.AppendHeader(&sipmsg.CSeqHeader{SeqNo: seq, MethodName: method})
-	req.AppendHeader(&mf)
-	for _, r := range l.routeSet {
-		req.AppendHeader(sipmsg.NewHeader("Route", r))
-	}
-	req.SetTransport(l.transport)
-	if len(l.routeSet) > 0 {
-		var ru sipmsg.Uri
-		if err := sipmsg.ParseUri(strings.Trim(strings.SplitN(l.routeSet[0], ",", 2)[0], " <>"), &ru); err == nil {
-			if ru.Port == 0 {
-				ru.Port = 5060
-			}
-			req.SetDestination(ru.HostPort())
-		}
-	} else if l.dest != "" {
-		req.SetDestination(l.dest)
-	}
-	if l.laddr.IP != nil {
-		req.Laddr = l.laddr
-	}
-	return req
+func newLeg(id LegID, name string, d dialogState) leg {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return leg{dialogState: d, id: id, name: name, ctx: ctx, cancel: cancel}
 }
 
-// updateTarget applies a target refresh: a Contact in a 2xx or in a
-// re-INVITE replaces the remote target (RFC 3261 §12.2.1.2, §12.2.2).
-func (l *leg) updateTarget(c *sipmsg.ContactHeader) {
-	if c != nil {
-		l.target = *c.Address.Clone()
+// end records why the leg ended; the first reason stays.
+func (l *leg) end(reason string) {
+	l.cancel(errors.New(reason))
+	if l.await != nil {
+		l.await.timer.Stop()
+		l.await = nil
 	}
+}
+
+// ended tells whether the leg is over.
+func (l *leg) ended() bool { return l.ctx.Err() != nil }
+
+// endReason is why the leg ended, "" while it lives.
+func (l *leg) endReason() string {
+	if err := context.Cause(l.ctx); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// uasLeg is a leg whose INVITE reached us: we answer it.
+type uasLeg struct {
+	leg
+	inv   *sipmsg.Request // the INVITE, with our To tag
+	tx    sipmsg.ServerTransaction
+	final bool // its INVITE has our final response
+}
+
+// uacLeg is a leg whose INVITE we sent: a terminal, a fork branch.
+type uacLeg struct {
+	leg
+	target Target
+	inv    *sipmsg.Request
+	tx     sipmsg.ClientTransaction
+	ack    *sipmsg.Request  // our ACK of its 2xx, for the 2xx's retransmissions
+	ok     *sipmsg.Response // the 2xx that confirmed it
+
+	provisional, alerted bool
+	final                bool // its INVITE has a final response
+	// txFinal: the INVITE transaction has taken its final response; for
+	// a non-2xx one it has ACKed it (RFC 3261 §17.1.1.3) and stays to
+	// ACK retransmissions until Timer D.
+	txFinal, txFailed, txDone bool
+	cancelWanted, cancelSent  bool
+
+	// strays are the ACKs of 2xx from other dialogs of this INVITE (a
+	// forking proxy downstream), by To tag, for their retransmissions.
+	strays map[string]*sipmsg.Request
+}
+
+// trying tells whether the leg may still answer.
+func (l *uacLeg) trying() bool { return !l.final && !l.cancelWanted }
+
+// serverReq is an in-dialog request waiting for the session's answer. Its
+// handler goroutine blocks on done, because sipgo ends a transaction whose
+// handler has returned.
+type serverReq struct {
+	req  *sipmsg.Request
+	tx   sipmsg.ServerTransaction
+	done chan struct{}
+
+	mu       sync.Mutex
+	answered bool
+}
+
+func (r *serverReq) respond(res *sipmsg.Response) {
+	final := res.StatusCode >= 200
+	r.mu.Lock()
+	if r.answered {
+		r.mu.Unlock()
+		return
+	}
+	if final {
+		r.answered = true
+	}
+	r.mu.Unlock()
+	_ = r.tx.Respond(res)
+	if final {
+		close(r.done)
+	}
+}
+
+// await2xx retransmits a 2xx to an INVITE until its ACK arrives (RFC 3261
+// §13.3.1.4; RFC 6026 makes this the job of the transaction user).
+type await2xx struct {
+	tx       sipmsg.ServerTransaction
+	res      *sipmsg.Response
+	seq      uint32
+	interval time.Duration
+	deadline time.Time
+	timer    *time.Timer
 }

@@ -4,27 +4,19 @@ import (
 	"errors"
 
 	sipmsg "github.com/emiago/sipgo/sip"
-
-	"github.com/imcall/b2bua/rtpproxy"
 )
 
-// How the call loop uses a media session beyond Offer and Answer. The
-// optional methods are discovered by type assertion, so Passthrough needs
-// none of them.
+// How the session uses a media session beyond Offer, Answer and Release.
+// The optional interfaces (MediaSupervisor, MediaStatser) are discovered by
+// type assertion, so Passthrough needs none of them, and the session never
+// knows which relay is behind the seam.
 
-// mediaWatcher is a session that can end by itself (the RTP proxy's
-// supervision found dead media).
-type mediaWatcher interface {
-	Done() <-chan struct{}
-	Err() error
-}
-
-// watchMedia ends the call when its media session dies on its own: BYE to
-// both legs with Reason Q.850 cause 102, recovery on timer expiry (RFC
+// watchMedia ends the session when its media session dies on its own: BYE
+// to every leg with Reason Q.850 cause 102, recovery on timer expiry (RFC
 // 3326), and "media timeout" as the record's end cause. The goroutine ends
-// with the call.
-func (c *call) watchMedia(m MediaSession) {
-	w, ok := m.(mediaWatcher)
+// with the session.
+func (c *session) watchMedia(m MediaSession) {
+	w, ok := m.(MediaSupervisor)
 	if !ok {
 		return
 	}
@@ -39,28 +31,35 @@ func (c *call) watchMedia(m MediaSession) {
 	}()
 }
 
-func (c *call) onMediaDone(err error) {
+func (c *session) onMediaDone(err error) {
 	if c.ending || c.ctx.Err() != nil {
-		return // the call ended first; its context closed the session
+		return // the session ended first; its context closed the media
 	}
 	f := MediaTimeoutFailure(err)
-	if !errors.Is(err, rtpproxy.ErrMediaTimeout) {
+	if !errors.Is(err, ErrMediaTimeout) {
 		// The relay went away under a live call (it was closed).
 		f = &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "media relay closed", Err: err}
 	}
 	c.log.Info("media ended: ending call", "err", err)
 	c.byeCause = f.Cause
-	if !c.aFinal {
-		c.respondCaller(f)
+	if !c.origin.final {
+		c.respondUAS(c.origin, f)
 	}
 	c.end(f.Text)
+}
+
+// mediaAnswered starts the media session's supervision, if it has one.
+func (c *session) mediaAnswered() {
+	if w, ok := c.media.(MediaSupervisor); ok {
+		w.Answered()
+	}
 }
 
 // offerFailure is the answer to an offer the media anchor refused: its own
 // status (400 malformed SDP, 488 SDP it cannot anchor, 503 no ports) with
 // the Warning the anchor wrote.
 func offerFailure(err error) *Failure {
-	return AsFailure(mediaFailure(err))
+	return AsFailure(err)
 }
 
 // answerFailure is the answer to the side whose offer was answered with SDP
@@ -76,11 +75,15 @@ func answerFailure(err error) *Failure {
 	return f
 }
 
+// warner is an error that knows its Warning header value (the media
+// anchor's errors do).
+type warner interface{ Warning(agent string) string }
+
 // addWarning adds the media anchor's Warning header (RFC 3261 §20.43) to a
 // response carrying f, when f came from the anchor.
 func addWarning(res *sipmsg.Response, f *Failure) {
-	var e *rtpproxy.Error
-	if errors.As(f, &e) {
-		res.AppendHeader(sipmsg.NewHeader("Warning", e.Warning("b2bua")))
+	var w warner
+	if errors.As(f.Err, &w) {
+		res.AppendHeader(sipmsg.NewHeader("Warning", w.Warning("b2bua")))
 	}
 }

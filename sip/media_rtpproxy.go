@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/imcall/b2bua/rtpproxy"
 )
@@ -22,33 +23,46 @@ func (a RTPProxy) NewSession(ctx context.Context, callID string) (MediaSession, 
 	return &RTPSession{call: c}, nil
 }
 
-// RTPSession is the MediaSession of one anchored call. Beyond the
-// MediaSession methods it offers, for the call loop to discover by type
-// assertion, Answered (start media supervision at the 2xx), Done and Err
-// (dead media: Err wraps rtpproxy.ErrMediaTimeout) and Stats (the per-leg
-// counters for the call record).
+// RTPSession is the MediaSession of one anchored session. It maps legs
+// onto the relay's two sides, so it anchors two parties only: the leg of
+// the first offer is side A, every other leg side B. Fork branches all get
+// side B's ports; the one that answers takes them, and Release of a branch
+// that lost changes nothing. Beyond MediaSession it is a MediaSupervisor
+// (Err wraps ErrMediaTimeout and rtpproxy.ErrMediaTimeout for dead media)
+// and a MediaStatser (the per-side counters for the call record).
 type RTPSession struct {
 	call *rtpproxy.Call
+	a    LegID // the leg on side A; set by the first offer or answer
 }
 
-func proxySide(s Side) rtpproxy.Side {
-	if s == Callee {
-		return rtpproxy.SideB
+// side maps a leg to the relay's side, binding the first leg it sees to A.
+// Only the session's loop calls it.
+func (s *RTPSession) side(id LegID) rtpproxy.Side {
+	if s.a == "" {
+		s.a = id
 	}
-	return rtpproxy.SideA
+	if id == s.a {
+		return rtpproxy.SideA
+	}
+	return rtpproxy.SideB
 }
 
-// Offer rewrites an offer from side from for the other side.
-func (s *RTPSession) Offer(_ context.Context, from Side, sdp []byte) ([]byte, error) {
-	out, err := s.call.RewriteOffer(proxySide(from), sdp)
+// Offer rewrites an offer from leg from for leg to.
+func (s *RTPSession) Offer(_ context.Context, from, _ LegID, sdp []byte) ([]byte, error) {
+	out, err := s.call.RewriteOffer(s.side(from), sdp)
 	return out, mediaFailure(err)
 }
 
-// Answer rewrites an answer from side from for the other side.
-func (s *RTPSession) Answer(_ context.Context, from Side, sdp []byte) ([]byte, error) {
-	out, err := s.call.RewriteAnswer(proxySide(from), sdp)
+// Answer rewrites an answer from leg from for leg to.
+func (s *RTPSession) Answer(_ context.Context, from, to LegID, sdp []byte) ([]byte, error) {
+	s.side(to) // an answer to an offer the session never showed us: to is A
+	out, err := s.call.RewriteAnswer(s.side(from), sdp)
 	return out, mediaFailure(err)
 }
+
+// Release frees nothing: the relay's ports belong to the pair and go at
+// Close.
+func (s *RTPSession) Release(LegID) {}
 
 // Close releases the call's ports.
 func (s *RTPSession) Close() error { return s.call.Close() }
@@ -61,10 +75,19 @@ func (s *RTPSession) Answered() { s.call.Answered() }
 func (s *RTPSession) Done() <-chan struct{} { return s.call.Done() }
 
 // Err tells why Done was closed.
-func (s *RTPSession) Err() error { return s.call.Err() }
+func (s *RTPSession) Err() error {
+	err := s.call.Err()
+	if errors.Is(err, rtpproxy.ErrMediaTimeout) {
+		return fmt.Errorf("%w: %w", ErrMediaTimeout, err)
+	}
+	return err
+}
 
-// Stats gives the per-leg media counters (JSON-ready, for CallRecord.Stats).
+// Stats gives the per-side media counters.
 func (s *RTPSession) Stats() []rtpproxy.LegStats { return s.call.Stats() }
+
+// MediaStats is Stats for the call record.
+func (s *RTPSession) MediaStats() any { return s.call.Stats() }
 
 // MediaTimeoutFailure is how a call ended by dead media is reported: BYE to
 // both sides with this Reason (RFC 3326), and "media timeout" as the end
@@ -95,6 +118,8 @@ func mediaFailure(err error) error {
 }
 
 var (
-	_ MediaAnchor  = RTPProxy{}
-	_ MediaSession = (*RTPSession)(nil)
+	_ MediaAnchor     = RTPProxy{}
+	_ MediaSession    = (*RTPSession)(nil)
+	_ MediaSupervisor = (*RTPSession)(nil)
+	_ MediaStatser    = (*RTPSession)(nil)
 )

@@ -34,23 +34,23 @@ func TestRTPProxyAnchor(t *testing.T) {
 	cases := []struct {
 		name       string
 		offer      bool
-		from       Side
+		from, to   LegID
 		body       []byte
 		wantStatus int // 0: success
 	}{
-		{"caller's offer", true, Caller, sdp("192.0.2.1", "4000"), 0},
-		{"callee's answer", false, Callee, sdp("198.51.100.7", "5000"), 0},
-		{"malformed re-offer", true, Callee, []byte("garbage"), 400},
-		{"IPv6 re-offer", true, Caller, []byte("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"), 488},
+		{"caller's offer", true, "uas-1", "uac-1", sdp("192.0.2.1", "4000"), 0},
+		{"callee's answer", false, "uac-1", "uas-1", sdp("198.51.100.7", "5000"), 0},
+		{"malformed re-offer", true, "uac-1", "uas-1", []byte("garbage"), 400},
+		{"IPv6 re-offer", true, "uas-1", "uac-1", []byte("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"), 488},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var out []byte
 			var err error
 			if tc.offer {
-				out, err = ms.Offer(context.Background(), tc.from, tc.body)
+				out, err = ms.Offer(context.Background(), tc.from, tc.to, tc.body)
 			} else {
-				out, err = ms.Answer(context.Background(), tc.from, tc.body)
+				out, err = ms.Answer(context.Background(), tc.from, tc.to, tc.body)
 			}
 			if tc.wantStatus != 0 {
 				var f *Failure

@@ -16,10 +16,9 @@ import (
 
 // delayedAck is an ACK held back until the answer it must carry arrives.
 type delayedAck struct {
-	seq  uint32          // CSeq of the requester's INVITE, which its ACK repeats
-	ack  *sipmsg.Request // our ACK of the other side's 2xx, without its body yet
-	to   *leg            // the leg the ACK goes to
-	side Side            // the side whose ACK carries the answer
+	seq uint32          // CSeq of the requester's INVITE, which its ACK repeats
+	ack *sipmsg.Request // our ACK of the other leg's 2xx, without its body yet
+	to  *leg            // the leg the ACK goes to
 }
 
 // sdpBody is a message's body, nil when it is empty or only whitespace: a
@@ -38,11 +37,8 @@ func sdpBody(m sipmsg.Message) []byte {
 // INVITE with CSeq seq) brings the answer. No other offer may start before
 // the exchange ends (RFC 3261 §14.2; RFC 3264 §4 allows one offer at a
 // time).
-func (c *call) holdAck(from *leg, side Side, seq uint32, ack *sipmsg.Request, to *leg) {
-	if c.delayed == nil {
-		c.delayed = map[*leg]*delayedAck{}
-	}
-	c.delayed[from] = &delayedAck{seq: seq, ack: ack, to: to, side: side}
+func (c *session) holdAck(from *leg, seq uint32, ack *sipmsg.Request, to *leg) {
+	from.delayed = &delayedAck{seq: seq, ack: ack, to: to}
 	c.reinvite = true
 }
 
@@ -51,8 +47,8 @@ func (c *call) holdAck(from *leg, side Side, seq uint32, ack *sipmsg.Request, to
 // answer still releases the held ACK (a 2xx is always ACKed) and then ends
 // the call, as RFC 3261 §13.2.2.4 tells a UAC that cannot answer an offer
 // in a 2xx.
-func (c *call) onDelayedAnswer(from *leg, ack *sipmsg.Request) {
-	d := c.delayed[from]
+func (c *session) onDelayedAnswer(from *leg, ack *sipmsg.Request) {
+	d := from.delayed
 	if d == nil || d.seq != ack.CSeq().SeqNo {
 		return
 	}
@@ -60,7 +56,7 @@ func (c *call) onDelayedAnswer(from *leg, ack *sipmsg.Request) {
 	body := sdpBody(ack)
 	if len(body) == 0 {
 		fail = &Failure{Status: 488, Cause: CauseInterworking, Text: "ACK without the answer to the offer in the 2xx"}
-	} else if out, err := c.media.Answer(c.ctx, d.side, body); err != nil {
+	} else if out, err := c.media.Answer(c.ctx, from.id, d.to.id, body); err != nil {
 		fail = answerFailure(err)
 	} else {
 		if ack.GetHeader("Content-Type") != nil {
@@ -72,7 +68,7 @@ func (c *call) onDelayedAnswer(from *leg, ack *sipmsg.Request) {
 	}
 	c.releaseAck(from)
 	if fail != nil {
-		c.log.Warn("answer in ACK rejected: ending call", "leg", from.name, "err", fail)
+		c.log.Warn("answer in ACK rejected: ending call", "leg", from.id, "err", fail)
 		c.byeCause = fail.Cause
 		c.end(fail.Text)
 	}
@@ -80,22 +76,45 @@ func (c *call) onDelayedAnswer(from *leg, ack *sipmsg.Request) {
 
 // releaseAck sends the ACK held for from's answer, with whatever body it
 // has by now.
-func (c *call) releaseAck(from *leg) {
-	d := c.delayed[from]
+func (c *session) releaseAck(from *leg) {
+	d := from.delayed
 	if d == nil {
 		return
 	}
-	delete(c.delayed, from)
-	if len(c.delayed) == 0 {
+	from.delayed = nil
+	if !c.holding() {
 		c.reinvite = false
 	}
-	c.sendAck(d.ack)
+	c.sendAck(d.to, d.ack)
 }
 
-// releaseAcks sends every held ACK, without an answer, before the call's
-// BYEs: a 2xx must be ACKed even when the dialog is ended at once.
-func (c *call) releaseAcks() {
-	for l := range c.delayed {
+// holding tells whether an ACK is held on any leg.
+func (c *session) holding() bool {
+	for _, l := range c.legs() {
+		if l.delayed != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseAcks sends every held ACK, without an answer, before the
+// session's BYEs: a 2xx must be ACKed even when the dialog is ended at
+// once.
+func (c *session) releaseAcks() {
+	for _, l := range c.legs() {
 		c.releaseAck(l)
 	}
+}
+
+// legs lists every leg, those that reached us first.
+func (c *session) legs() []*leg {
+	out := make([]*leg, 0, len(c.uas)+len(c.uac))
+	for _, u := range c.uas {
+		out = append(out, &u.leg)
+	}
+	for _, l := range c.uac {
+		out = append(out, &l.leg)
+	}
+	return out
 }

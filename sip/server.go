@@ -1,14 +1,3 @@
-// Package sip is the B2BUA: it answers calls to IM users
-// (sip:<im-id>@<domain>), routes them through the registry and the SCP to
-// the user's active terminal, and bridges the caller's dialog with a new
-// dialog towards the terminal. It also takes SIP registrations of smart
-// terminals and authenticates callers with digest.
-//
-// Each call is owned by one goroutine, its event loop: sipgo delivers every
-// message on a goroutine of its own, so handlers only post work to the loop
-// and the loop alone changes call state. Responses to the INVITE towards a
-// terminal are taken from the transport in wire order (see onWire), so a 180
-// that arrives before a 200 is relayed before it.
 package sip
 
 import (
@@ -48,7 +37,7 @@ type CallRecorder interface {
 }
 
 // CallBatchRecorder is a CallRecorder that also writes many records in one
-// transaction (registry/sqlite.Store does); the server uses it when offered.
+// transaction (*registry.SQLite does); the server uses it when offered.
 // WriteCalls inserts the records with ID 0, setting their IDs, and updates
 // the others; errs[i] is record i's own error, err a failed transaction.
 type CallBatchRecorder interface {
@@ -97,6 +86,13 @@ type Config struct {
 	// RetryAfter is the Retry-After of 503 answers while draining; 0: 60s.
 	RetryAfter time.Duration
 
+	// Route, when set, decides where a call goes instead of the Router
+	// over Terminals, Bindings and Locator: every target it gives is rung
+	// at once, the first 2xx takes the call and the other targets are
+	// CANCELed (parallel forking, RFC 3261 §16.7). Its errors are answered
+	// like the Router's (a *Failure knows its answer).
+	Route func(ctx context.Context, imID string) ([]Target, error)
+
 	Limits Limits // per-source limits of untrusted sources (ratelimit.go); zero: none
 
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
@@ -127,9 +123,9 @@ type Server struct {
 	host    string // advertised host of our Via and Contact
 	port    int
 	ready   chan struct{}
-	calls   map[*call]struct{}
-	dialogs map[string]*call // dialog key (Call-ID, our tag) → call
-	binv    sync.Map         // callee-leg Call-ID → *call, read by onWire
+	calls   map[*session]struct{}
+	dialogs map[string]*session // dialog key (Call-ID, our tag) → session
+	binv    sync.Map            // Call-ID of a placed leg → *session, read by onWire
 
 	draining atomic.Bool
 	wg       workGroup     // call loops and background senders (workgroup.go)
@@ -198,8 +194,8 @@ func NewServer(cfg Config) (*Server, error) {
 		lim:     newLimiters(cfg.Limits),
 		token:   "b2b" + hex.EncodeToString(tok[:]),
 		ready:   make(chan struct{}),
-		calls:   map[*call]struct{}{},
-		dialogs: map[string]*call{},
+		calls:   map[*session]struct{}{},
+		dialogs: map[string]*session{},
 		idle:    make(chan struct{}, 1),
 	}
 	if cfg.Calls != nil {
@@ -273,229 +269,6 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 
 // allowed is the Allow header of the B2BUA (RFC 3261 §20.5).
 const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY, REGISTER"
-
-// Listen binds UDP and TCP on addr (the same port for both; port 0 picks
-// one) and, when configured, TLS. Serve then answers on them.
-func (s *Server) Listen(addr string) error {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("sip: listen address %q: %w", addr, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return fmt.Errorf("sip: listen port %q: %w", portStr, err)
-	}
-	var udp net.PacketConn
-	var tcp net.Listener
-	// With port 0 the kernel picks a UDP port that may be taken for TCP:
-	// try a few times so both transports share one port.
-	for attempt := 0; ; attempt++ {
-		udp, err = net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
-		if err != nil {
-			return fmt.Errorf("sip: listen udp %s: %w", addr, err)
-		}
-		p := udp.LocalAddr().(*net.UDPAddr).Port
-		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
-		if err == nil {
-			break
-		}
-		udp.Close()
-		if port != 0 || attempt >= 10 {
-			return fmt.Errorf("sip: listen tcp %s: %w", addr, err)
-		}
-	}
-	if uc, ok := udp.(*net.UDPConn); ok {
-		// One socket carries every call: a burst must not overflow the
-		// kernel's default buffer (about 200 KB), or the lost 180s and
-		// 200s come back as retransmissions. The kernel caps this at
-		// net.core.rmem_max.
-		_ = uc.SetReadBuffer(4 << 20)
-		_ = uc.SetWriteBuffer(4 << 20)
-	}
-	var tlsL net.Listener
-	if s.cfg.TLSConfig != nil && s.cfg.TLSAddr != "" {
-		if tlsL, err = tls.Listen("tcp", s.cfg.TLSAddr, s.cfg.TLSConfig); err != nil {
-			udp.Close()
-			tcp.Close()
-			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLSAddr, err)
-		}
-	}
-	ua := udp.LocalAddr().(*net.UDPAddr)
-	adv := ua.IP.String()
-	if ua.IP.IsUnspecified() {
-		// A wildcard listener advertises the address that reaches the
-		// outside; loopback is the safe default for a lab.
-		adv = outboundIP()
-	}
-	s.mu.Lock()
-	s.udp, s.tcp, s.tlsL = udp, tcp, tlsL
-	s.host, s.port = adv, ua.Port
-	s.mu.Unlock()
-	return nil
-}
-
-func outboundIP() string {
-	c, err := net.Dial("udp", "192.0.2.1:9")
-	if err != nil {
-		return "127.0.0.1"
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).IP.String()
-}
-
-// Addr is the UDP/TCP address the server listens on, valid after Listen.
-func (s *Server) Addr() netip.AddrPort {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.udp == nil {
-		return netip.AddrPort{}
-	}
-	return s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
-// TLSAddr is the SIP-over-TLS address, "" without TLS; valid after Listen.
-func (s *Server) TLSAddr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tlsL == nil {
-		return ""
-	}
-	return s.tlsL.Addr().String()
-}
-
-// Ready is closed once the server answers SIP.
-func (s *Server) Ready() <-chan struct{} { return s.ready }
-
-// Serve answers SIP on the listeners Listen opened until ctx is done. It
-// closes the listeners and the transport when it returns; call Shutdown
-// first for a graceful stop.
-func (s *Server) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	udp, tcp, tlsL := s.udp, s.tcp, s.tlsL
-	s.mu.Unlock()
-	if udp == nil {
-		return errors.New("sip: Serve before Listen")
-	}
-	errc := make(chan error, 3)
-	n := 0
-	serve := func(f func() error) {
-		n++
-		go func() { errc <- f() }()
-	}
-	serve(func() error { return s.srv.ServeUDP(udp) })
-	serve(func() error { return s.srv.ServeTCP(tcp) })
-	if tlsL != nil {
-		serve(func() error { return s.srv.ServeTLS(tlsL) })
-	}
-	// Ready only once the UDP listener is in sipgo's pool: a request sent
-	// from it before that would try to bind the port a second time.
-	for i := 0; i < 1000; i++ {
-		if c, _ := s.ua.TransportLayer().GetConnection("udp", udp.LocalAddr().String()); c != nil {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	recCtx, stopRec := context.WithCancel(context.Background())
-	recDone := make(chan struct{})
-	go func() {
-		defer close(recDone)
-		if s.rec != nil {
-			s.rec.run(recCtx)
-		}
-	}()
-	defer func() { stopRec(); <-recDone }()
-	close(s.ready)
-	s.log.Info("SIP listening", "udp", udp.LocalAddr().String(), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		n--
-	}
-	udp.Close()
-	tcp.Close()
-	if tlsL != nil {
-		tlsL.Close()
-	}
-	for ; n > 0; n-- {
-		<-errc
-	}
-	s.ua.Close()
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("sip: serve: %w", err)
-	}
-	return nil
-}
-
-// ListenAndServe is Listen then Serve.
-func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	if err := s.Listen(addr); err != nil {
-		return err
-	}
-	return s.Serve(ctx)
-}
-
-// FlushRecords waits until every call record so far is in the store.
-func (s *Server) FlushRecords(ctx context.Context) error { return s.rec.flush(ctx) }
-
-// ActiveCalls is the number of calls in progress.
-func (s *Server) ActiveCalls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.calls)
-}
-
-// Shutdown stops the server gracefully in two phases (the pattern of
-// livekit/sip and Caddy): new INVITEs get 503 with Retry-After at once and
-// live calls run on until they end; when ctx is done before that, every
-// live call is ended with BYE (or CANCEL) and Shutdown waits for them to
-// wind down before it returns ctx's error. Serve keeps running: cancel its
-// context afterwards.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		n := s.ActiveCalls()
-		if n == 0 {
-			// No call is left to send anything: work that would start
-			// from now on is refused, so the wait below ends.
-			s.wg.Close()
-			if err := s.wg.Wait(ctx); err != nil {
-				return err
-			}
-			return s.rec.flush(ctx)
-		}
-		select {
-		case <-s.idle:
-		case <-tick.C:
-			s.log.Info("draining: waiting for live calls", "calls", n)
-		case <-ctx.Done():
-			s.log.Warn("draining cut short: ending live calls", "calls", n)
-			s.hangupAll()
-			// The calls' BYEs and CANCELs are bounded by Timer B/F.
-			wctx, cancel := context.WithTimeout(context.Background(), 64*sipmsg.T1)
-			_ = s.wg.Wait(wctx)
-			cancel()
-			s.wg.Close()
-			return ctx.Err()
-		}
-	}
-}
-
-func (s *Server) hangupAll() {
-	s.mu.Lock()
-	list := make([]*call, 0, len(s.calls))
-	for c := range s.calls {
-		list = append(list, c)
-	}
-	s.mu.Unlock()
-	for _, c := range list {
-		c.post(func() {
-			c.hangup("shutdown", &Failure{Status: 503, Cause: CauseNormalClearing, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
-		})
-	}
-}
 
 func (s *Server) trusted(src string) bool {
 	ap, err := netip.ParseAddrPort(src)
@@ -634,235 +407,6 @@ func (s *Server) respondFailure(tx sipmsg.ServerTransaction, req *sipmsg.Request
 	}
 	s.respond(tx, req, f.Status, f.Text, hdrs...)
 }
-
-func (s *Server) addCall(c *call) {
-	s.mu.Lock()
-	s.calls[c] = struct{}{}
-	s.mu.Unlock()
-}
-
-func (s *Server) removeCall(c *call, keys []string) {
-	s.mu.Lock()
-	delete(s.calls, c)
-	for _, k := range keys {
-		if s.dialogs[k] == c {
-			delete(s.dialogs, k)
-		}
-	}
-	s.mu.Unlock()
-	select {
-	case s.idle <- struct{}{}:
-	default:
-	}
-}
-
-func (s *Server) setDialog(key string, c *call) {
-	s.mu.Lock()
-	s.dialogs[key] = c
-	s.mu.Unlock()
-}
-
-func (s *Server) dialog(req *sipmsg.Request) *call {
-	to := req.To()
-	cid := req.CallID()
-	if to == nil || cid == nil {
-		return nil
-	}
-	tag, _ := to.Params.Get("tag")
-	if tag == "" {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dialogs[dialogKey(cid.Value(), tag)]
-}
-
-// onWire sees every message in the order the transport read it, before the
-// transaction layer spreads them over goroutines (sipgo issue #306). It
-// hands responses to our INVITEs towards terminals to their call's loop, so
-// a 180 is relayed before the 200 that followed it on the wire.
-func (s *Server) onWire(m sipmsg.Message) {
-	res, ok := m.(*sipmsg.Response)
-	if !ok {
-		return
-	}
-	cseq, cid := res.CSeq(), res.CallID()
-	if cseq == nil || cid == nil || cseq.MethodName != sipmsg.INVITE {
-		return
-	}
-	v, ok := s.binv.Load(cid.Value())
-	if !ok {
-		return
-	}
-	c := v.(*call)
-	c.post(func() { c.onCalleeResponse(res) })
-}
-
-// onInvite handles an INVITE: in a dialog it is a re-INVITE for the call;
-// otherwise it starts a call, and this goroutine becomes the call's loop.
-func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if tag, _ := req.To().Params.Get("tag"); tag != "" {
-		s.inDialog(req, tx)
-		return
-	}
-	// RFC 3261 §16.3 item 3 (we decrement it like a proxy, so a loop of
-	// B2BUAs ends).
-	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 0 {
-		s.respondFailure(tx, req, &Failure{Status: 483, Cause: CauseInterworking, Text: "Max-Forwards exhausted"})
-		return
-	}
-	// RFC 3261 §8.2.2.2 / §16.3 item 4: our own branch in a Via means the
-	// INVITE we sent came back.
-	for _, h := range req.GetHeaders("Via") {
-		if strings.Contains(h.Value(), s.token) {
-			s.respondFailure(tx, req, &Failure{Status: 482, Cause: CauseInterworking, Text: "loop detected"})
-			return
-		}
-	}
-	if s.draining.Load() {
-		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
-		return
-	}
-	if req.Contact() == nil {
-		s.respond(tx, req, 400, "INVITE without Contact")
-		return
-	}
-	// 100 at once, so the caller stops retransmitting while we route
-	// (RFC 3261 §17.2.1).
-	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
-		return
-	}
-	caller, ok := s.authenticate(req, tx, "Proxy-Authorization", 407)
-	if !ok {
-		return
-	}
-	callee, err := registry.ParseIMID(req.Recipient.User)
-	if err != nil {
-		s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
-		return
-	}
-	// Counted before the call exists, so that Shutdown, once it has seen
-	// no live call, either waits for this one or refuses it here.
-	if !s.wg.TryAdd() {
-		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
-		return
-	}
-	defer s.wg.Done()
-	c := newCall(s, req, tx, caller, callee)
-	if c == nil {
-		return
-	}
-	c.run()
-}
-
-// authenticate challenges a request from an untrusted source. It returns
-// the identity the request speaks for: the authenticated user, or for a
-// trusted peer the From user. ok is false when it has answered already.
-func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, header string, status int) (string, bool) {
-	from := req.From()
-	fromUser := ""
-	if from != nil {
-		fromUser = from.Address.User
-	}
-	if s.cfg.Auth == nil || s.trusted(req.Source()) {
-		return fromUser, true
-	}
-	if s.authLockedOut(req, tx) {
-		return "", false
-	}
-	stale := false
-	if h := req.GetHeader(header); h != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		user, err := s.cfg.Auth.VerifyRequest(ctx, string(req.Method), req.Recipient.String(), h.Value())
-		cancel()
-		if err == nil {
-			s.authResult(req, true)
-			return user, true
-		}
-		stale = s.cfg.IsStale(err)
-		if !stale {
-			s.authResult(req, false)
-		}
-		// The same challenge for an unknown user and a wrong password, so
-		// the answer does not tell which IM IDs exist.
-		s.log.Info("authentication failed", "method", req.Method, "source", req.Source(), "err", err)
-	}
-	name := "Proxy-Authenticate"
-	if status == 401 {
-		name = "WWW-Authenticate"
-	}
-	var hdrs []sipmsg.Header
-	for _, ch := range s.cfg.Auth.Challenges(stale) {
-		hdrs = append(hdrs, sipmsg.NewHeader(name, ch))
-	}
-	s.respond(tx, req, status, "", hdrs...)
-	return "", false
-}
-
-func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if c := s.dialog(req); c != nil {
-		c.post(func() { c.onRequest(req, nil) })
-	}
-}
-
-// inDialog hands a request within a dialog to its call and waits until the
-// call has answered it: sipgo ends a transaction whose handler returned.
-func (s *Server) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	c := s.dialog(req)
-	if c == nil {
-		s.respond(tx, req, 481, "no such dialog")
-		return
-	}
-	sr := &serverReq{req: req, tx: tx, done: make(chan struct{})}
-	if !c.post(func() { c.onRequest(req, sr) }) {
-		s.respond(tx, req, 481, "call ended")
-		return
-	}
-	select {
-	case <-sr.done:
-	case <-c.ended:
-		sr.mu.Lock()
-		answered := sr.answered
-		sr.answered = true
-		sr.mu.Unlock()
-		if !answered {
-			s.respond(tx, req, 481, "call ended")
-		}
-	}
-}
-
-func (s *Server) onCancel(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	// A CANCEL that matched an INVITE transaction never reaches here:
-	// sipgo answers it and 487s the INVITE (RFC 3261 §9.2).
-	s.respond(tx, req, 481, "no matching transaction")
-}
-
-func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if tag, _ := req.To().Params.Get("tag"); tag != "" {
-		s.inDialog(req, tx)
-		return
-	}
-	if s.draining.Load() {
-		// Load balancers probe with OPTIONS: a draining node says so.
-		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
-		return
-	}
-	// RFC 3261 §11.2: Accept lists the bodies we take, those of the
-	// MESSAGE service included.
-	s.respond(tx, req, 200, "",
-		sipmsg.NewHeader("Allow", allowed),
-		sipmsg.NewHeader("Accept", s.messageAccept()),
-		sipmsg.NewHeader("Accept-Encoding", "identity"),
-		sipmsg.NewHeader("Accept-Language", "en"),
-	)
-}
-
-func (s *Server) onUnsupported(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	// RFC 3261 §8.2.1: 405 lists what we do accept.
-	s.respond(tx, req, 405, "", sipmsg.NewHeader("Allow", allowed))
-}
-
-// post, serverReq and call live in call.go.
 
 // newCallID makes a Call-ID that says nothing about the caller.
 func newCallID() string {

@@ -1,0 +1,247 @@
+package sip
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/imcall/b2bua/registry"
+)
+
+// route gives the targets of a call to imID.
+func (s *Server) route(ctx context.Context, imID string) ([]Target, error) {
+	if s.cfg.Route != nil {
+		return s.cfg.Route(ctx, imID)
+	}
+	t, err := s.router.Route(ctx, imID)
+	return []Target{t}, err
+}
+
+func (s *Server) addSession(c *session) {
+	s.mu.Lock()
+	s.calls[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Server) removeSession(c *session, keys []string) {
+	s.mu.Lock()
+	delete(s.calls, c)
+	for _, k := range keys {
+		if s.dialogs[k] == c {
+			delete(s.dialogs, k)
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case s.idle <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) setDialog(key string, c *session) {
+	s.mu.Lock()
+	s.dialogs[key] = c
+	s.mu.Unlock()
+}
+
+func (s *Server) dialog(req *sipmsg.Request) *session {
+	to := req.To()
+	cid := req.CallID()
+	if to == nil || cid == nil {
+		return nil
+	}
+	tag, _ := to.Params.Get("tag")
+	if tag == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dialogs[dialogKey(cid.Value(), tag)]
+}
+
+// onWire sees every message in the order the transport read it, before the
+// transaction layer spreads them over goroutines (sipgo issue #306). It
+// hands responses to our INVITEs towards terminals to their call's loop, so
+// a 180 is relayed before the 200 that followed it on the wire.
+func (s *Server) onWire(m sipmsg.Message) {
+	res, ok := m.(*sipmsg.Response)
+	if !ok {
+		return
+	}
+	cseq, cid := res.CSeq(), res.CallID()
+	if cseq == nil || cid == nil || cseq.MethodName != sipmsg.INVITE {
+		return
+	}
+	v, ok := s.binv.Load(cid.Value())
+	if !ok {
+		return
+	}
+	c := v.(*session)
+	c.post(func() { c.onWireResponse(res) })
+}
+
+// onInvite handles an INVITE: in a dialog it is a re-INVITE for the call;
+// otherwise it starts a call, and this goroutine becomes the call's loop.
+func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.inDialog(req, tx)
+		return
+	}
+	// RFC 3261 §16.3 item 3 (we decrement it like a proxy, so a loop of
+	// B2BUAs ends).
+	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 0 {
+		s.respondFailure(tx, req, &Failure{Status: 483, Cause: CauseInterworking, Text: "Max-Forwards exhausted"})
+		return
+	}
+	// RFC 3261 §8.2.2.2 / §16.3 item 4: our own branch in a Via means the
+	// INVITE we sent came back.
+	for _, h := range req.GetHeaders("Via") {
+		if strings.Contains(h.Value(), s.token) {
+			s.respondFailure(tx, req, &Failure{Status: 482, Cause: CauseInterworking, Text: "loop detected"})
+			return
+		}
+	}
+	if s.draining.Load() {
+		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
+		return
+	}
+	if req.Contact() == nil {
+		s.respond(tx, req, 400, "INVITE without Contact")
+		return
+	}
+	// 100 at once, so the caller stops retransmitting while we route
+	// (RFC 3261 §17.2.1).
+	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
+		return
+	}
+	caller, ok := s.authenticate(req, tx, "Proxy-Authorization", 407)
+	if !ok {
+		return
+	}
+	callee, err := registry.ParseIMID(req.Recipient.User)
+	if err != nil {
+		s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
+		return
+	}
+	// Counted before the call exists, so that Shutdown, once it has seen
+	// no live call, either waits for this one or refuses it here.
+	if !s.wg.TryAdd() {
+		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
+		return
+	}
+	defer s.wg.Done()
+	c := newSession(s, req, tx, caller, callee)
+	if c == nil {
+		return
+	}
+	c.run()
+}
+
+// authenticate challenges a request from an untrusted source. It returns
+// the identity the request speaks for: the authenticated user, or for a
+// trusted peer the From user. ok is false when it has answered already.
+func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, header string, status int) (string, bool) {
+	from := req.From()
+	fromUser := ""
+	if from != nil {
+		fromUser = from.Address.User
+	}
+	if s.cfg.Auth == nil || s.trusted(req.Source()) {
+		return fromUser, true
+	}
+	if s.authLockedOut(req, tx) {
+		return "", false
+	}
+	stale := false
+	if h := req.GetHeader(header); h != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		user, err := s.cfg.Auth.VerifyRequest(ctx, string(req.Method), req.Recipient.String(), h.Value())
+		cancel()
+		if err == nil {
+			s.authResult(req, true)
+			return user, true
+		}
+		stale = s.cfg.IsStale(err)
+		if !stale {
+			s.authResult(req, false)
+		}
+		// The same challenge for an unknown user and a wrong password, so
+		// the answer does not tell which IM IDs exist.
+		s.log.Info("authentication failed", "method", req.Method, "source", req.Source(), "err", err)
+	}
+	name := "Proxy-Authenticate"
+	if status == 401 {
+		name = "WWW-Authenticate"
+	}
+	var hdrs []sipmsg.Header
+	for _, ch := range s.cfg.Auth.Challenges(stale) {
+		hdrs = append(hdrs, sipmsg.NewHeader(name, ch))
+	}
+	s.respond(tx, req, status, "", hdrs...)
+	return "", false
+}
+
+func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if c := s.dialog(req); c != nil {
+		c.post(func() { c.onRequest(req, nil) })
+	}
+}
+
+// inDialog hands a request within a dialog to its call and waits until the
+// call has answered it: sipgo ends a transaction whose handler returned.
+func (s *Server) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	c := s.dialog(req)
+	if c == nil {
+		s.respond(tx, req, 481, "no such dialog")
+		return
+	}
+	sr := &serverReq{req: req, tx: tx, done: make(chan struct{})}
+	if !c.post(func() { c.onRequest(req, sr) }) {
+		s.respond(tx, req, 481, "call ended")
+		return
+	}
+	select {
+	case <-sr.done:
+	case <-c.ended:
+		sr.mu.Lock()
+		answered := sr.answered
+		sr.answered = true
+		sr.mu.Unlock()
+		if !answered {
+			s.respond(tx, req, 481, "call ended")
+		}
+	}
+}
+
+func (s *Server) onCancel(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	// A CANCEL that matched an INVITE transaction never reaches here:
+	// sipgo answers it and 487s the INVITE (RFC 3261 §9.2).
+	s.respond(tx, req, 481, "no matching transaction")
+}
+
+func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.inDialog(req, tx)
+		return
+	}
+	if s.draining.Load() {
+		// Load balancers probe with OPTIONS: a draining node says so.
+		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
+		return
+	}
+	// RFC 3261 §11.2: Accept lists the bodies we take, MESSAGE media
+	// included when store-and-link is configured.
+	s.respond(tx, req, 200, "",
+		sipmsg.NewHeader("Allow", allowed),
+		sipmsg.NewHeader("Accept", s.messageAccept()),
+		sipmsg.NewHeader("Accept-Encoding", "identity"),
+		sipmsg.NewHeader("Accept-Language", "en"),
+	)
+}
+
+func (s *Server) onUnsupported(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	// RFC 3261 §8.2.1: 405 lists what we do accept.
+	s.respond(tx, req, 405, "", sipmsg.NewHeader("Allow", allowed))
+}

@@ -1,0 +1,237 @@
+package sip
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+)
+
+// Listen binds UDP and TCP on addr (the same port for both; port 0 picks
+// one) and, when configured, TLS. Serve then answers on them.
+func (s *Server) Listen(addr string) error {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("sip: listen address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("sip: listen port %q: %w", portStr, err)
+	}
+	var udp net.PacketConn
+	var tcp net.Listener
+	// With port 0 the kernel picks a UDP port that may be taken for TCP:
+	// try a few times so both transports share one port.
+	for attempt := 0; ; attempt++ {
+		udp, err = net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return fmt.Errorf("sip: listen udp %s: %w", addr, err)
+		}
+		p := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err == nil {
+			break
+		}
+		udp.Close()
+		if port != 0 || attempt >= 10 {
+			return fmt.Errorf("sip: listen tcp %s: %w", addr, err)
+		}
+	}
+	if uc, ok := udp.(*net.UDPConn); ok {
+		// One socket carries every call: a burst must not overflow the
+		// kernel's default buffer (about 200 KB), or the lost 180s and
+		// 200s come back as retransmissions. The kernel caps this at
+		// net.core.rmem_max.
+		_ = uc.SetReadBuffer(4 << 20)
+		_ = uc.SetWriteBuffer(4 << 20)
+	}
+	var tlsL net.Listener
+	if s.cfg.TLSConfig != nil && s.cfg.TLSAddr != "" {
+		if tlsL, err = tls.Listen("tcp", s.cfg.TLSAddr, s.cfg.TLSConfig); err != nil {
+			udp.Close()
+			tcp.Close()
+			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLSAddr, err)
+		}
+	}
+	ua := udp.LocalAddr().(*net.UDPAddr)
+	adv := ua.IP.String()
+	if ua.IP.IsUnspecified() {
+		// A wildcard listener advertises the address that reaches the
+		// outside; loopback is the safe default for a lab.
+		adv = outboundIP()
+	}
+	s.mu.Lock()
+	s.udp, s.tcp, s.tlsL = udp, tcp, tlsL
+	s.host, s.port = adv, ua.Port
+	s.mu.Unlock()
+	return nil
+}
+
+func outboundIP() string {
+	c, err := net.Dial("udp", "192.0.2.1:9")
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// Addr is the UDP/TCP address the server listens on, valid after Listen.
+func (s *Server) Addr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.udp == nil {
+		return netip.AddrPort{}
+	}
+	return s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// TLSAddr is the SIP-over-TLS address, "" without TLS; valid after Listen.
+func (s *Server) TLSAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tlsL == nil {
+		return ""
+	}
+	return s.tlsL.Addr().String()
+}
+
+// Ready is closed once the server answers SIP.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Serve answers SIP on the listeners Listen opened until ctx is done. It
+// closes the listeners and the transport when it returns; call Shutdown
+// first for a graceful stop.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	udp, tcp, tlsL := s.udp, s.tcp, s.tlsL
+	s.mu.Unlock()
+	if udp == nil {
+		return errors.New("sip: Serve before Listen")
+	}
+	errc := make(chan error, 3)
+	n := 0
+	serve := func(f func() error) {
+		n++
+		go func() { errc <- f() }()
+	}
+	serve(func() error { return s.srv.ServeUDP(udp) })
+	serve(func() error { return s.srv.ServeTCP(tcp) })
+	if tlsL != nil {
+		serve(func() error { return s.srv.ServeTLS(tlsL) })
+	}
+	// Ready only once the UDP listener is in sipgo's pool: a request sent
+	// from it before that would try to bind the port a second time.
+	for i := 0; i < 1000; i++ {
+		if c, _ := s.ua.TransportLayer().GetConnection("udp", udp.LocalAddr().String()); c != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	recCtx, stopRec := context.WithCancel(context.Background())
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		if s.rec != nil {
+			s.rec.run(recCtx)
+		}
+	}()
+	defer func() { stopRec(); <-recDone }()
+	close(s.ready)
+	s.log.Info("SIP listening", "udp", udp.LocalAddr().String(), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		n--
+	}
+	udp.Close()
+	tcp.Close()
+	if tlsL != nil {
+		tlsL.Close()
+	}
+	for ; n > 0; n-- {
+		<-errc
+	}
+	s.ua.Close()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("sip: serve: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe is Listen then Serve.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	if err := s.Listen(addr); err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// FlushRecords waits until every call record so far is in the store.
+func (s *Server) FlushRecords(ctx context.Context) error { return s.rec.flush(ctx) }
+
+// ActiveCalls is the number of calls in progress.
+func (s *Server) ActiveCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+// Shutdown stops the server gracefully in two phases (the pattern of
+// livekit/sip and Caddy): new INVITEs get 503 with Retry-After at once and
+// live calls run on until they end; when ctx is done before that, every
+// live call is ended with BYE (or CANCEL) and Shutdown waits for them to
+// wind down before it returns ctx's error. Serve keeps running: cancel its
+// context afterwards.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		n := s.ActiveCalls()
+		if n == 0 {
+			// No call is left to send anything: work that would start
+			// from now on is refused, so the wait below ends.
+			s.wg.Close()
+			if err := s.wg.Wait(ctx); err != nil {
+				return err
+			}
+			return s.rec.flush(ctx)
+		}
+		select {
+		case <-s.idle:
+		case <-tick.C:
+			s.log.Info("draining: waiting for live calls", "calls", n)
+		case <-ctx.Done():
+			s.log.Warn("draining cut short: ending live calls", "calls", n)
+			s.hangupAll()
+			// The calls' BYEs and CANCELs are bounded by Timer B/F.
+			wctx, cancel := context.WithTimeout(context.Background(), 64*sipmsg.T1)
+			_ = s.wg.Wait(wctx)
+			cancel()
+			s.wg.Close()
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Server) hangupAll() {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.calls))
+	for c := range s.calls {
+		list = append(list, c)
+	}
+	s.mu.Unlock()
+	for _, c := range list {
+		c.post(func() {
+			c.hangup("shutdown", &Failure{Status: 503, Cause: CauseNormalClearing, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
+		})
+	}
+}
