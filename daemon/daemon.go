@@ -176,6 +176,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 			Realm:      cfg.Domain,
 			Algorithms: cfg.DigestAlgorithms,
 			Lookup: func(ctx context.Context, user string) (registry.Credentials, error) {
+				// The digest username is an IM ID under the one rule
+				// (registry.ParseIMID); any other is no user, checked with
+				// the same work as an unknown one.
+				if _, err := registry.ParseIMID(user); err != nil {
+					return registry.Credentials{}, fmt.Errorf("digest username: %w: %w", registry.ErrNotFound, err)
+				}
 				u, err := store.User(ctx, user)
 				return u.Creds, err
 			},
