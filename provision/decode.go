@@ -92,7 +92,6 @@ func jsonType(v any, name string) string {
 	return "of another type"
 }
 
-
 // jsonNames gives the JSON names of the fields of the struct v points to.
 func jsonNames(v any) map[string]bool {
 	t := reflect.TypeOf(v)
