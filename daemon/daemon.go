@@ -16,11 +16,13 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
@@ -79,6 +81,9 @@ type Config struct {
 	// SIPLimits are the per-source limits of untrusted SIP sources
 	// (request rate, failed authentications); zero: none.
 	SIPLimits sip.Limits
+	// HTTP bounds the HTTP listener (timeouts, sizes, open connections);
+	// zero fields: httpserver's defaults.
+	HTTP httpserver.Config
 }
 
 // Media modes of Config.Media.
@@ -93,16 +98,17 @@ type Daemon struct {
 	store *registry.SQLite
 	media *mediastore.Store
 	sip   *sip.Server
-	http  *http.Server
-	httpL net.Listener
+	http  *httpserver.Server
+	httpL net.Listener // until http owns it
 	loc   scp.Locator
 	rtp   *rtpproxy.Proxy // nil in passthrough mode
 
 	TokenFile string // where the API token was written; "" when given
 
-	cancel  context.CancelFunc
-	sipDone chan error
-	once    sync.Once
+	cancel   context.CancelFunc
+	sipDone  chan error
+	httpDone chan struct{} // closed when the HTTP server has stopped
+	once     sync.Once
 }
 
 // Start opens the registry, builds the SCP backend and the B2BUA, and
@@ -168,7 +174,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	mux.Handle(mediastore.PathPrefix, d.media)
-	mux.Handle("/api/v1/", provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")}))
+	api := provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")})
 
 	var auth sip.Authenticator
 	if !cfg.NoAuth {
@@ -242,13 +248,18 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if d.httpL, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
 	}
-	d.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.HTTP.Logger == nil {
+		cfg.HTTP.Logger = log.With("component", "http")
+	}
+	d.http = httpserver.New(d.httpL, apiFirst(api, mux), cfg.HTTP)
 
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.sipDone <- d.sip.Serve(sctx) }()
+	d.httpDone = make(chan struct{})
 	go func() {
-		if err := d.http.Serve(d.httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(d.httpDone)
+		if err := d.http.Serve(); err != nil {
 			log.Error("http server", "err", err)
 		}
 	}()
@@ -260,6 +271,19 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media)
 	ok = true
 	return d, nil
+}
+
+// apiFirst sends every path under /api to the provisioning API as it came,
+// before ServeMux would clean it and answer with a redirect or plain text:
+// the API answers every error as JSON (provision.NewHandler).
+func apiFirst(api, mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := path.Clean(r.URL.Path); p == "/api" || strings.HasPrefix(p, "/api/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // SIPAddr is where SIP listens (UDP and TCP).
@@ -299,6 +323,10 @@ func (d *Daemon) Close() error {
 func (d *Daemon) closeResources() {
 	if d.httpL != nil && d.http == nil {
 		d.httpL.Close()
+	}
+	if d.httpDone != nil {
+		d.http.Close()
+		<-d.httpDone
 	}
 	// The proxy closes after the SIP server has stopped, so no call loses
 	// its media while it is still being hung up.

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/qrcard"
 	"github.com/imcall/b2bua/ratelimit"
 	"github.com/imcall/b2bua/registry"
@@ -273,6 +274,8 @@ func (a *api) authenticated(next http.Handler) http.Handler {
 				msg = "the bearer token is not valid"
 			}
 			w.Header().Set("WWW-Authenticate", challenge)
+			// Nothing of the body is wanted: do not wait for a slow one.
+			httpserver.RefuseNow(w)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &Error{Code: CodeUnauthorized, Message: msg}})
 			return
 		}
@@ -289,6 +292,9 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (RefuseNow).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // logged writes one line per request: method, path, status, duration. It
 // never logs headers, so the token stays out of the log.
