@@ -49,7 +49,7 @@ type Config struct {
 	SCPToken       string         // bearer token of the http SCP backend; "" : none; never logged
 	Trusted        []netip.Prefix // peers not challenged
 	RingTimeout    time.Duration  // 0: 60s
-	SCPTimeout     time.Duration  // 0: 2s
+	SCPTimeout     time.Duration  // 0: scp.DefaultTimeout (2s), for every backend
 	APIToken       string         // "" : read or create TokenFile
 	TokenFile      string         // "" : b2bua.token beside DBPath
 	NoAuth         bool           // challenge nobody (lab use)
@@ -128,6 +128,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	if cfg.SCP == "" {
 		cfg.SCP = "sim"
+	}
+	if cfg.SCPTimeout <= 0 {
+		// Resolved here so the backend and the call path share one
+		// deadline.
+		cfg.SCPTimeout = scp.DefaultTimeout
 	}
 	if cfg.Media == "" {
 		cfg.Media = MediaAnchor
