@@ -169,11 +169,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}); err != nil {
 		return nil, err // locators names the spec, with any credentials masked
 	}
+	var scpAdmin http.Handler
 	if simulator, ok := locators.Simulator(d.loc); ok {
 		// The in-process simulator's admin API, so that scpsim's commands
 		// change it while calls run; moving a subscriber redirects its
 		// calls, so it takes the provisioning API's token.
-		mux.Handle(sim.PathPrefix, sim.RequireToken(token, sim.NewHandler(simulator, log.With("component", "scpsim"))))
+		scpAdmin = sim.RequireToken(token, sim.NewHandler(simulator, log.With("component", "scpsim")))
 	}
 	if d.media, err = mediastore.New(mediastore.Config{DB: store, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
 		return nil, err
@@ -256,7 +257,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.HTTP.Logger == nil {
 		cfg.HTTP.Logger = log.With("component", "http")
 	}
-	d.http = httpserver.New(d.httpL, apiFirst(api, mux), cfg.HTTP)
+	d.http = httpserver.New(d.httpL, apisFirst(mux, map[string]http.Handler{"/api": api, "/scp": scpAdmin}), cfg.HTTP)
 
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -278,13 +279,16 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	return d, nil
 }
 
-// apiFirst sends every path under /api to the provisioning API as it came,
-// before ServeMux would clean it and answer with a redirect or plain text:
-// the API answers every error as JSON (provision.NewHandler).
-func apiFirst(api, mux http.Handler) http.Handler {
+// apisFirst sends every path under one of apis' prefixes (a first segment
+// such as "/api") to that API as it came, before ServeMux would clean it
+// and answer with a redirect or plain text: the APIs answer every error as
+// JSON. A nil handler is an API not served.
+func apisFirst(mux http.Handler, apis map[string]http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := path.Clean(r.URL.Path); p == "/api" || strings.HasPrefix(p, "/api/") {
-			api.ServeHTTP(w, r)
+		p := path.Clean(r.URL.Path)
+		first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+		if h := apis["/"+first]; h != nil {
+			h.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)

@@ -127,10 +127,12 @@ func isTimeout(err error) bool {
 }
 
 // TestHTTPAPIErrorsAreJSON: paths that the daemon's ServeMux would clean
-// with a redirect reach the API, which answers JSON.
+// with a redirect reach the API they name (provisioning, SCP admin), which
+// answers JSON.
 func TestHTTPAPIErrorsAreJSON(t *testing.T) {
 	d := startHTTP(t, httpserver.Config{})
-	for _, p := range []string{"/api", "/api/v1", "/api/v2/users", "//api/v1/users", "/api/v1//users", "/api/v1/./users", "/x/../api/v1/users", "/api/v1/users/"} {
+	for _, p := range []string{"/api", "/api/v1", "/api/v2/users", "//api/v1/users", "/api/v1//users", "/api/v1/./users", "/x/../api/v1/users", "/api/v1/users/",
+		"/scp", "/scp/v1", "/scp/v1//subscribers", "/scp/v1/./subscribers", "//scp/v1/subscribers", "/scp/v2/locate"} {
 		t.Run(p, func(t *testing.T) {
 			c := dialHTTP(t, "127.0.0.1", d.HTTPAddr())
 			c.SetDeadline(time.Now().Add(5 * time.Second))

@@ -40,29 +40,8 @@ func TestServeHTTPSlowClients(t *testing.T) {
 	const bound = 300 * time.Millisecond
 	const slack = 2 * time.Second
 	const token = "scp-slow-test-token"
-	var logs logBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runServe(ctx, serveConfig{HTTPAddr: "127.0.0.1:0", Token: token,
-			HTTP: httpserver.Config{ReadHeaderTimeout: bound, ReadTimeout: 2 * bound, IdleTimeout: bound}},
-			slog.New(slog.NewTextHandler(&logs, nil)))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runServe: %v", err)
-		}
-	})
-	listening := regexp.MustCompile(`msg="scpsim listening" proto=http addr=(\S+)`)
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == ""; time.Sleep(5 * time.Millisecond) {
-		if m := listening.FindStringSubmatch(logs.String()); m != nil {
-			addr = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("scpsim did not start:\n%s", logs.String())
-		}
-	}
+	addr := startInProcess(t, serveConfig{HTTPAddr: "127.0.0.1:0", Token: token,
+		HTTP: httpserver.Config{ReadHeaderTimeout: bound, ReadTimeout: 2 * bound, IdleTimeout: bound}})
 
 	put := "PUT /scp/v1/subscribers/imsi:001010000000001 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n"
 	for _, tc := range []struct {
@@ -98,5 +77,48 @@ func TestServeHTTPSlowClients(t *testing.T) {
 			}
 			t.Logf("closed after %v", took.Round(time.Millisecond))
 		})
+	}
+}
+
+// startInProcess runs serve's listeners in this process until the test
+// ends and returns the HTTP address.
+func startInProcess(t *testing.T, cfg serveConfig) string {
+	t.Helper()
+	var logs logBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runServe: %v", err)
+		}
+	})
+	listening := regexp.MustCompile(`msg="scpsim listening" proto=http addr=(\S+)`)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("scpsim did not start:\n%s", logs.String())
+	return ""
+}
+
+// TestServeHTTPErrorsAreJSON: paths ServeMux would redirect reach the
+// protocol's handler and get its JSON error.
+func TestServeHTTPErrorsAreJSON(t *testing.T) {
+	addr := startInProcess(t, serveConfig{HTTPAddr: "127.0.0.1:0"})
+	for _, p := range []string{"/scp", "/scp/v1", "/scp/v1//subscribers", "/scp/v1/./subscribers", "//scp/v1/locate", "/scp/v1/subscribers/"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET "+p+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		got, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(got), "HTTP/1.1 404") || !strings.Contains(string(got), "Content-Type: application/json") || !strings.Contains(string(got), `{"error":{"code":"not_found"`) {
+			t.Errorf("GET %s: %q, want 404 with the JSON error", p, got)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -190,7 +191,15 @@ func httpHandler(s *sim.Simulator, token string, logger *slog.Logger) http.Handl
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
 	})
-	return mux
+	// A path that cleans to one under /scp reaches the protocol's handler
+	// as it came, which answers JSON where ServeMux would redirect.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := path.Clean(r.URL.Path); p == "/scp" || strings.HasPrefix(p, "/scp/") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // serveHTTP serves until ctx ends, then lets requests in flight finish for
