@@ -68,7 +68,7 @@ func TestHTTPSlowClients(t *testing.T) {
 	}{
 		{"API, short body, wrong token", "POST /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"im_id\":", 0, "HTTP/1.1 401"},
 		{"API, short body, no token", "POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"im_id\":", 0, "HTTP/1.1 401"},
-		{"API, short body, right token", "POST /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + httpTestToken + "\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"im_id\":", 2 * bound, "HTTP/1.1 "},
+		{"API, short body, right token", "POST /api/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + httpTestToken + "\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"im_id\":", 2 * bound, "HTTP/1.1 400"},
 		{"SCP admin, short body, wrong token", "PUT /scp/v1/subscribers/imsi:001010000000001 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{", 0, "HTTP/1.1 401"},
 		{"media link, headers unfinished", "GET /media/abc HTTP/1.1\r\nHost: x\r\n", bound, ""},
 		{"health, idle after an answer", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", bound, "HTTP/1.1 200"},

@@ -28,7 +28,13 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	r.Body = http.MaxBytesReader(w, r.Body, a.maxBody)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return err // a MaxBytesError, or the client went away
+		var me *http.MaxBytesError
+		if errors.As(err, &me) {
+			return err
+		}
+		// The client went away or was too slow (httpserver's ReadTimeout):
+		// its fault, not the server's.
+		return &registry.ValidationError{Field: "body", Rule: "could not be read whole: " + err.Error()}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
