@@ -127,6 +127,11 @@ func TestSlowClients(t *testing.T) {
 			if !strings.HasPrefix(got, tc.want) {
 				t.Errorf("server answered %q, want %q", got, tc.want)
 			}
+			if tc.bound == 0 && took >= bound {
+				// A refusal does not wait for the rest of the body
+				// (RefuseNow); ReadTimeout is twice bound.
+				t.Errorf("refusal closed after %v, want at once", took)
+			}
 			t.Logf("closed after %v (bound %v)", took.Round(time.Millisecond), tc.bound)
 		})
 	}
