@@ -16,11 +16,13 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
@@ -49,7 +51,7 @@ type Config struct {
 	SCPToken       string         // bearer token of the http SCP backend; "" : none; never logged
 	Trusted        []netip.Prefix // peers not challenged
 	RingTimeout    time.Duration  // 0: 60s
-	SCPTimeout     time.Duration  // 0: 2s
+	SCPTimeout     time.Duration  // 0: scp.DefaultTimeout (2s), for every backend
 	APIToken       string         // "" : read or create TokenFile
 	TokenFile      string         // "" : b2bua.token beside the SQLite file
 	NoAuth         bool           // challenge nobody (lab use)
@@ -81,6 +83,9 @@ type Config struct {
 	// SIPLimits are the per-source limits of untrusted SIP sources
 	// (request rate, failed authentications); zero: none.
 	SIPLimits sip.Limits
+	// HTTP bounds the HTTP listener (timeouts, sizes, open connections);
+	// zero fields: httpserver's defaults.
+	HTTP httpserver.Config
 }
 
 // Media modes of Config.Media.
@@ -96,18 +101,19 @@ type Daemon struct {
 	media *mediastore.Store
 	sip   *sip.Server
 	msg   *messaging.Messenger
-	http  *http.Server
-	httpL net.Listener
+	http  *httpserver.Server
+	httpL net.Listener // until http owns it
 	loc   scp.Locator
 	rtp   *rtpproxy.Proxy // nil in passthrough mode
 
 	TokenFile string // where the API token was written; "" when given
 
-	cancel  context.CancelFunc
-	sipDone chan error
-	stopMsg context.CancelFunc
-	msgDone chan error
-	once    sync.Once
+	cancel   context.CancelFunc
+	sipDone  chan error
+	httpDone chan struct{} // closed when the HTTP server has stopped
+	stopMsg  context.CancelFunc
+	msgDone  chan error
+	once     sync.Once
 }
 
 // Start opens the registry, builds the SCP backend and the B2BUA, and
@@ -127,6 +133,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	if cfg.SCP == "" {
 		cfg.SCP = "sim"
+	}
+	if cfg.SCPTimeout <= 0 {
+		// Resolved here so the backend and the call path share one
+		// deadline.
+		cfg.SCPTimeout = scp.DefaultTimeout
 	}
 	if cfg.Media == "" {
 		cfg.Media = MediaAnchor
@@ -163,17 +174,18 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}); err != nil {
 		return nil, err // locators names the spec, with any credentials masked
 	}
+	var scpAdmin http.Handler
 	if simulator, ok := locators.Simulator(d.loc); ok {
 		// The in-process simulator's admin API, so that scpsim's commands
 		// change it while calls run; moving a subscriber redirects its
 		// calls, so it takes the provisioning API's token.
-		mux.Handle(sim.PathPrefix, sim.RequireToken(token, sim.NewHandler(simulator, log.With("component", "scpsim"))))
+		scpAdmin = sim.RequireToken(token, sim.NewHandler(simulator, log.With("component", "scpsim")))
 	}
 	if d.media, err = mediastore.New(mediastore.Config{DB: store, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
 		return nil, err
 	}
 	mux.Handle(mediastore.PathPrefix, d.media)
-	mux.Handle("/api/v1/", provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")}))
+	api := provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")})
 
 	var auth sip.Authenticator
 	if !cfg.NoAuth {
@@ -181,6 +193,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 			Realm:      cfg.Domain,
 			Algorithms: cfg.DigestAlgorithms,
 			Lookup: func(ctx context.Context, user string) (registry.Credentials, error) {
+				// The digest username is an IM ID under the one rule
+				// (registry.ParseIMID); any other is no user, checked with
+				// the same work as an unknown one.
+				if _, err := registry.ParseIMID(user); err != nil {
+					return registry.Credentials{}, fmt.Errorf("digest username: %w: %w", registry.ErrNotFound, err)
+				}
 				u, err := store.User(ctx, user)
 				return u.Creds, err
 			},
@@ -247,13 +265,18 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if d.httpL, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
 	}
-	d.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.HTTP.Logger == nil {
+		cfg.HTTP.Logger = log.With("component", "http")
+	}
+	d.http = httpserver.New(d.httpL, apisFirst(mux, map[string]http.Handler{"/api": api, "/scp": scpAdmin}), cfg.HTTP)
 
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.sipDone <- d.sip.Serve(sctx) }()
+	d.httpDone = make(chan struct{})
 	go func() {
-		if err := d.http.Serve(d.httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(d.httpDone)
+		if err := d.http.Serve(); err != nil {
 			log.Error("http server", "err", err)
 		}
 	}()
@@ -270,6 +293,22 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media)
 	ok = true
 	return d, nil
+}
+
+// apisFirst sends every path under one of apis' prefixes (a first segment
+// such as "/api") to that API as it came, before ServeMux would clean it
+// and answer with a redirect or plain text: the APIs answer every error as
+// JSON. A nil handler is an API not served.
+func apisFirst(mux http.Handler, apis map[string]http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := path.Clean(r.URL.Path)
+		first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+		if h := apis["/"+first]; h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // SIPAddr is where SIP listens (UDP and TCP).
@@ -311,6 +350,10 @@ func (d *Daemon) Close() error {
 func (d *Daemon) closeResources() {
 	if d.httpL != nil && d.http == nil {
 		d.httpL.Close()
+	}
+	if d.httpDone != nil {
+		d.http.Close()
+		<-d.httpDone
 	}
 	// The proxy closes after the SIP server has stopped, so no call loses
 	// its media while it is still being hung up.

@@ -16,16 +16,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/qrcard"
 	"github.com/imcall/b2bua/ratelimit"
 	"github.com/imcall/b2bua/registry"
@@ -125,7 +123,23 @@ func NewHandler(cfg Config) http.Handler {
 		a.log.Warn("provisioning API has no token configured: every request is refused")
 	}
 	mux, _ := a.mux()
-	return a.logged(a.authenticated(mux))
+	return a.logged(a.authenticated(a.canonical(mux)))
+}
+
+// canonical answers, as JSON, what ServeMux would answer with a redirect or
+// plain text: a path outside Prefix (404 page not found), and a path that
+// is not clean ("//", "/./", "/../": 307 to the cleaned path, which a client
+// would follow with its token and method). Such a path names no endpoint.
+func (a *api) canonical(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if !strings.HasPrefix(p, Prefix) || strings.Contains(p, "//") ||
+			strings.Contains(p+"/", "/./") || strings.Contains(p+"/", "/../") {
+			a.writeError(w, r, &Error{status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint: " + p})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // route is one endpoint; the table is the single source of the mux and of
@@ -268,6 +282,8 @@ func (a *api) authenticated(next http.Handler) http.Handler {
 				msg = "the bearer token is not valid"
 			}
 			w.Header().Set("WWW-Authenticate", challenge)
+			// Nothing of the body is wanted: do not wait for a slow one.
+			httpserver.RefuseNow(w)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &Error{Code: CodeUnauthorized, Message: msg}})
 			return
 		}
@@ -285,6 +301,9 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (RefuseNow).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 // logged writes one line per request: method, path, status, duration. It
 // never logs headers, so the token stays out of the log.
 func (a *api) logged(next http.Handler) http.Handler {
@@ -295,80 +314,6 @@ func (a *api) logged(next http.Handler) http.Handler {
 		a.log.Info("provisioning API", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 			"remote", r.RemoteAddr, "duration", time.Since(start))
 	})
-}
-
-// decode reads one JSON object into v strictly: JSON content type, bounded
-// size, no unknown fields, nothing after the object.
-func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return &Error{status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
-			Message: "Content-Type: must be application/json"}
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, a.maxBody)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err, v)
-	}
-	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
-		var me *http.MaxBytesError
-		if errors.As(err, &me) {
-			return err
-		}
-		return &registry.ValidationError{Field: "body", Rule: "must hold exactly one JSON object"}
-	}
-	return nil
-}
-
-// jsonError turns a decoding error into a ValidationError naming the field.
-func jsonError(err error, v any) error {
-	var (
-		me *http.MaxBytesError
-		te *json.UnmarshalTypeError
-		se *json.SyntaxError
-	)
-	switch {
-	case errors.As(err, &me):
-		return err
-	case errors.As(err, &te):
-		if te.Field == "" {
-			return &registry.ValidationError{Field: "body", Rule: "must be a JSON object"}
-		}
-		field, _, _ := strings.Cut(te.Field, ".")
-		return &registry.ValidationError{Field: field, Rule: "must be " + jsonType(v, field)}
-	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return &registry.ValidationError{Field: "body", Rule: "must be one valid JSON object"}
-	}
-	// encoding/json reports an unknown field only as text.
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return &registry.ValidationError{Field: strings.Trim(name, `"`), Rule: "is not a known field"}
-	}
-	return &registry.ValidationError{Field: "body", Rule: "must be one valid JSON object"}
-}
-
-// jsonType names the JSON type the struct field tagged name expects.
-func jsonType(v any, name string) string {
-	t := reflect.TypeOf(v)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() == reflect.Struct {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == name {
-				switch f.Type.Kind() {
-				case reflect.String:
-					return "a string"
-				case reflect.Bool:
-					return "true or false"
-				case reflect.Slice:
-					return "an array of strings"
-				}
-			}
-		}
-	}
-	return "of another type"
 }
 
 func (a *api) terminalID(r *http.Request) (int64, error) {

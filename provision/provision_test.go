@@ -131,7 +131,7 @@ func (e *env) must(t *testing.T, status int, method, path, body string, out any)
 func TestTerminalLifecycle(t *testing.T) {
 	e := newEnv(t, token, 0)
 	var u UserView
-	e.must(t, 201, "POST", "/api/v1/users", `{"im_id":"Alice","display":"Alice Smith","password":"pw"}`, &u)
+	e.must(t, 201, "POST", "/api/v1/users", `{"im_id":"alice","display":"Alice Smith","password":"pw"}`, &u)
 	if u.IMID != "alice" || u.Display != "Alice Smith" || u.Realm != "im.example" {
 		t.Fatalf("created user = %+v", u)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/ratelimit"
 )
 
@@ -56,6 +57,7 @@ func (a *api) lockedOut(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+	httpserver.RefuseNow(w)
 	writeJSON(w, http.StatusTooManyRequests, errorBody{Error: &Error{Code: CodeTooManyRequests, Message: "too many requests with a wrong token; retry later"}})
 	return true
 }

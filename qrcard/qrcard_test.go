@@ -19,7 +19,7 @@ func TestURIRoundTrip(t *testing.T) {
 	}{
 		{"imsi", Card{IMID: "alice", Domain: "im.example", MobileID: registry.MobileID{Type: registry.IMSI, Value: "001010000000001"}, Display: "Alice Smith"},
 			"imcall:terminal?v=1&im=alice&domain=im.example&imsi=001010000000001&kind=legacy&display=Alice+Smith"},
-		{"mac normalised", Card{IMID: "Bob", MobileID: registry.MobileID{Type: registry.MAC, Value: "AABB.CCDD.EEFF"}, Kind: registry.Smart},
+		{"mac normalised", Card{IMID: "bob", MobileID: registry.MobileID{Type: registry.MAC, Value: "AABB.CCDD.EEFF"}, Kind: registry.Smart},
 			"imcall:terminal?v=1&im=bob&mac=aa%3Abb%3Acc%3Add%3Aee%3Aff&kind=smart"},
 		{"no mobile id", Card{IMID: "carol", Display: "Čarol & co?"},
 			"imcall:terminal?v=1&im=carol&kind=legacy&display=%C4%8Carol+%26+co%3F"},

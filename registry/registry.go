@@ -42,21 +42,6 @@ func (e *ValidationError) Error() string { return e.Field + ": " + e.Rule }
 
 func invalid(field, rule string) error { return &ValidationError{Field: field, Rule: rule} }
 
-// imIDPattern is a conservative subset of the RFC 3261 user part: it needs no
-// escaping in a SIP URI, a URL path or a shell.
-var imIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
-// ParseIMID validates an IM ID (the user part of sip:<im-id>@<domain>) and
-// returns it lower-cased: IM IDs are case-insensitive in this product so that
-// "Alice" and "alice" cannot be two people.
-func ParseIMID(s string) (string, error) {
-	id := strings.ToLower(strings.TrimSpace(s))
-	if !imIDPattern.MatchString(id) {
-		return "", invalid("im_id", "must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
-	}
-	return id, nil
-}
-
 // MobileIDType is the kind of mobile identity a terminal has.
 type MobileIDType string
 

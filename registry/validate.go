@@ -2,6 +2,7 @@ package registry
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"unicode"
@@ -22,6 +23,50 @@ var (
 	// section 2.3.1, relaxed by RFC 1123 to allow a leading digit).
 	domainPattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
+
+// IM IDs follow one rule everywhere (the CLI, the provisioning API, SIP
+// Request-URIs, To headers and digest usernames all call ParseIMID): 1 to 64
+// characters of lower-case ASCII letters, digits, '.', '_' and '-', starting
+// with a letter or digit, taken exactly as written. Nothing is mapped: no
+// case folding, no trimming, no Unicode normalisation, so that no lookalike
+// ("\u212aate", KELVIN SIGN, which Unicode lower-cases to "kate") or variant
+// ("Kate", " kate") can name another user. This matches SIP, which compares
+// the user part of a URI case-sensitively (RFC 3261 section 19.1.4), and
+// digest authentication, whose HA1 is computed over the exact username
+// (RFC 7616 section 3.4.2). The set needs no escaping in a SIP URI, a URL
+// path or a shell.
+const (
+	maxIMID  = 64
+	ruleIMID = "must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+)
+
+// ParseIMID validates an IM ID (the user part of sip:<im-id>@<domain>) and
+// returns it unchanged, or an error that says which character broke the
+// rule.
+func ParseIMID(s string) (string, error) {
+	if s == "" || len(s) > maxIMID {
+		return "", invalid("im_id", ruleIMID)
+	}
+	for i, r := range s {
+		var why string
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			continue
+		case (r == '.' || r == '_' || r == '-') && i > 0:
+			continue
+		case r >= 'A' && r <= 'Z':
+			why = fmt.Sprintf("upper-case %q is not allowed (IM IDs are taken as written, never case-folded)", r)
+		case r == utf8.RuneError && !utf8.ValidString(s):
+			why = "the text is not valid UTF-8"
+		case r >= utf8.RuneSelf:
+			why = fmt.Sprintf("character %U is not allowed (IM IDs are ASCII)", r)
+		default:
+			why = fmt.Sprintf("%q at position %d is not allowed", r, i+1)
+		}
+		return "", invalid("im_id", ruleIMID+": "+why)
+	}
+	return s, nil
+}
 
 // ParseDisplay validates a display name: at most 128 characters of
 // printable UTF-8, surrounding space trimmed. Empty is allowed.

@@ -79,23 +79,39 @@ func TestParseMobileID(t *testing.T) {
 }
 
 func TestParseIMID(t *testing.T) {
-	for _, tc := range []struct{ in, want, field string }{
+	for _, tc := range []struct{ in, want, rule string }{
 		{"alice", "alice", ""},
-		{"Alice", "alice", ""},
-		{" bob.smith_2-x ", "bob.smith_2-x", ""},
+		{"bob.smith_2-x", "bob.smith_2-x", ""},
 		{"0", "0", ""},
 		{strings.Repeat("a", 64), strings.Repeat("a", 64), ""},
-		{strings.Repeat("a", 65), "", "im_id"},
-		{"", "", "im_id"},
-		{".alice", "", "im_id"},
-		{"-alice", "", "im_id"},
-		{"al ice", "", "im_id"},
-		{"alice@im.example", "", "im_id"},
-		{"al%69ce", "", "im_id"},
-		{"élise", "", "im_id"},
+		{strings.Repeat("a", 65), "", "1 to 64"},
+		{"", "", "1 to 64"},
+		// Nothing is mapped: each of these would otherwise name alice or
+		// kate.
+		{"Alice", "", `upper-case 'A'`},
+		{" alice", "", `' ' at position 1 is not allowed`},
+		{"alice ", "", `' ' at position 6 is not allowed`},
+		{"\u212aate", "", "character U+212A is not allowed"},  // KELVIN SIGN
+		{"\uff41lice", "", "character U+FF41 is not allowed"}, // FULLWIDTH a
+		{"e\u0301lise", "", "character U+0301 is not allowed"},
+		{"\u00e9lise", "", "character U+00E9 is not allowed"},
+		{"al\xffice", "", "not valid UTF-8"},
+		{".alice", "", "'.' at position 1 is not allowed"},
+		{"-alice", "", "'-' at position 1 is not allowed"},
+		{"al ice", "", "' ' at position 3 is not allowed"},
+		{"alice@im.example", "", "'@' at position 6 is not allowed"},
+		{"al%69ce", "", "'%' at position 3 is not allowed"},
+		{"al\x00ice", "", `'\x00' at position 3 is not allowed`},
 	} {
 		id, err := ParseIMID(tc.in)
-		checkParse(t, tc.in, id, err, tc.want, tc.field)
+		if tc.rule == "" {
+			checkParse(t, tc.in, id, err, tc.want, "")
+			continue
+		}
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Field != "im_id" || !strings.Contains(ve.Rule, tc.rule) || id != "" {
+			t.Errorf("ParseIMID(%q) = %q, %v; want an im_id error saying %q", tc.in, id, err, tc.rule)
+		}
 	}
 }
 
@@ -175,7 +191,7 @@ func TestParseDomainAndDisplay(t *testing.T) {
 }
 
 func TestValidateTerminal(t *testing.T) {
-	got, err := ValidateTerminal(NewTerminal{IMID: "Alice", MobileID: MobileID{Type: "MAC", Value: "001A2B3C4D5E"}})
+	got, err := ValidateTerminal(NewTerminal{IMID: "alice", MobileID: MobileID{Type: "MAC", Value: "001A2B3C4D5E"}})
 	want := NewTerminal{IMID: "alice", MobileID: MobileID{Type: MAC, Value: "00:1a:2b:3c:4d:5e"}, Kind: Legacy, Caps: CapAudio}
 	if err != nil || got != want {
 		t.Errorf("ValidateTerminal = %+v, %v; want %+v", got, err, want)

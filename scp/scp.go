@@ -8,7 +8,15 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"time"
 )
+
+// DefaultTimeout is the one deadline of a lookup unless configured
+// otherwise (b2bua serve --scp-timeout), the same for every backend: past it
+// the caller gets 503. It leaves room for an SCP across a SIGTRAN network,
+// and after a few timeouts in a row the http backend's breaker answers at
+// once, so a hanging SCP costs only the first callers the wait.
+const DefaultTimeout = 2 * time.Second
 
 // State is a subscriber's reachability as the SCP reports it.
 type State string

