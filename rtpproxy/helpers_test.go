@@ -43,3 +43,14 @@ func newTestCall(t *testing.T, p *Proxy) *Call {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// The two legs of the tests written for two-party calls: a is the caller.
+const legA, legB Leg = "a", "b"
+
+// other is the leg a two-party call relays to.
+func other(l Leg) Leg {
+	if l == legA {
+		return legB
+	}
+	return legA
+}

@@ -31,22 +31,31 @@ type RTPSession struct {
 	call *rtpproxy.Call
 }
 
-func proxySide(s Side) rtpproxy.Side {
+// The relay's legs of a two-party call.
+const (
+	callerLeg rtpproxy.Leg = "caller"
+	calleeLeg rtpproxy.Leg = "callee"
+)
+
+// proxyLegs names side s's leg and the leg it relays to.
+func proxyLegs(s Side) (from, to rtpproxy.Leg) {
 	if s == Callee {
-		return rtpproxy.SideB
+		return calleeLeg, callerLeg
 	}
-	return rtpproxy.SideA
+	return callerLeg, calleeLeg
 }
 
 // Offer rewrites an offer from side from for the other side.
 func (s *RTPSession) Offer(_ context.Context, from Side, sdp []byte) ([]byte, error) {
-	out, err := s.call.RewriteOffer(proxySide(from), sdp)
+	f, t := proxyLegs(from)
+	out, err := s.call.RewriteOffer(f, t, sdp)
 	return out, mediaFailure(err)
 }
 
 // Answer rewrites an answer from side from for the other side.
 func (s *RTPSession) Answer(_ context.Context, from Side, sdp []byte) ([]byte, error) {
-	out, err := s.call.RewriteAnswer(proxySide(from), sdp)
+	f, t := proxyLegs(from)
+	out, err := s.call.RewriteAnswer(f, t, sdp)
 	return out, mediaFailure(err)
 }
 
