@@ -10,7 +10,7 @@ import (
 // newTestProxy starts a proxy on loopback with a port range of its own
 // (tests of one package run in one process but other packages' tests may
 // run at the same time, so ranges are picked per test from base).
-func newTestProxy(t *testing.T, base int, mod func(*Config)) *Proxy {
+func newTestProxy(t testing.TB, base int, mod func(*Config)) *Proxy {
 	t.Helper()
 	cfg := Config{
 		BindAddr:      netip.MustParseAddr("127.0.0.1"),

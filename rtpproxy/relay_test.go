@@ -30,7 +30,7 @@ func newParty(t *testing.T, ssrc uint32) *party {
 	return &party{t: t, rtp: listen(t), rtcp: listen(t), ssrc: ssrc, seq: 1000, proxyAddr: netip.MustParseAddr("127.0.0.1")}
 }
 
-func listen(t *testing.T) *net.UDPConn {
+func listen(t testing.TB) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

@@ -373,3 +373,37 @@ func TestIPv6Relay(t *testing.T) {
 	}
 	expectPackets(t, b.rtp, sendN(a, 1))
 }
+
+// BenchmarkRelay is the cost of one packet relayed a to b in a two-party
+// call, the benchmark's own send and receive included.
+func BenchmarkRelay(b *testing.B) {
+	p := newTestProxy(b, 41400, nil)
+	c, err := p.NewCall(b.Context(), CallConfig{ID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	pa, pb := &party{rtp: listen(b), rtcp: listen(b)}, &party{rtp: listen(b), rtcp: listen(b)}
+	if _, err := c.RewriteOffer(legA, legB, pa.sdp("sendrecv")); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.RewriteAnswer(legB, legA, pb.sdp("sendrecv")); err != nil {
+		b.Fatal(err)
+	}
+	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(c.LocalPorts(legA)[0]))
+	pkt := make([]byte, 172)
+	pkt[0] = 0x80
+	binary.BigEndian.PutUint32(pkt[8:], 0xa)
+	buf := make([]byte, 2048)
+	pb.rtp.SetReadDeadline(time.Now().Add(time.Minute))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		binary.BigEndian.PutUint16(pkt[2:], uint16(i))
+		binary.BigEndian.PutUint32(pkt[4:], uint32(i)*160)
+		pa.rtp.WriteToUDPAddrPort(pkt, dst)
+		if _, err := pb.rtp.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
