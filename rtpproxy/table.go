@@ -115,7 +115,9 @@ func (c *Call) Disconnect(from, to Leg) {
 // SSRC and continuous sequence numbers and timestamps, however often the
 // source is switched (RFC 3550 §8.2, RFC 7160). The switch takes effect
 // with the next packet the relay thread handles; packets in flight from
-// the old source may still arrive before it.
+// the old source may still arrive before it. RTCP is relayed unchanged:
+// sender reports keep their source's SSRC, which the receiver does not
+// know and ignores (RFC 3550 §6.4.1 ties a report to its SSRC).
 func (c *Call) Select(to, from Leg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
