@@ -18,7 +18,7 @@ type outState struct {
 	tsOff   uint32
 	seq     uint16 // highest sequence number sent
 	ts      uint32 // timestamp sent with it
-	at      int64  // proxy clock of the last packet sent
+	at      int64  // proxy clock when seq was sent
 }
 
 // rewrite rewrites the header of b, an RTP packet of at least 12 bytes
@@ -46,7 +46,8 @@ func (o *outState) rewrite(src *endpoint, b []byte, now int64) {
 	binary.BigEndian.PutUint32(b[4:], ots)
 	binary.BigEndian.PutUint32(b[8:], o.ssrc)
 	if d := oseq - o.seq; first || (d != 0 && d < 0x8000) {
-		o.seq, o.ts = oseq, ots
+		// the gap at a switch is counted from the packet whose
+		// timestamp it continues, not from a late one
+		o.seq, o.ts, o.at = oseq, ots, now
 	}
-	o.at = now
 }
