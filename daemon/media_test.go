@@ -40,7 +40,7 @@ func TestMediaModes(t *testing.T) {
 				Domain:     "127.0.0.1",
 				SIPListen:  "127.0.0.1:0",
 				HTTPListen: "127.0.0.1:0",
-				RTPPortMin: 37000, RTPPortMax: 37099,
+				RTPPortMin: 37200, RTPPortMax: 37299, // a range no other package's tests use
 				Logger: slog.New(slog.DiscardHandler),
 			}
 			tt.set(&cfg)

@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// Call anchors the media of one call between leg A (the caller) and leg B
-// (the callee). The SIP layer passes every SDP it relays through
-// RewriteOffer or RewriteAnswer, calls Answered on the final 2xx, watches
-// Done for dead media, and calls Close when the call ends.
+// Call anchors the media of one call among its legs. The SIP layer passes
+// every SDP it relays from one leg to another through RewriteOffer or
+// RewriteAnswer, calls Answered on the final 2xx, watches Done for dead
+// media, and calls Close when the call ends. Who hears whom follows the
+// offer/answer exchanges (two legs that completed one hear each other) and
+// can be changed at any time with Connect, Disconnect, Select, SetSink and
+// RemoveLeg, while packets flow.
 //
 // Its methods are safe for concurrent use, but SDP must be passed in the
 // order of the offer/answer exchange (RFC 3264), which the call's own event
@@ -19,28 +23,55 @@ import (
 type Call struct {
 	p      *Proxy
 	id     string
-	w      *worker
+	w      *worker // relay thread of all the call's sockets
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
 	mu       sync.Mutex
+	legs     []*legState
 	streams  []*stream
-	origin   [2]origin // the o= line of what we send to each side
-	answered int64     // proxy clock at Answered; 0 before
+	route    routing
+	answered int64 // proxy clock at Answered; 0 before
 	closed   bool
 }
 
-// stream is one m-line of the session, anchored on both legs.
-type stream struct {
-	media string
-	ep    [2]*endpoint // nil while the m-line was never active
-	// live[s]: the latest SDP from side s has this stream sendrecv, with a
-	// real address and a non-zero port, so s is expected to send.
-	live  [2]bool
-	since int64 // proxy clock when the stream last became live on both legs
+// legState is the call's view of one leg.
+type legState struct {
+	name    Leg
+	origin  origin // the o= line of what we send to this leg
+	removed bool
 }
 
-// origin is our o= line toward one side: RFC 3264 §8 wants the same
+// stream is one m-line of the session, with an endpoint per leg that
+// negotiated it.
+type stream struct {
+	media string
+	eps   []*endpoint // in the order they were opened; only ever appended to
+	table atomic.Pointer[table]
+	since int64 // proxy clock when the stream last got two live legs
+}
+
+// endpointOf is l's endpoint on st, nil if it has none.
+func (st *stream) endpointOf(l Leg) *endpoint {
+	for _, ep := range st.eps {
+		if ep.leg == l && !ep.removed {
+			return ep
+		}
+	}
+	return nil
+}
+
+func (st *stream) liveCount() int {
+	n := 0
+	for _, ep := range st.eps {
+		if ep.live {
+			n++
+		}
+	}
+	return n
+}
+
+// origin is our o= line toward one leg: RFC 3264 §8 wants the same
 // session id throughout, and the version incremented by one exactly when
 // the SDP changes.
 type origin struct {
@@ -50,12 +81,27 @@ type origin struct {
 
 func newCall(ctx context.Context, p *Proxy, cc CallConfig) *Call {
 	cctx, cancel := context.WithCancelCause(ctx)
-	c := &Call{p: p, id: cc.ID, w: p.eng.pick(), ctx: cctx, cancel: cancel}
-	for i := range c.origin {
-		c.origin[i].id = p.sessionID()
-		c.origin[i].version = 1
+	return &Call{p: p, id: cc.ID, w: p.eng.pick(), ctx: cctx, cancel: cancel, route: newRouting()}
+}
+
+// leg is the live state of l, nil if unknown or removed.
+func (c *Call) leg(l Leg) *legState {
+	for _, ls := range c.legs {
+		if ls.name == l && !ls.removed {
+			return ls
+		}
 	}
-	return c
+	return nil
+}
+
+// addLeg returns l's state, creating it on first mention.
+func (c *Call) addLeg(l Leg) *legState {
+	if ls := c.leg(l); ls != nil {
+		return ls
+	}
+	ls := &legState{name: l, origin: origin{id: c.p.sessionID(), version: 1}}
+	c.legs = append(c.legs, ls)
+	return ls
 }
 
 // Done is closed when the call should end: its context ended, supervision
@@ -72,18 +118,22 @@ func (c *Call) Err() error {
 
 func (c *Call) end(cause error) { c.cancel(cause) }
 
-// RewriteOffer rewrites an offer that side from sent, for the other side:
-// every address becomes the proxy's advertised address and every port one
-// of the proxy's ports on the other leg. It opens the ports of new m-lines.
+// RewriteOffer rewrites an offer that leg from sent, for delivery to leg
+// to: every address becomes the proxy's advertised address and every port
+// one of to's endpoint ports, which it opens for new m-lines (and from's,
+// for the answer). It learns where from receives. From then on to's media
+// reaches from, who must be ready for it (RFC 3264 §5.1: early media).
 // Errors are *Error values that carry their SIP status.
-func (c *Call) RewriteOffer(from Side, body []byte) ([]byte, error) {
-	return c.rewrite(from, body, true)
+func (c *Call) RewriteOffer(from, to Leg, body []byte) ([]byte, error) {
+	return c.rewrite(from, to, body, true)
 }
 
-// RewriteAnswer rewrites the answer (in a 183 or the 2xx, or the answer to a
-// re-INVITE) that side from sent, for the other side.
-func (c *Call) RewriteAnswer(from Side, body []byte) ([]byte, error) {
-	return c.rewrite(from, body, false)
+// RewriteAnswer rewrites the answer (in a 183 or the 2xx, or the answer to
+// a re-INVITE) that leg from sent to to's offer, for delivery to to. After
+// the first answer between them, from and to hear each other both ways;
+// later answers leave the table as it is.
+func (c *Call) RewriteAnswer(from, to Leg, body []byte) ([]byte, error) {
+	return c.rewrite(from, to, body, false)
 }
 
 // Answered tells the call that the final answer was given: media
@@ -106,8 +156,8 @@ func (c *Call) Close() error {
 	}
 	c.closed = true
 	for _, st := range c.streams {
-		for _, ep := range st.ep {
-			if ep != nil {
+		for _, ep := range st.eps {
+			if !ep.removed {
 				c.p.eng.releasePair(ep)
 			}
 		}
@@ -118,55 +168,58 @@ func (c *Call) Close() error {
 	return nil
 }
 
-// ensure opens the ports of stream i on both legs if it has none yet.
-func (c *Call) ensure(i int, media string) (*stream, error) {
+// ensure opens the ports of stream i for legs from and to (in that order)
+// where they have none yet, in the address family v6.
+func (c *Call) ensure(i int, media string, v6 bool, legs ...Leg) (*stream, error) {
 	for len(c.streams) <= i {
 		c.streams = append(c.streams, &stream{})
 	}
 	st := c.streams[i]
-	if st.ep[0] != nil {
-		return st, nil
+	if len(st.eps) == 0 {
+		st.media = media
 	}
-	st.media = media
-	var eps [2]*endpoint
-	for s := range eps {
-		eps[s] = &endpoint{side: Side(s), media: media, isRTP: true}
-	}
-	eps[0].peer, eps[1].peer = eps[1], eps[0]
-	for s := range eps {
-		if err := c.p.eng.openPair(c.w, eps[s]); err != nil {
-			if s == 1 {
-				c.p.eng.releasePair(eps[0])
-			}
+	for _, l := range legs {
+		if st.endpointOf(l) != nil {
+			continue
+		}
+		ep := &endpoint{leg: l, media: st.media, strm: st, idx: len(st.eps), v6: v6, isRTP: true}
+		if err := c.p.eng.openPair(c.w, ep); err != nil {
 			return nil, err
 		}
+		st.eps = append(st.eps, ep)
+		// before any packet can reach the new sockets: the worker adds
+		// them only after this returns
+		c.publish()
 	}
-	st.ep = eps
 	return st, nil
 }
 
 // checkMedia returns a cause when a leg of an answered call sent no RTP for
-// timeout on any stream that both legs have live. Held streams (sendonly,
-// recvonly, inactive, 0.0.0.0) are exempt, and the clock restarts when a
-// stream is resumed.
+// timeout on any stream where it and another leg are live. Held streams
+// (sendonly, recvonly, inactive, 0.0.0.0) are exempt, and the clock
+// restarts when a stream is resumed.
 func (c *Call) checkMedia(now, timeout int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.answered == 0 || c.ctx.Err() != nil {
 		return nil
 	}
-	for side := range 2 {
+	for _, ls := range c.legs {
+		if ls.removed {
+			continue
+		}
 		active := false
 		var last int64
 		for _, st := range c.streams {
-			if st.ep[0] == nil || !st.live[0] || !st.live[1] {
+			ep := st.endpointOf(ls.name)
+			if ep == nil || !ep.live || st.liveCount() < 2 {
 				continue
 			}
 			active = true
-			last = max(last, st.ep[side].lastSeen.Load(), st.since, c.answered)
+			last = max(last, ep.lastSeen.Load(), st.since, c.answered)
 		}
 		if active && now-last > timeout {
-			return fmt.Errorf("%w: no RTP from leg %v for %v", ErrMediaTimeout, Side(side), time.Duration(timeout))
+			return fmt.Errorf("%w: no RTP from leg %s for %v", ErrMediaTimeout, ls.name, time.Duration(timeout))
 		}
 	}
 	return nil
@@ -176,11 +229,12 @@ func (c *Call) checkMedia(now, timeout int64) error {
 // (RFC 3550 A.3 loss, A.8 jitter), for the call record and the metrics.
 type LegStats struct {
 	Stream      int       `json:"stream"` // m-line index
-	Side        string    `json:"side"`   // "a" or "b"
+	Leg         Leg       `json:"leg"`
 	Media       string    `json:"media"`
 	LocalPort   int       `json:"local_port"`
 	Remote      string    `json:"remote,omitempty"` // where the proxy sends this party's media
 	Latched     bool      `json:"latched"`
+	Removed     bool      `json:"removed,omitempty"` // RemoveLeg: the counters stopped there
 	Packets     uint64    `json:"packets"`
 	Bytes       uint64    `json:"bytes"`
 	RTCPPackets uint64    `json:"rtcp_packets"`
@@ -191,17 +245,15 @@ type LegStats struct {
 	LastSeen    time.Time `json:"last_seen,omitzero"`
 }
 
-// Stats returns the counters of every leg of every stream.
+// Stats returns the counters of every leg of every stream, stream by
+// stream, legs in the order their endpoints were opened.
 func (c *Call) Stats() []LegStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []LegStats
 	for i, st := range c.streams {
-		for _, ep := range st.ep {
-			if ep == nil {
-				continue
-			}
-			ls := LegStats{Stream: i, Side: ep.side.String(), Media: ep.media, LocalPort: ep.rtp.port}
+		for _, ep := range st.eps {
+			ls := LegStats{Stream: i, Leg: ep.leg, Media: ep.media, LocalPort: ep.rtp.port, Removed: ep.removed}
 			if r := ep.dstRTP.Load(); r != nil {
 				ls.Remote = r.ap.String()
 			}
@@ -226,15 +278,15 @@ func (c *Call) Stats() []LegStats {
 	return out
 }
 
-// LocalPorts gives, for side s, the RTP port of each m-line the proxy
-// listens on for that side's party (0 for an m-line without ports).
-func (c *Call) LocalPorts(s Side) []int {
+// LocalPorts gives, for leg l, the RTP port of each m-line the proxy
+// listens on for that leg's party (0 for an m-line without ports).
+func (c *Call) LocalPorts(l Leg) []int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]int, len(c.streams))
 	for i, st := range c.streams {
-		if st.ep[s] != nil {
-			out[i] = st.ep[s].rtp.port
+		if ep := st.endpointOf(l); ep != nil {
+			out[i] = ep.rtp.port
 		}
 	}
 	return out

@@ -24,23 +24,36 @@ const maxDatagram = 2048
 // remote is a party's media address, with the raw socket address the send
 // path hands to the kernel, built once when the address is learned.
 type remote struct {
-	ap  netip.AddrPort // where packets go
-	sdp netip.AddrPort // what the SDP said, to tell a re-INVITE's move from a latch
-	sa  unix.RawSockaddrInet4
+	ap      netip.AddrPort        // where packets go
+	sdp     netip.AddrPort        // what the SDP said, to tell a re-INVITE's move from a latch
+	sa      unix.RawSockaddrInet6 // an AF_INET address is laid over its start
+	namelen uint32
 }
 
 func newRemote(ap, sdp netip.AddrPort) *remote {
 	r := &remote{ap: ap, sdp: sdp}
-	r.sa.Family = unix.AF_INET
-	r.sa.Addr = ap.Addr().As4()
-	p := (*[2]byte)(unsafe.Pointer(&r.sa.Port))
+	var port *uint16
+	if a := ap.Addr(); a.Is4() {
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.sa))
+		sa.Family, sa.Addr, port = unix.AF_INET, a.As4(), &sa.Port
+		r.namelen = unix.SizeofSockaddrInet4
+	} else {
+		r.sa.Family, r.sa.Addr, port = unix.AF_INET6, a.As16(), &r.sa.Port
+		r.namelen = unix.SizeofSockaddrInet6
+	}
+	p := (*[2]byte)(unsafe.Pointer(port))
 	p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port()) // network byte order
 	return r
 }
 
-func addrFromRaw(sa *unix.RawSockaddrInet4) netip.AddrPort {
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+func addrFromRaw(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port)) // at the same offset in both families
+	port := uint16(p[0])<<8 | uint16(p[1])
+	if sa.Family == unix.AF_INET {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), port)
 }
 
 const (
@@ -83,7 +96,9 @@ type worker struct {
 	socks  []*sock // by descriptor number
 	events [128]unix.EpollEvent
 	bufs   [batch][maxDatagram]byte
-	names  [batch]unix.RawSockaddrInet4
+	names  [batch]unix.RawSockaddrInet6
+	hdrs   [batch][10]byte // RTP header bytes 2-11 as received, while a route rewrites
+	media  [batch]bool     // the datagram is RTP media (not RTCP, not UDPTL)
 	rxIov  [batch]unix.Iovec
 	rx     [batch]unix.Mmsghdr
 	txIov  [batch]unix.Iovec
@@ -150,7 +165,6 @@ func newWorker(e *engine) (*worker, error) {
 		w.rx[i].Hdr.SetIovlen(1)
 		w.tx[i].Hdr.Iov = &w.txIov[i]
 		w.tx[i].Hdr.SetIovlen(1)
-		w.tx[i].Hdr.Namelen = unix.SizeofSockaddrInet4
 	}
 	return w, nil
 }
@@ -256,10 +270,11 @@ func (w *worker) takeInbox() {
 }
 
 // relay moves what is queued on s: one recvmmsg, the latching and counters
-// under one lock, one sendmmsg out of the peer's socket.
+// under one lock, then per receiver in the stream's table one sendmmsg out
+// of the receiver's own socket, and the sink.
 func (w *worker) relay(s *sock, now int64) {
 	for i := range w.rx {
-		w.rx[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+		w.rx[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 		w.rx[i].Hdr.Flags = 0
 	}
 	r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.fd),
@@ -273,7 +288,7 @@ func (w *worker) relay(s *sock, now int64) {
 		return
 	}
 	ep := s.ep
-	peer := ep.peer
+	rt := ep.strm.table.Load().routeOf(ep)
 	window := uint16(w.e.p.cfg.LatchWindow)
 	k, bytes := 0, 0
 	ep.mu.Lock()
@@ -294,41 +309,112 @@ func (w *worker) relay(s *sock, now int64) {
 		if ok {
 			w.txIov[k].Base = &w.bufs[i][0]
 			w.txIov[k].SetLen(ln)
+			// admitRTP let only RTP of at least 12 bytes through, or RTCP
+			w.media[k] = !s.rtcp && ep.isRTP && !isRTCP(b)
 			k++
 			bytes += ln
 		}
 	}
 	ep.mu.Unlock()
-	if k == 0 {
+	if k == 0 || rt == nil || (len(rt.to) == 0 && rt.sink == nil) {
 		w.dropped.Add(uint64(n))
 		return
 	}
-	out, dst := peer.rtp, peer.dstRTP.Load()
-	if s.rtcp {
-		out, dst = peer.rtcp, peer.dstRTCP.Load()
+	drop := n - k
+	relayed, relayedBytes := 0, 0
+	if rt.sink != nil {
+		for j := 0; j < k; j++ {
+			if w.media[j] {
+				rt.sink.WriteRTP(ep.leg, w.packet(j))
+				relayed++
+			}
+		}
 	}
-	if dst == nil || out.state.Load() != sockLive {
-		w.dropped.Add(uint64(n))
-		return
+	if len(rt.to) == 0 {
+		drop += k - relayed // RTCP, UDPTL: only RTP goes to a sink
 	}
+	saved, dirty := false, false
+	for _, d := range rt.to {
+		out, dst := d.ep.rtp, d.ep.dstRTP.Load()
+		if s.rtcp {
+			out, dst = d.ep.rtcp, d.ep.dstRTCP.Load()
+		}
+		if dst == nil || out.state.Load() != sockLive {
+			drop += k
+			continue
+		}
+		switch {
+		case d.rewrite && !s.rtcp:
+			if !saved {
+				w.saveHeaders(k)
+				saved = true
+			} else if dirty {
+				w.restoreHeaders(k)
+			}
+			for j := 0; j < k; j++ {
+				if w.media[j] {
+					d.ep.out.rewrite(ep, w.packet(j), now)
+				}
+			}
+			dirty = true
+		case dirty:
+			w.restoreHeaders(k)
+			dirty = false
+		}
+		sent := w.send(out.fd, dst, k)
+		relayed += sent
+		relayedBytes += bytes
+		drop += k - sent
+	}
+	w.packets.Add(uint64(relayed))
+	w.bytes.Add(uint64(relayedBytes))
+	if drop > 0 {
+		w.dropped.Add(uint64(drop))
+	}
+}
+
+// packet is the j-th datagram queued for sending.
+func (w *worker) packet(j int) []byte {
+	return unsafe.Slice(w.txIov[j].Base, w.txIov[j].Len)
+}
+
+// saveHeaders keeps the received RTP headers of the queued media packets,
+// so that after one receiver's rewrite the next receiver gets the
+// original, or its own rewrite of it.
+func (w *worker) saveHeaders(k int) {
+	for j := 0; j < k; j++ {
+		if w.media[j] {
+			copy(w.hdrs[j][:], w.packet(j)[2:12])
+		}
+	}
+}
+
+func (w *worker) restoreHeaders(k int) {
+	for j := 0; j < k; j++ {
+		if w.media[j] {
+			copy(w.packet(j)[2:12], w.hdrs[j][:])
+		}
+	}
+}
+
+// send hands the k queued datagrams to the kernel for dst, out of socket
+// fd, and returns how many it took.
+func (w *worker) send(fd int, dst *remote, k int) int {
 	name := (*byte)(unsafe.Pointer(&dst.sa))
 	for j := 0; j < k; j++ {
 		w.tx[j].Hdr.Name = name
+		w.tx[j].Hdr.Namelen = dst.namelen
 	}
 	sent := 0
 	for sent < k {
-		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(out.fd),
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd),
 			uintptr(unsafe.Pointer(&w.tx[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
 		if errno != 0 || int(r) <= 0 {
 			break // full socket buffer or ICMP error from the party: drop
 		}
 		sent += int(r)
 	}
-	w.packets.Add(uint64(sent))
-	w.bytes.Add(uint64(bytes))
-	if d := n - sent; d > 0 {
-		w.dropped.Add(uint64(d))
-	}
+	return sent
 }
 
 func (e *engine) pick() *worker {
@@ -344,13 +430,17 @@ func (e *engine) openPair(w *worker, ep *endpoint) error {
 		if !ok {
 			break
 		}
-		rtp, err := openUDP(e.p.cfg.BindAddr, port)
+		bind := e.p.cfg.BindAddr
+		if ep.v6 {
+			bind = e.p.cfg.BindV6
+		}
+		rtp, err := openUDP(bind, port)
 		if err != nil {
 			lastErr = err
 			e.p.pool.put(port)
 			continue
 		}
-		rtcp, err := openUDP(e.p.cfg.BindAddr, port+1)
+		rtcp, err := openUDP(bind, port+1)
 		if err != nil {
 			lastErr = err
 			unix.Close(rtp)
@@ -380,16 +470,29 @@ func (e *engine) releasePair(ep *endpoint) {
 }
 
 func openUDP(addr netip.Addr, port int) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: port, Addr: addr.As16()})
+	if addr.Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: port, Addr: addr.As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: addr.As4()}); err != nil {
+	if family == unix.AF_INET6 {
+		// An endpoint is of one family: on "::" the socket must not take
+		// IPv4 too (as v4-mapped addresses).
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("bind %v:%d: %w", addr, port, err)
+		return -1, fmt.Errorf("bind %v: %w", netip.AddrPortFrom(addr, uint16(port)), err)
 	}
 	// DSCP EF for interactive voice (RFC 4594 §4.4); best effort.
-	unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, 0xb8)
+	if family == unix.AF_INET6 {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, 0xb8)
+	} else {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, 0xb8)
+	}
 	return fd, nil
 }
 

@@ -14,7 +14,8 @@ var (
 	// layer answers 400 Bad Request.
 	ErrMalformedSDP = errors.New("malformed SDP")
 	// ErrUnsupportedSDP: the SDP parses but asks for something the relay
-	// cannot anchor (IPv6 or FQDN media, port ranges, more m-lines in an
+	// cannot anchor (IPv6 media without Config.BindV6, FQDN media, port
+	// ranges, an address family change of a leg, more m-lines in an
 	// answer than in the offer). The SIP layer answers 488 Not Acceptable Here.
 	ErrUnsupportedSDP = errors.New("unsupported SDP")
 	// ErrNoPorts: the port pool is exhausted. The SIP layer answers 503.

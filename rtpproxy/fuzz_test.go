@@ -49,13 +49,13 @@ func FuzzRewrite(f *testing.F) {
 		defer c.Close()
 		var out []byte
 		if asOffer {
-			out, err = c.RewriteOffer(SideA, body)
+			out, err = c.RewriteOffer(legA, legB, body)
 		} else {
 			// an answer needs an offer first
-			if _, err := c.RewriteOffer(SideB, body); err != nil {
+			if _, err := c.RewriteOffer(legB, legA, body); err != nil {
 				return
 			}
-			out, err = c.RewriteAnswer(SideA, body)
+			out, err = c.RewriteAnswer(legA, legB, body)
 		}
 		if err != nil {
 			var e *Error

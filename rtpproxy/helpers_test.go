@@ -10,7 +10,7 @@ import (
 // newTestProxy starts a proxy on loopback with a port range of its own
 // (tests of one package run in one process but other packages' tests may
 // run at the same time, so ranges are picked per test from base).
-func newTestProxy(t *testing.T, base int, mod func(*Config)) *Proxy {
+func newTestProxy(t testing.TB, base int, mod func(*Config)) *Proxy {
 	t.Helper()
 	cfg := Config{
 		BindAddr:      netip.MustParseAddr("127.0.0.1"),
@@ -42,4 +42,15 @@ func newTestCall(t *testing.T, p *Proxy) *Call {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// The two legs of the tests written for two-party calls: a is the caller.
+const legA, legB Leg = "a", "b"
+
+// other is the leg a two-party call relays to.
+func other(l Leg) Leg {
+	if l == legA {
+		return legB
+	}
+	return legA
 }

@@ -1,8 +1,16 @@
 // Package rtpproxy anchors the media of every call: per call leg it opens a
-// pair of UDP ports from a pool, rewrites the SDP offers and answers so both
-// parties send to those ports, and relays RTP and RTCP between them with
+// pair of UDP ports from a pool, rewrites the SDP offers and answers so every
+// party sends to those ports, and relays RTP and RTCP among them with
 // symmetric latching (so terminals behind NAT work), per-leg counters and an
 // inactivity timeout that tells the call to end when media dies.
+//
+// A call's stream (one m-line) has an endpoint per leg and a forwarding
+// table saying who receives what each endpoint's party sends: two legs that
+// completed an offer/answer hear each other, and the session can fan a leg
+// out to several, select one of several sources (with the receiver kept on
+// one continuous RTP stream, RFC 3550 §8.2), or hand a leg's RTP to a Sink
+// such as a conference mixer. The table is replaced, never changed, so the
+// relay threads read it without a lock while it changes.
 //
 // The hot path follows three rules: no allocation per packet, packets are
 // read and written in batches (recvmmsg/sendmmsg) by a few worker threads
@@ -32,6 +40,16 @@ type Config struct {
 	// the proxy sits behind NAT. Default BindAddr; required when BindAddr is
 	// unspecified (0.0.0.0).
 	AdvertiseAddr netip.Addr
+	// BindV6 is the IPv6 address the media sockets of IPv6 legs bind to;
+	// :: binds all interfaces. Unset (the default), IPv6 media is refused
+	// with 488 as before: a proxy must not offer an address family its
+	// host may not route, so IPv6 is switched on where it is known to work.
+	// An offer with c=IN IP6 then gets IPv6 endpoints for both legs of the
+	// exchange (the relay keeps the offer's family; it does not translate).
+	BindV6 netip.Addr
+	// AdvertiseV6 is the IPv6 address written into SDP for IPv6 legs.
+	// Default BindV6; required when BindV6 is ::.
+	AdvertiseV6 netip.Addr
 	// PortMin and PortMax bound the media ports (inclusive). RTP takes the
 	// even port and RTCP the odd one above it (RFC 3550 §11). Default
 	// 20000-29999.
@@ -70,6 +88,22 @@ func (c *Config) setDefaults() error {
 	}
 	if !c.AdvertiseAddr.Is4() || c.AdvertiseAddr.IsUnspecified() {
 		return fmt.Errorf("rtpproxy: advertised address %v: need a unicast IPv4 address", c.AdvertiseAddr)
+	}
+	if c.BindV6.IsValid() {
+		if !c.BindV6.Is6() || c.BindV6.Is4In6() || c.BindV6.Zone() != "" {
+			return fmt.Errorf("rtpproxy: IPv6 bind address %v: need an IPv6 address without zone", c.BindV6)
+		}
+		if !c.AdvertiseV6.IsValid() {
+			if c.BindV6.IsUnspecified() {
+				return errors.New("rtpproxy: IPv6 bind address :: needs an advertised address")
+			}
+			c.AdvertiseV6 = c.BindV6
+		}
+		if !c.AdvertiseV6.Is6() || c.AdvertiseV6.Is4In6() || c.AdvertiseV6.IsUnspecified() {
+			return fmt.Errorf("rtpproxy: advertised IPv6 address %v: need a unicast IPv6 address", c.AdvertiseV6)
+		}
+	} else if c.AdvertiseV6.IsValid() {
+		return errors.New("rtpproxy: advertised IPv6 address without an IPv6 bind address")
 	}
 	if c.PortMin == 0 && c.PortMax == 0 {
 		c.PortMin, c.PortMax = 20000, 29999

@@ -7,40 +7,24 @@ import (
 	"sync/atomic"
 )
 
-// Side names a call leg: A is the caller's (the inbound dialog), B the
-// callee's (the outbound dialog).
-type Side int
-
-// The two legs of a call.
-const (
-	SideA Side = 0
-	SideB Side = 1
-)
-
-func (s Side) other() Side { return 1 - s }
-
-func (s Side) String() string {
-	if s == SideA {
-		return "a"
-	}
-	return "b"
-}
-
 // endpoint is one leg of one media stream: the port pair that leg's party
 // sends to, and what we know of that party (where to send to it, what it
-// sent). Packets arriving here are relayed out of peer's sockets to peer's
-// party.
+// sent). Where packets arriving here go is the stream's forwarding table's
+// business; they leave from the receiving endpoints' own sockets, so each
+// party sees media from the address its SDP was given.
 type endpoint struct {
-	side  Side
+	leg   Leg
 	media string // "audio", "video", ...
+	strm  *stream
+	idx   int  // index in strm.eps and in the table's routes; never changes
+	v6    bool // the sockets are IPv6; so is every remote address
 	rtp   *sock
 	rtcp  *sock
-	peer  *endpoint
 	// isRTP is false for plain UDP streams (T.38 over UDPTL): no SSRC, so
 	// the latch never moves once set.
 	isRTP bool
 
-	// Read by the relay thread of the peer's sockets on every packet, hence
+	// Read by the relay thread on every packet sent to this party, hence
 	// atomic; replaced (never mutated) when the latch moves.
 	dstRTP  atomic.Pointer[remote]
 	dstRTCP atomic.Pointer[remote]
@@ -59,6 +43,15 @@ type endpoint struct {
 	rtcpPackets uint64
 	rtcpBytes   uint64
 	dropped     uint64 // strangers and invalid packets
+
+	// Guarded by the Call's mu.
+	live    bool // the leg's latest SDP has this stream sendrecv at a real address
+	removed bool // RemoveLeg: released, out of the table, kept for Stats
+
+	// out is what this party was last sent, for the rewrite of a switched
+	// source. Only the call's relay thread touches it: every socket of a
+	// call belongs to one worker.
+	out outState
 }
 
 // setSDPRemote records where the SDP says this party receives media. A new

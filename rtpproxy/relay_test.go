@@ -30,7 +30,7 @@ func newParty(t *testing.T, ssrc uint32) *party {
 	return &party{t: t, rtp: listen(t), rtcp: listen(t), ssrc: ssrc, seq: 1000, proxyAddr: netip.MustParseAddr("127.0.0.1")}
 }
 
-func listen(t *testing.T) *net.UDPConn {
+func listen(t testing.TB) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -99,14 +99,14 @@ func silent(t *testing.T, c *net.UDPConn, d time.Duration) {
 // ports.
 func setupCall(t *testing.T, c *Call, a, b *party) {
 	t.Helper()
-	if _, err := c.RewriteOffer(SideA, a.sdp("sendrecv")); err != nil {
+	if _, err := c.RewriteOffer(legA, legB, a.sdp("sendrecv")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RewriteAnswer(SideB, b.sdp("sendrecv")); err != nil {
+	if _, err := c.RewriteAnswer(legB, legA, b.sdp("sendrecv")); err != nil {
 		t.Fatal(err)
 	}
 	c.Answered()
-	a.proxyPort, b.proxyPort = c.LocalPorts(SideA)[0], c.LocalPorts(SideB)[0]
+	a.proxyPort, b.proxyPort = c.LocalPorts(legA)[0], c.LocalPorts(legB)[0]
 	a.proxyRTCP, b.proxyRTCP = a.proxyPort+1, b.proxyPort+1
 }
 
@@ -153,7 +153,7 @@ func TestRelayBothWaysIntactInOrder(t *testing.T) {
 	}
 	for _, ls := range st {
 		if ls.Packets != n || ls.Lost != 0 || ls.Expected != n || !ls.Latched || ls.LastSeen.IsZero() {
-			t.Errorf("leg %s: %+v, want %d packets, none lost, latched", ls.Side, ls, n)
+			t.Errorf("leg %s: %+v, want %d packets, none lost, latched", ls.Leg, ls, n)
 		}
 	}
 	if st[0].RTCPPackets != 1 {
@@ -263,10 +263,10 @@ func TestMediaTimeout(t *testing.T) {
 			a, b := newParty(t, 0xa), newParty(t, 0xb)
 			setupCall(t, c, a, b)
 			if tc.hold {
-				if _, err := c.RewriteOffer(SideA, a.sdp("sendonly")); err != nil {
+				if _, err := c.RewriteOffer(legA, legB, a.sdp("sendonly")); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := c.RewriteAnswer(SideB, b.sdp("recvonly")); err != nil {
+				if _, err := c.RewriteAnswer(legB, legA, b.sdp("recvonly")); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -302,8 +302,8 @@ func TestRingingWithoutMediaDoesNotTimeOut(t *testing.T) {
 	p := newTestProxy(t, 33400, func(c *Config) { c.MediaTimeout = 100 * time.Millisecond })
 	c := newTestCall(t, p)
 	a, b := newParty(t, 0xa), newParty(t, 0xb)
-	c.RewriteOffer(SideA, a.sdp("sendrecv"))
-	c.RewriteAnswer(SideB, b.sdp("sendrecv")) // a 183: not Answered
+	c.RewriteOffer(legA, legB, a.sdp("sendrecv"))
+	c.RewriteAnswer(legB, legA, b.sdp("sendrecv")) // a 183: not Answered
 	select {
 	case <-c.Done():
 		t.Fatalf("call ended before it was answered: %v", c.Err())
@@ -324,7 +324,7 @@ func TestDrainedPortsNeverReachNewCall(t *testing.T) {
 
 	a.send(a.rtp, a.packet()) // late packet of the old call
 	c2 := newTestCall(t, p)
-	if _, err := c2.RewriteOffer(SideA, a.sdp("sendrecv")); !errors.Is(err, ErrNoPorts) {
+	if _, err := c2.RewriteOffer(legA, legB, a.sdp("sendrecv")); !errors.Is(err, ErrNoPorts) {
 		t.Fatalf("offer while draining: %v, want ErrNoPorts", err)
 	}
 	c2.Close()
@@ -333,7 +333,7 @@ func TestDrainedPortsNeverReachNewCall(t *testing.T) {
 	var c3 *Call
 	for deadline := time.Now().Add(3 * time.Second); ; {
 		c3 = newTestCall(t, p)
-		if _, err := c3.RewriteOffer(SideA, a.sdp("sendrecv")); err == nil {
+		if _, err := c3.RewriteOffer(legA, legB, a.sdp("sendrecv")); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("ports never came back: %v", err)
@@ -341,7 +341,7 @@ func TestDrainedPortsNeverReachNewCall(t *testing.T) {
 		c3.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
-	c3.RewriteAnswer(SideB, b.sdp("sendrecv"))
+	c3.RewriteAnswer(legB, legA, b.sdp("sendrecv"))
 	silent(t, b.rtp, 100*time.Millisecond)
 	if m := p.Metrics(); m.DrainDropped < 2 {
 		t.Errorf("drain dropped %d packets, want 2", m.DrainDropped)
@@ -379,10 +379,10 @@ func TestPoolCyclesDoNotLeak(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		c, _ := p.NewCall(t.Context(), CallConfig{})
 		a, b := newParty(t, 1), newParty(t, 2)
-		if _, err := c.RewriteOffer(SideA, a.sdp("sendrecv")); err != nil && !errors.Is(err, ErrNoPorts) {
+		if _, err := c.RewriteOffer(legA, legB, a.sdp("sendrecv")); err != nil && !errors.Is(err, ErrNoPorts) {
 			t.Fatal(err)
 		}
-		c.RewriteAnswer(SideB, b.sdp("sendrecv"))
+		c.RewriteAnswer(legB, legA, b.sdp("sendrecv"))
 		c.Close()
 		a.rtp.Close()
 		a.rtcp.Close()

@@ -47,7 +47,10 @@ type mline struct {
 	clock   uint32
 }
 
-func (c *Call) rewrite(from Side, body []byte, offer bool) ([]byte, error) {
+func (c *Call) rewrite(from, to Leg, body []byte, offer bool) ([]byte, error) {
+	if from == to {
+		return nil, &Error{Status: 500, WarnCode: 399, Text: "SDP relayed to the leg it came from", Err: ErrUnsupportedSDP}
+	}
 	sd, err := parseSDP(body)
 	if err != nil {
 		return nil, err
@@ -58,8 +61,9 @@ func (c *Call) rewrite(from Side, body []byte, offer bool) ([]byte, error) {
 	// Validate everything before touching state, so a bad SDP changes nothing.
 	lines := make([]mline, len(sd.MediaDescriptions))
 	sessDir := direction(sd.Attributes)
+	v6ok := c.p.cfg.BindV6.IsValid()
 	for i, md := range sd.MediaDescriptions {
-		if err := inspect(sd, md, i, sessDir, &lines[i]); err != nil {
+		if err := inspect(sd, md, i, sessDir, v6ok, &lines[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -73,14 +77,17 @@ func (c *Call) rewrite(from Side, body []byte, offer bool) ([]byte, error) {
 		// RFC 3264 §6: the answer has exactly the offer's m-lines.
 		return nil, unsupported(399, "answer has %d m-lines, the offer had %d", len(lines), len(c.streams))
 	}
-	to := from.other()
+	if err := c.checkFamilies(lines, from, to); err != nil {
+		return nil, err
+	}
+	c.addLeg(from)
+	toLeg := c.addLeg(to)
 	now := c.p.now()
-	adv := c.p.cfg.AdvertiseAddr
 	for i, md := range sd.MediaDescriptions {
 		ml := &lines[i]
 		var st *stream
-		if ml.port != 0 && ml.relay && (offer || (i < len(c.streams) && c.streams[i].ep[0] != nil)) {
-			if st, err = c.ensure(i, md.MediaName.Media); err != nil {
+		if ml.port != 0 && ml.relay && (offer || (i < len(c.streams) && c.streams[i].endpointOf(from) != nil && c.streams[i].endpointOf(to) != nil)) {
+			if st, err = c.ensure(i, md.MediaName.Media, ml.addr.Is6(), from, to); err != nil {
 				return nil, err
 			}
 		} else if i < len(c.streams) {
@@ -89,36 +96,38 @@ func (c *Call) rewrite(from Side, body []byte, offer bool) ([]byte, error) {
 			c.streams = append(c.streams, &stream{media: md.MediaName.Media})
 			st = c.streams[i]
 		}
-		active := st.ep[0] != nil && ml.port != 0 && ml.relay
-		wasLive := st.live[0] && st.live[1]
-		st.live[from] = active && ml.dirLive && !ml.hold
-		if st.live[0] && st.live[1] && !wasLive {
+		fromEp, toEp := st.endpointOf(from), st.endpointOf(to)
+		active := fromEp != nil && toEp != nil && ml.port != 0 && ml.relay
+		wasLive := st.liveCount() >= 2
+		if fromEp != nil {
+			fromEp.live = active && ml.dirLive && !ml.hold
+		}
+		if st.liveCount() >= 2 && !wasLive {
 			st.since = now
 		}
 		if active && !ml.hold {
-			ep := st.ep[from]
 			rtp := addrPort(ml.addr, ml.port)
 			rtcp := ml.rtcp
 			if ml.mux {
 				rtcp = rtp // RFC 5761 §5.1.3: RTCP on the RTP port
 			}
-			ep.setSDPRemote(rtp, rtcp, ml.isRTP)
-			ep.clock.Store(ml.clock)
+			fromEp.setSDPRemote(rtp, rtcp, ml.isRTP)
+			fromEp.clock.Store(ml.clock)
 			if !offer && !ml.mux {
 				// The answer declined rtcp-mux (RFC 5761 §5.1.1): the offerer
 				// falls back to its separate RTCP port.
-				st.ep[to].demux()
+				toEp.demux()
 			}
 		}
 		// Rewrite the m-line for the other side.
 		origPort := ml.port
 		if active {
-			md.MediaName.Port.Value = st.ep[to].rtp.port
+			md.MediaName.Port.Value = toEp.rtp.port
 		} else {
 			md.MediaName.Port.Value = 0
 		}
 		if md.ConnectionInformation != nil {
-			setConn(md.ConnectionInformation, adv)
+			c.setConn(md.ConnectionInformation)
 		}
 		attrs := md.Attributes[:0]
 		for _, a := range md.Attributes {
@@ -126,14 +135,18 @@ func (c *Call) rewrite(from Side, body []byte, offer bool) ([]byte, error) {
 				continue
 			}
 			if a.Key == "rtcp" && active {
-				a.Value = rewriteRTCPAttr(a.Value, origPort, st.ep[to], adv, ml.hold)
+				a.Value = rewriteRTCPAttr(a.Value, origPort, toEp, c.advertise(toEp.v6), ml.hold)
 			}
 			attrs = append(attrs, a)
 		}
 		md.Attributes = attrs
 	}
+	v6 := false
 	if sd.ConnectionInformation != nil {
-		setConn(sd.ConnectionInformation, adv)
+		v6 = sd.ConnectionInformation.AddressType == "IP6"
+		c.setConn(sd.ConnectionInformation)
+	} else if len(lines) > 0 {
+		v6 = lines[0].addr.Is6()
 	}
 	attrs := sd.Attributes[:0]
 	for _, a := range sd.Attributes {
@@ -142,16 +155,66 @@ func (c *Call) rewrite(from Side, body []byte, offer bool) ([]byte, error) {
 		}
 	}
 	sd.Attributes = attrs
-	return c.stamp(to, sd)
+	c.connect(from, to, offer)
+	return c.stamp(toLeg, sd, v6)
 }
 
-// stamp sets our o= line toward side to and marshals: the version moves
+// connect adds the routes an exchange implies, once per pair, so that a
+// re-INVITE never undoes what the session set up with Select or
+// Disconnect.
+func (c *Call) connect(from, to Leg, offer bool) {
+	r := &c.route
+	if offer {
+		if !r.offered[edge{from, to}] {
+			r.offered[edge{from, to}] = true
+			r.edges[edge{to, from}] = true
+		}
+	} else if !r.answered[edge{from, to}] {
+		r.answered[edge{from, to}] = true
+		r.edges[edge{to, from}] = true
+		r.edges[edge{from, to}] = true
+	}
+	c.publish()
+}
+
+// checkFamilies refuses an SDP whose m-line would move an existing
+// endpoint of from or to to the other address family: an endpoint's
+// sockets are of one family, and the relay does not translate between
+// IPv4 and IPv6 within a leg.
+func (c *Call) checkFamilies(lines []mline, from, to Leg) error {
+	for i := range lines {
+		ml := &lines[i]
+		if ml.port == 0 || !ml.relay || !ml.addr.IsValid() || i >= len(c.streams) {
+			continue
+		}
+		for _, l := range []Leg{from, to} {
+			if ep := c.streams[i].endpointOf(l); ep != nil && ep.v6 != ml.addr.Is6() {
+				return unsupported(301, "m-line %d: the media of leg %s is already on IP%s", i, l, map[bool]string{false: "4", true: "6"}[ep.v6])
+			}
+		}
+	}
+	return nil
+}
+
+// advertise is the address written into SDP for an endpoint of the family.
+func (c *Call) advertise(v6 bool) netip.Addr {
+	if v6 {
+		return c.p.cfg.AdvertiseV6
+	}
+	return c.p.cfg.AdvertiseAddr
+}
+
+// stamp sets our o= line toward leg ls and marshals: the version moves
 // only when the content changed (RFC 3264 §8).
-func (c *Call) stamp(to Side, sd *sdp.SessionDescription) ([]byte, error) {
-	o := &c.origin[to]
+func (c *Call) stamp(ls *legState, sd *sdp.SessionDescription, v6 bool) ([]byte, error) {
+	o := &ls.origin
+	at := "IP4"
+	if v6 {
+		at = "IP6"
+	}
 	sd.Origin = sdp.Origin{
 		Username: "-", SessionID: o.id, SessionVersion: o.version,
-		NetworkType: "IN", AddressType: "IP4", UnicastAddress: c.p.cfg.AdvertiseAddr.String(),
+		NetworkType: "IN", AddressType: at, UnicastAddress: c.advertise(v6).String(),
 	}
 	out, err := sd.Marshal()
 	if err != nil {
@@ -168,14 +231,19 @@ func (c *Call) stamp(to Side, sd *sdp.SessionDescription) ([]byte, error) {
 	return out, nil
 }
 
-// setConn points a c= line at the proxy, except that the hold form
-// 0.0.0.0 stays so the other party still sees hold.
-func setConn(ci *sdp.ConnectionInformation, adv netip.Addr) {
+// setConn points a c= line at the proxy in the line's own family (the
+// relay keeps each leg's family), except that the hold form 0.0.0.0 stays
+// so the other party still sees hold.
+func (c *Call) setConn(ci *sdp.ConnectionInformation) {
 	if ci.Address != nil && ci.Address.Address == "0.0.0.0" {
 		return
 	}
+	v6 := ci.AddressType == "IP6"
 	ci.NetworkType, ci.AddressType = "IN", "IP4"
-	ci.Address = &sdp.Address{Address: adv.String()}
+	if v6 {
+		ci.AddressType = "IP6"
+	}
+	ci.Address = &sdp.Address{Address: c.advertise(v6).String()}
 }
 
 // rewriteRTCPAttr rewrites a=rtcp (RFC 3605): the port the other party
@@ -192,13 +260,19 @@ func rewriteRTCPAttr(v string, rtpPort int, ep *endpoint, adv netip.Addr, hold b
 		if hold {
 			a = "0.0.0.0"
 		}
-		out += " IN IP4 " + a
+		at := "IP4"
+		if adv.Is6() {
+			at = "IP6"
+		}
+		out += " IN " + at + " " + a
 	}
 	return out
 }
 
 // inspect validates one m-line and extracts what the relay needs.
-func inspect(sd *sdp.SessionDescription, md *sdp.MediaDescription, i int, sessDir string, ml *mline) error {
+// IPv6 media (c=IN IP6) is anchored when the proxy has an IPv6 address
+// (v6ok); otherwise it is refused as before.
+func inspect(sd *sdp.SessionDescription, md *sdp.MediaDescription, i int, sessDir string, v6ok bool, ml *mline) error {
 	ml.port = md.MediaName.Port.Value
 	if ml.port < 0 || ml.port > 65535 {
 		return malformed("m-line %d: port %d", i, ml.port)
@@ -229,12 +303,23 @@ func inspect(sd *sdp.SessionDescription, md *sdp.MediaDescription, i int, sessDi
 	if ci.Address == nil {
 		return malformed("m-line %d: c= line without an address", i)
 	}
-	if ci.AddressType != "IP4" {
+	var addr netip.Addr
+	var err error
+	switch {
+	case ci.AddressType == "IP4":
+		addr, err = netip.ParseAddr(ci.Address.Address)
+		if err != nil || !addr.Is4() {
+			return unsupported(301, "connection address %q is not an IPv4 address", ci.Address.Address)
+		}
+	case ci.AddressType == "IP6" && v6ok:
+		addr, err = netip.ParseAddr(ci.Address.Address)
+		if err != nil || !addr.Is6() || addr.Is4In6() || addr.Zone() != "" {
+			return unsupported(301, "connection address %q is not an IPv6 address", ci.Address.Address)
+		}
+	case v6ok:
+		return unsupported(301, "address type %q is not supported, only IP4 and IP6", ci.AddressType)
+	default:
 		return unsupported(301, "address type %q is not supported, only IP4", ci.AddressType)
-	}
-	addr, err := netip.ParseAddr(ci.Address.Address)
-	if err != nil || !addr.Is4() {
-		return unsupported(301, "connection address %q is not an IPv4 address", ci.Address.Address)
 	}
 	if addr.IsMulticast() || (addr.IsUnspecified() && addr != netip.IPv4Unspecified()) {
 		return unsupported(301, "multicast media is not supported")
@@ -265,11 +350,12 @@ func inspect(sd *sdp.SessionDescription, md *sdp.MediaDescription, i int, sessDi
 			}
 			ra := addr
 			if len(fs) >= 4 {
-				if fs[2] != "IP4" {
+				want := map[bool]string{false: "IP4", true: "IP6"}[addr.Is6()]
+				if fs[2] != want {
 					return unsupported(301, "m-line %d: a=rtcp address type %q is not supported", i, fs[2])
 				}
-				if ra, err = netip.ParseAddr(fs[3]); err != nil || !ra.Is4() {
-					return unsupported(301, "m-line %d: a=rtcp address %q is not an IPv4 address", i, fs[3])
+				if ra, err = netip.ParseAddr(fs[3]); err != nil || ra.Is6() != addr.Is6() || ra.Is4In6() {
+					return unsupported(301, "m-line %d: a=rtcp address %q is not an IPv%s address", i, fs[3], want[3:])
 				}
 			} else if len(fs) != 1 {
 				return malformed("m-line %d: a=rtcp %q", i, a.Value)

@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite the expected output of the gold
 // goldenStep is one SDP passed through a call and what must come out.
 type goldenStep struct {
 	kind  string // "offer" or "answer"
-	from  Side
+	from  Leg
 	input string
 	want  string
 }
@@ -48,9 +48,9 @@ func TestGoldenSDP(t *testing.T) {
 				var err error
 				in := []byte(strings.ReplaceAll(st.input, "\n", "\r\n"))
 				if st.kind == "offer" {
-					out, err = c.RewriteOffer(st.from, in)
+					out, err = c.RewriteOffer(st.from, other(st.from), in)
 				} else {
-					out, err = c.RewriteAnswer(st.from, in)
+					out, err = c.RewriteAnswer(st.from, other(st.from), in)
 				}
 				got := strings.ReplaceAll(string(out), "\r\n", "\n")
 				var e *Error
@@ -87,11 +87,7 @@ func parseGolden(s string) (head string, steps []goldenStep, err error) {
 		fs := strings.Fields(title)
 		switch {
 		case len(fs) == 2 && (fs[0] == "offer" || fs[0] == "answer") && (fs[1] == "a" || fs[1] == "b"):
-			side := SideA
-			if fs[1] == "b" {
-				side = SideB
-			}
-			steps = append(steps, goldenStep{kind: fs[0], from: side, input: body})
+			steps = append(steps, goldenStep{kind: fs[0], from: Leg(fs[1]), input: body})
 		case len(fs) == 1 && fs[0] == "want" && len(steps) > 0:
 			steps[len(steps)-1].want = body
 		default:

@@ -23,46 +23,33 @@ func (a RTPProxy) NewSession(ctx context.Context, callID string) (MediaSession, 
 	return &RTPSession{call: c}, nil
 }
 
-// RTPSession is the MediaSession of one anchored session. It maps legs
-// onto the relay's two sides, so it anchors two parties only: the leg of
-// the first offer is side A, every other leg side B. Fork branches all get
-// side B's ports; the one that answers takes them, and Release of a branch
-// that lost changes nothing. Beyond MediaSession it is a MediaSupervisor
-// (Err wraps ErrMediaTimeout and rtpproxy.ErrMediaTimeout for dead media)
-// and a MediaStatser (the per-side counters for the call record).
+// RTPSession is the MediaSession of one anchored session: every leg has
+// its own endpoints on the relay, named by its LegID, and an answer
+// connects the two legs of the exchange both ways. Beyond MediaSession it
+// is a MediaSupervisor (Err wraps ErrMediaTimeout and
+// rtpproxy.ErrMediaTimeout for dead media) and a MediaStatser (the per-leg
+// counters for the call record).
 type RTPSession struct {
 	call *rtpproxy.Call
-	a    LegID // the leg on side A; set by the first offer or answer
-}
-
-// side maps a leg to the relay's side, binding the first leg it sees to A.
-// Only the session's loop calls it.
-func (s *RTPSession) side(id LegID) rtpproxy.Side {
-	if s.a == "" {
-		s.a = id
-	}
-	if id == s.a {
-		return rtpproxy.SideA
-	}
-	return rtpproxy.SideB
 }
 
 // Offer rewrites an offer from leg from for leg to.
-func (s *RTPSession) Offer(_ context.Context, from, _ LegID, sdp []byte) ([]byte, error) {
-	out, err := s.call.RewriteOffer(s.side(from), sdp)
+func (s *RTPSession) Offer(_ context.Context, from, to LegID, sdp []byte) ([]byte, error) {
+	out, err := s.call.RewriteOffer(rtpproxy.Leg(from), rtpproxy.Leg(to), sdp)
 	return out, mediaFailure(err)
 }
 
 // Answer rewrites an answer from leg from for leg to.
 func (s *RTPSession) Answer(_ context.Context, from, to LegID, sdp []byte) ([]byte, error) {
-	s.side(to) // an answer to an offer the session never showed us: to is A
-	out, err := s.call.RewriteAnswer(s.side(from), sdp)
+	out, err := s.call.RewriteAnswer(rtpproxy.Leg(from), rtpproxy.Leg(to), sdp)
 	return out, mediaFailure(err)
 }
 
-// Release frees nothing: the relay's ports belong to the pair and go at
-// Close.
-func (s *RTPSession) Release(LegID) {}
+// Release frees the endpoints of a leg that has gone (a fork branch that
+// lost); its counters stay in Stats.
+func (s *RTPSession) Release(id LegID) {
+	_ = s.call.RemoveLeg(rtpproxy.Leg(id)) // a leg that never had media has nothing to free
+}
 
 // Close releases the call's ports.
 func (s *RTPSession) Close() error { return s.call.Close() }
@@ -83,7 +70,7 @@ func (s *RTPSession) Err() error {
 	return err
 }
 
-// Stats gives the per-side media counters.
+// Stats gives the per-leg media counters.
 func (s *RTPSession) Stats() []rtpproxy.LegStats { return s.call.Stats() }
 
 // MediaStats is Stats for the call record.

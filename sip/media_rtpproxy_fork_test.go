@@ -10,9 +10,9 @@ import (
 	"github.com/imcall/b2bua/rtpproxy"
 )
 
-// The pair adapter under a forked session: the caller's offer goes to two
-// branches, the one that answers takes the relay's far side, and releasing
-// the branch that lost leaves the call's media alone.
+// The adapter under a forked session: the caller's offer goes to two
+// branches, each on ports of its own; the one that answers is connected to
+// the caller, and releasing the branch that lost frees only its endpoint.
 func TestRTPProxyAnchorForkedLegs(t *testing.T) {
 	p, err := rtpproxy.New(rtpproxy.Config{
 		BindAddr:      netip.MustParseAddr("127.0.0.1"),
@@ -45,7 +45,15 @@ func TestRTPProxyAnchorForkedLegs(t *testing.T) {
 	}
 	ms.Release("uac-1")
 	st := ms.(MediaStatser).MediaStats().([]rtpproxy.LegStats)
-	if len(st) != 2 || st[0].Remote != "192.0.2.1:4000" || st[1].Remote != "198.51.100.8:5002" {
-		t.Fatalf("stats %+v, want the caller and the branch that answered", st)
+	byLeg := map[rtpproxy.Leg]rtpproxy.LegStats{}
+	for _, l := range st {
+		byLeg[l.Leg] = l
+	}
+	caller, won, lost := byLeg["uas-1"], byLeg["uac-2"], byLeg["uac-1"]
+	if len(st) != 3 || caller.Remote != "192.0.2.1:4000" || won.Remote != "198.51.100.8:5002" || won.Removed || !lost.Removed {
+		t.Fatalf("stats %+v, want the caller, the branch that answered, and the released branch", st)
+	}
+	if won.LocalPort == lost.LocalPort || won.LocalPort == caller.LocalPort {
+		t.Fatalf("branches share ports: %+v", st)
 	}
 }

@@ -69,7 +69,7 @@ func TestRTPProxyAnchor(t *testing.T) {
 	}
 	rs := ms.(*RTPSession)
 	rs.Answered()
-	if st := rs.Stats(); len(st) != 2 || st[0].Side != "a" || st[1].Remote != "198.51.100.7:5000" {
+	if st := rs.Stats(); len(st) != 2 || st[0].Leg != "uas-1" || st[1].Remote != "198.51.100.7:5000" {
 		t.Fatalf("stats %+v", st)
 	}
 	select {

@@ -124,9 +124,9 @@ func (s *server) handle(body []byte) map[string]any {
 		}
 		var out []byte
 		if cmd == "offer" {
-			out, err = c.RewriteOffer(rtpproxy.SideA, []byte(str("sdp")))
+			out, err = c.RewriteOffer("a", "b", []byte(str("sdp")))
 		} else {
-			out, err = c.RewriteAnswer(rtpproxy.SideB, []byte(str("sdp")))
+			out, err = c.RewriteAnswer("b", "a", []byte(str("sdp")))
 			c.Answered()
 		}
 		if err != nil {
