@@ -40,7 +40,9 @@
 //
 // Supervision (MediaSupervisor) and counters (MediaStatser) are optional
 // interfaces found by type assertion; media_rtpproxy.go adapts the rtpproxy
-// relay, which anchors two parties, to this seam.
+// relay to this seam: every leg has its own endpoints there, and the
+// relay's forwarding table (who hears whom, fan-out, source select, sinks)
+// follows the answers.
 //
 // # Wire order
 //
