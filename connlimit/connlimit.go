@@ -87,8 +87,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if l.admit(key) {
 			return &conn{Conn: c, l: l, key: key}, nil
 		}
-		c.Close()
+		// Counted before the close, so a client that sees the close also
+		// sees the count.
 		n := l.refused.Add(1)
+		c.Close()
 		now := time.Now().UnixNano()
 		if last := l.lastWarn.Load(); now-last >= int64(warnEvery) && l.lastWarn.CompareAndSwap(last, now) {
 			l.log.Warn("connections refused: over the open-connection limit", "source", key.String(),

@@ -62,7 +62,7 @@ func TestDIDAPI(t *testing.T) {
 	e := newEnv(t, token, 0)
 	e.must(t, 201, "POST", "/api/v1/users", `{"im_id":"alice","password":"pw"}`, nil)
 	e.must(t, 201, "POST", "/api/v1/users", `{"im_id":"bob","password":"pw"}`, nil)
-	r := e.do(t, "POST", "/api/v1/dids", `{"number":"+1 (555) 000-1111","im_id":"Alice"}`)
+	r := e.do(t, "POST", "/api/v1/dids", `{"number":"+1 (555) 000-1111","im_id":"alice"}`)
 	if r.status != 201 || r.header.Get("Location") != "/api/v1/dids/+15550001111" {
 		t.Fatalf("create: %d %s, Location %q", r.status, r.body, r.header.Get("Location"))
 	}

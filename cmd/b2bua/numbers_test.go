@@ -73,7 +73,7 @@ func TestCLITrunks(t *testing.T) {
 func TestCLIDIDs(t *testing.T) {
 	db := newDB(t)
 	seed(t, db)
-	ok(t, db, "", "did", "add", "+1-555-000-1111", "--im", "Alice")
+	ok(t, db, "", "did", "add", "+1-555-000-1111", "--im", "alice")
 	ok(t, db, "", "did", "add", "+15550002222", "--im", "alice", "--fallback", "terminal")
 	ok(t, db, "", "did", "add", "+441632960001", "--im", "bob")
 	inOrder(t, ok(t, db, "", "did", "list"), "NUMBER", "IM ID", "FALLBACK",
@@ -138,7 +138,7 @@ func TestCLIClients(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out := ok(t, db, "", "client", "list", "--im", "ALICE")
+	out := ok(t, db, "", "client", "list", "--im", "alice")
 	inOrder(t, out, "INSTANCE", "CONTACT", "SOURCE", "TRANSPORT", "EXPIRES IN")
 	for _, w := range []string{"urn:uuid:00000000-0000-1000-8000-000000000001  sip:alice@192.0.2.1:5060", "192.0.2.1:5060  udp", "sip:alice@192.0.2.2:5060", "tcp"} {
 		if !strings.Contains(out, w) {

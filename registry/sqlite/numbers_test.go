@@ -78,7 +78,7 @@ func TestDIDs(t *testing.T) {
 	s := newStore(t)
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
-	d, err := s.AddDID(ctx, registry.DID{Number: "+1 555 000 1111", IMID: "Alice"})
+	d, err := s.AddDID(ctx, registry.DID{Number: "+1 555 000 1111", IMID: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
