@@ -82,7 +82,10 @@ func (d *Daemon) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	// before its first RTP from an address its SDP does not name (NAT, a
 	// host whose SDP names another interface) are refused until the RTP
 	// latch tells where the party is, and packets racing the call's end
-	// meet the other side's port already closed.
+	// meet the other side's port already closed. Measured: baresip 1.0
+	// advertises its interface address, sends from loopback, and opens
+	// each stream with an RTCP APP packet before its first RTP, so every
+	// clean baresip call adds one per party; its later RTCP is relayed.
 	metric("b2bua_rtp_packets_dropped_total", "counter", "Datagrams read on a call's live port and not relayed: "+
 		"not RTP/RTCP (version 2, minimum length) or truncated; "+
 		"from an address that is not the latched party and does not continue its stream (strangers, or a party's RTCP before its first RTP latched its address, which can happen on clean calls behind NAT); "+
