@@ -1,5 +1,5 @@
 // Package scp asks a Service Control Point where a terminal is: it maps a
-// mobile identity (IMSI or MAC) to the address the terminal can be reached at
+// mobile identity (IMSI, MAC or MSISDN) to the address the terminal can be reached at
 // now and whether it is online, busy or absent. Backends (the in-process
 // simulator, HTTP, CAP over SS7) implement Locator.
 package scp
@@ -56,8 +56,8 @@ var (
 )
 
 // Locator is the one question the B2BUA asks an SCP. mobileID is in the
-// registry's "type:value" form, e.g. "imsi:001010000000001" or
-// "mac:00:1a:2b:3c:4d:5e".
+// registry's "type:value" form, e.g. "imsi:001010000000001",
+// "mac:00:1a:2b:3c:4d:5e" or "msisdn:+441632960001".
 type Locator interface {
 	Locate(ctx context.Context, mobileID string) (Location, error)
 }

@@ -57,6 +57,17 @@ func TestServeCAP(t *testing.T) {
 	if loc, err := c.Locate(ctx, "imsi:001010000000001"); err != nil || loc.State != scp.Busy {
 		t.Fatalf("after state busy over HTTP: %+v %v", loc, err)
 	}
+	// A subscriber attached by MSISDN is found by the number in the
+	// InitialDP.
+	if _, err := c.Locate(ctx, "msisdn:+441632960001"); !errors.Is(err, scp.ErrUnknownSubscriber) {
+		t.Fatalf("MSISDN before attach: %v", err)
+	}
+	if _, errOut, code := scpsim(t, []string{"SCPSIM_SERVER=" + srv.URL}, "subscriber", "attach", "--msisdn", "+441632960001", "--addr", "127.0.0.1:6004"); code != 0 {
+		t.Fatal(errOut)
+	}
+	if loc, err := c.Locate(ctx, "msisdn:+441632960001"); err != nil || loc.State != scp.Online || loc.Addr.String() != "127.0.0.1:6004" {
+		t.Fatalf("MSISDN subscriber: %+v %v", loc, err)
+	}
 	c.Close()
 	srv.stop(t)
 
@@ -65,7 +76,8 @@ func TestServeCAP(t *testing.T) {
 		t.Fatalf("decode: %d %s", code, errOut)
 	}
 	for _, want := range []string{"M3UA ASPUP", "TCAP Begin", "iMSI: 001010000000001", "operation 20 (connect)",
-		"= 127.0.0.1:5062", "error 6 (missingCustomerRecord)", "cause: 17 (user busy)"} {
+		"= 127.0.0.1:5062", "error 6 (missingCustomerRecord)", "cause: 17 (user busy)",
+		"calledPartyBCDNumber: 441632960001 (type 1 international, plan 1 ISDN/E.164), MSISDN +441632960001", "= 127.0.0.1:6004"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("decode output lacks %q:\n%s", want, out)
 		}

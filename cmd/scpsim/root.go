@@ -9,7 +9,7 @@ import (
 func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "scpsim",
-		Short:         "SCP simulator: locates terminals by IMSI or MAC over HTTP",
+		Short:         "SCP simulator: locates terminals by IMSI, MAC or MSISDN over HTTP and CAP",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -154,13 +154,16 @@ func TestSubscriberCommands(t *testing.T) {
 		{[]string{"subscriber", "state", "--imsi", "001010000000042", "busy"}, "set imsi:001010000000042: busy [::1]:6002\n"},
 		{[]string{"subscriber", "attach", "--mac", "AA-BB-CC-DD-EE-FF", "--state", "absent"}, "attached mac:aa:bb:cc:dd:ee:ff: absent -\n"},
 		{[]string{"subscriber", "detach", "--imsi", "001010000000003"}, "detached imsi:001010000000003\n"},
+		{[]string{"subscriber", "attach", "--msisdn", "+441632960001", "--addr", "127.0.0.1:6004"}, "attached msisdn:+441632960001: online 127.0.0.1:6004\n"},
+		{[]string{"subscriber", "state", "--msisdn", "+441632960001", "absent"}, "set msisdn:+441632960001: absent 127.0.0.1:6004\n"},
 		{[]string{"subscriber", "list"}, "" +
 			"ID                     STATE   ADDR\n" +
 			"imsi:001010000000001   online  127.0.0.1:5062\n" +
 			"imsi:001010000000002   busy    127.0.0.1:5064\n" +
 			"imsi:001010000000042   busy    [::1]:6002\n" +
 			"mac:00:1a:2b:3c:4d:5e  online  [::1]:5066\n" +
-			"mac:aa:bb:cc:dd:ee:ff  absent  -\n"},
+			"mac:aa:bb:cc:dd:ee:ff  absent  -\n" +
+			"msisdn:+441632960001   absent  127.0.0.1:6004\n"},
 	}
 	for _, st := range steps {
 		out, errOut, code := scpsim(t, env, st.args...)
@@ -174,7 +177,7 @@ func TestSubscriberCommands(t *testing.T) {
 		t.Fatalf("list json: %d %s", code, errOut)
 	}
 	listed, err := sim.DecodeSubscribers(strings.NewReader(jsonOut))
-	if err != nil || len(listed) != 5 {
+	if err != nil || len(listed) != 6 {
 		t.Fatalf("list --output json is not a subscribers file: %v\n%s", err, jsonOut)
 	}
 
@@ -186,6 +189,9 @@ func TestSubscriberCommands(t *testing.T) {
 	defer c.Close()
 	if loc, err := c.Locate(context.Background(), "imsi:001010000000042"); err != nil || loc.State != scp.Busy || loc.Addr.String() != "[::1]:6002" {
 		t.Fatalf("locate: %+v, %v", loc, err)
+	}
+	if loc, err := c.Locate(context.Background(), "msisdn:+441632960001"); err != nil || loc.State != scp.Absent {
+		t.Fatalf("locate msisdn: %+v, %v", loc, err)
 	}
 
 	// Restart from the state file alone: the changes are kept, even though
@@ -216,7 +222,9 @@ func TestBadArguments(t *testing.T) {
 	}{
 		{[]string{"subscriber", "attach", "--imsi", "12", "--addr", "127.0.0.1:6000"}, 2, "scpsim: imsi: must be 6 to 15 digits"},
 		{[]string{"subscriber", "attach", "--addr", "127.0.0.1:6000"}, 2, "scpsim: imsi: is required"},
-		{[]string{"subscriber", "attach", "--imsi", "001010000000001", "--mac", "00:1a:2b:3c:4d:5e", "--addr", "127.0.0.1:6000"}, 2, "scpsim: imsi: give --imsi or --mac, not both"},
+		{[]string{"subscriber", "attach", "--imsi", "001010000000001", "--mac", "00:1a:2b:3c:4d:5e", "--addr", "127.0.0.1:6000"}, 2, "scpsim: imsi: give one of --imsi, --mac or --msisdn"},
+		{[]string{"subscriber", "attach", "--mac", "00:1a:2b:3c:4d:5e", "--msisdn", "+441632960001", "--addr", "127.0.0.1:6000"}, 2, "scpsim: imsi: give one of --imsi, --mac or --msisdn"},
+		{[]string{"subscriber", "attach", "--msisdn", "441632960001", "--addr", "127.0.0.1:6000"}, 2, "scpsim: msisdn: must be an E.164 number"},
 		{[]string{"subscriber", "attach", "--mac", "00:1a", "--addr", "127.0.0.1:6000"}, 2, "scpsim: mac: must be an EUI-48 address"},
 		{[]string{"subscriber", "attach", "--imsi", "001010000000001"}, 2, "scpsim: addr: is required for an online subscriber"},
 		{[]string{"subscriber", "attach", "--imsi", "001010000000001", "--addr", "host:5060"}, 2, "scpsim: addr: must be IP:PORT"},

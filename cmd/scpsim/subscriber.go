@@ -25,6 +25,7 @@ type subscriberFlags struct {
 	timeout time.Duration
 	imsi    string
 	mac     string
+	msisdn  string
 	getenv  func(string) string
 }
 
@@ -50,11 +51,12 @@ b2bua serve that runs the simulator in process (--server its HTTP address).`,
 	idFlags := func(f *pflag.FlagSet) {
 		f.StringVar(&sf.imsi, "imsi", "", "the subscriber's IMSI (6 to 15 digits)")
 		f.StringVar(&sf.mac, "mac", "", "the subscriber's MAC (EUI-48), instead of --imsi")
+		f.StringVar(&sf.msisdn, "msisdn", "", "the subscriber's MSISDN (E.164 with its leading +), instead of --imsi")
 	}
 
 	var addr, state string
 	attach := &cobra.Command{
-		Use:   "attach --imsi DIGITS --addr IP:PORT [--state online|busy|absent]",
+		Use:   "attach (--imsi DIGITS | --mac EUI-48 | --msisdn +E164) --addr IP:PORT [--state online|busy|absent]",
 		Short: "Attach a subscriber at an address (replaces an attached one)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -84,7 +86,7 @@ b2bua serve that runs the simulator in process (--server its HTTP address).`,
 
 	var moveAddr string
 	move := &cobra.Command{
-		Use:   "move --imsi DIGITS --addr IP:PORT",
+		Use:   "move (--imsi DIGITS | --mac EUI-48 | --msisdn +E164) --addr IP:PORT",
 		Short: "Give a subscriber a new address (roaming)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -108,7 +110,7 @@ b2bua serve that runs the simulator in process (--server its HTTP address).`,
 	move.Flags().StringVar(&moveAddr, "addr", "", "the new address (IP:PORT)")
 
 	setState := &cobra.Command{
-		Use:   "state --imsi DIGITS online|busy|absent",
+		Use:   "state (--imsi DIGITS | --mac EUI-48 | --msisdn +E164) online|busy|absent",
 		Short: "Set a subscriber online, busy or absent",
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -133,7 +135,7 @@ b2bua serve that runs the simulator in process (--server its HTTP address).`,
 	idFlags(setState.Flags())
 
 	detach := &cobra.Command{
-		Use:   "detach --imsi DIGITS",
+		Use:   "detach (--imsi DIGITS | --mac EUI-48 | --msisdn +E164)",
 		Short: "Detach a subscriber",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -191,19 +193,29 @@ b2bua serve that runs the simulator in process (--server its HTTP address).`,
 	return cmd
 }
 
-// id validates --imsi / --mac before anything is sent.
+// id validates --imsi / --mac / --msisdn before anything is sent.
 func (sf *subscriberFlags) id() (string, error) {
-	switch {
-	case sf.imsi != "" && sf.mac != "":
-		return "", &registry.ValidationError{Field: "imsi", Rule: "give --imsi or --mac, not both"}
-	case sf.imsi != "":
-		id, err := registry.ParseIMSI(sf.imsi)
-		return id.String(), err
-	case sf.mac != "":
-		id, err := registry.ParseMAC(sf.mac)
-		return id.String(), err
+	var id registry.MobileID
+	var err error
+	given := 0
+	for _, v := range []string{sf.imsi, sf.mac, sf.msisdn} {
+		if v != "" {
+			given++
+		}
 	}
-	return "", &registry.ValidationError{Field: "imsi", Rule: "is required (--imsi DIGITS, or --mac EUI-48)"}
+	switch {
+	case given > 1:
+		return "", &registry.ValidationError{Field: "imsi", Rule: "give one of --imsi, --mac or --msisdn"}
+	case sf.imsi != "":
+		id, err = registry.ParseIMSI(sf.imsi)
+	case sf.mac != "":
+		id, err = registry.ParseMAC(sf.mac)
+	case sf.msisdn != "":
+		id, err = registry.ParseMSISDN(sf.msisdn)
+	default:
+		return "", &registry.ValidationError{Field: "imsi", Rule: "is required (--imsi DIGITS, --mac EUI-48 or --msisdn +E164)"}
+	}
+	return id.String(), err
 }
 
 func (sf *subscriberFlags) client(ctx context.Context) (*sim.Client, context.Context, context.CancelFunc, error) {

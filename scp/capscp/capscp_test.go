@@ -16,6 +16,7 @@ import (
 	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/sim"
 	"github.com/imcall/b2bua/scp/ss7/assoc"
+	"github.com/imcall/b2bua/scp/ss7/cap"
 	"github.com/imcall/b2bua/scp/ss7/m3ua"
 	"github.com/imcall/b2bua/scp/ss7/pcap"
 	"github.com/imcall/b2bua/scp/ss7/sccp"
@@ -29,9 +30,16 @@ const (
 	imsiAbsent  = "001010000000003"
 	imsiOnline6 = "001010000000004"
 	imsiUnknown = "001010000000099"
+	// MSISDN subscribers, located by the number in calledPartyBCDNumber.
+	msisdnOnline  = "+441632960001"
+	msisdnBusy    = "+441632960002"
+	msisdnUnknown = "+441632960099"
 )
 
-var addrOnline = netip.MustParseAddrPort("192.0.2.10:5060")
+var (
+	addrOnline = netip.MustParseAddrPort("192.0.2.10:5060")
+	addrMSISDN = netip.MustParseAddrPort("192.0.2.12:5062")
+)
 
 func newSim(t testing.TB) *sim.Simulator {
 	t.Helper()
@@ -40,6 +48,8 @@ func newSim(t testing.TB) *sim.Simulator {
 		{ID: "imsi:" + imsiBusy, Addr: netip.MustParseAddrPort("192.0.2.11:5060"), State: scp.Busy},
 		{ID: "imsi:" + imsiAbsent, State: scp.Absent},
 		{ID: "imsi:" + imsiOnline6, Addr: netip.MustParseAddrPort("[2001:db8::10]:5060"), State: scp.Online},
+		{ID: "msisdn:" + msisdnOnline, Addr: addrMSISDN, State: scp.Online},
+		{ID: "msisdn:" + msisdnBusy, State: scp.Busy},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +120,10 @@ var outcomes = []outcome{
 	{"imsi:" + imsiUnknown, "", netip.AddrPort{}, scp.ErrUnknownSubscriber},
 	{"mac:00:1a:2b:3c:4d:5e", "", netip.AddrPort{}, scp.ErrUnknownSubscriber},
 	{"imsi:12", "", netip.AddrPort{}, scp.ErrUnknownSubscriber},
+	{"msisdn:" + msisdnOnline, scp.Online, addrMSISDN, nil},
+	{"msisdn:" + msisdnBusy, scp.Busy, netip.AddrPort{}, nil},
+	{"msisdn:" + msisdnUnknown, "", netip.AddrPort{}, scp.ErrUnknownSubscriber},
+	{"msisdn:441632960001", "", netip.AddrPort{}, scp.ErrUnknownSubscriber}, // no '+': not E.164
 }
 
 func check(t testing.TB, o outcome, loc scp.Location, err error) {
@@ -469,4 +483,36 @@ func ExampleNew() {
 	defer c.Close()
 	fmt.Println(c.cfg.AC, c.cfg.LocalSSN, c.cfg.RemoteSSN)
 	// Output: 0.4.0.0.1.0.50.1 146 146
+}
+
+// TestSubscriberID: what the gsmSCF looks up for an InitialDP. The IMSI is
+// the terminal's own identity and wins; a number is an MSISDN only when it
+// is international E.164.
+func TestSubscriberID(t *testing.T) {
+	msisdn := &cap.BCDNumber{TON: cap.TONInternational, NPI: cap.NPIE164, Digits: "441632960001"}
+	ext, _ := msisdn.Encode()
+	imsiExt, _ := cap.EncodeIMSI(imsiOnline)
+	tests := []struct {
+		name string
+		arg  cap.InitialDPArg
+		want string // "" : nothing to look up
+	}{
+		{"imsi", cap.InitialDPArg{IMSI: imsiOnline}, "imsi:" + imsiOnline},
+		{"imsi wins", cap.InitialDPArg{IMSI: imsiOnline, CalledPartyBCDNumber: msisdn}, "imsi:" + imsiOnline},
+		{"msisdn", cap.InitialDPArg{CalledPartyBCDNumber: msisdn}, "msisdn:+441632960001"},
+		{"inap imsi", cap.InitialDPArg{Extensions: []cap.Extension{{OID: cap.OIDIMSI, Value: imsiExt}}}, "imsi:" + imsiOnline},
+		{"inap msisdn", cap.InitialDPArg{Extensions: []cap.Extension{{OID: cap.OIDMSISDN, Value: ext}}}, "msisdn:+441632960001"},
+		{"national number", cap.InitialDPArg{CalledPartyBCDNumber: &cap.BCDNumber{TON: 2, NPI: 1, Digits: "1632960001"}}, ""},
+		{"private plan", cap.InitialDPArg{CalledPartyBCDNumber: &cap.BCDNumber{TON: 1, NPI: 9, Digits: "441632960001"}}, ""},
+		{"no digits", cap.InitialDPArg{CalledPartyBCDNumber: &cap.BCDNumber{TON: 1, NPI: 1}}, ""},
+		{"calledPartyNumber only", cap.InitialDPArg{CalledPartyNumber: &cap.Number{NAI: 4, NPI: 1, Digits: "441632960001"}}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := subscriberID(tc.arg)
+			if got != tc.want || ok != (tc.want != "") {
+				t.Fatalf("got %q %v, want %q", got, ok, tc.want)
+			}
+		})
+	}
 }

@@ -89,13 +89,10 @@ func (c *Client) Close() error {
 	return err
 }
 
-// Locate implements scp.Locator for "imsi:DIGITS" identities.
+// Locate implements scp.Locator for "imsi:DIGITS" and "msisdn:+E164"
+// identities; a MAC has no place in an InitialDP and is unknown to a CAP SCP.
 func (c *Client) Locate(ctx context.Context, mobileID string) (scp.Location, error) {
-	imsi, ok := strings.CutPrefix(mobileID, "imsi:")
-	if !ok {
-		return scp.Location{}, fmt.Errorf("capscp: %q: %w (CAP locates IMSIs only)", mobileID, scp.ErrUnknownSubscriber)
-	}
-	arg, err := c.initialDP(imsi)
+	arg, err := c.initialDP(mobileID)
 	if err != nil {
 		return scp.Location{}, fmt.Errorf("capscp: %q: %w (%v)", mobileID, scp.ErrUnknownSubscriber, err)
 	}
@@ -138,22 +135,46 @@ func (c *Client) Locate(ctx context.Context, mobileID string) (scp.Location, err
 	}
 }
 
-func (c *Client) initialDP(imsi string) ([]byte, error) {
+// initialDP builds the argument that asks for mobileID: an IMSI goes in
+// iMSI [50]; an MSISDN, the number the terminal is called at, in
+// calledPartyBCDNumber [56] (TS 29.078), international E.164. INAP CS-1
+// has neither field, so there each travels in a private extension.
+// [non-standard]
+func (c *Client) initialDP(mobileID string) ([]byte, error) {
 	event := uint8(cap.EventTermAttemptAuthorized)
 	a := cap.InitialDPArg{ServiceKey: c.cfg.ServiceKey, EventTypeBCSM: &event}
 	if c.cfg.CalledNumber != "" {
 		a.CalledPartyNumber = &cap.Number{NAI: 4, NPI: 1, Digits: c.cfg.CalledNumber}
 	}
-	if c.cfg.Protocol == INAP {
-		// INAP CS-1 has no IMSI parameter: carry it in a private
-		// extension. [non-standard]
-		b, err := cap.EncodeIMSI(imsi)
-		if err != nil {
-			return nil, err
+	typ, val, _ := strings.Cut(mobileID, ":")
+	switch typ {
+	case "imsi":
+		if c.cfg.Protocol == INAP {
+			b, err := cap.EncodeIMSI(val)
+			if err != nil {
+				return nil, err
+			}
+			a.Extensions = []cap.Extension{{OID: cap.OIDIMSI, Value: b}}
+		} else {
+			a.IMSI = val
 		}
-		a.Extensions = []cap.Extension{{OID: cap.OIDIMSI, Value: b}}
-	} else {
-		a.IMSI = imsi
+	case "msisdn":
+		d, ok := strings.CutPrefix(val, "+")
+		if !ok || d == "" {
+			return nil, errors.New("an MSISDN is E.164 with its leading +")
+		}
+		n := cap.BCDNumber{TON: cap.TONInternational, NPI: cap.NPIE164, Digits: d}
+		if c.cfg.Protocol == INAP {
+			b, err := n.Encode()
+			if err != nil {
+				return nil, err
+			}
+			a.Extensions = []cap.Extension{{OID: cap.OIDMSISDN, Value: b}}
+		} else {
+			a.CalledPartyBCDNumber = &n
+		}
+	default:
+		return nil, errors.New("CAP locates IMSIs and MSISDNs only")
 	}
 	return a.Encode()
 }

@@ -3,7 +3,8 @@
 // answers such questions as the SCP (gsmSCF) from any scp.Locator.
 //
 // The B2BUA is the gsmSSF: it opens a TCAP dialogue with InitialDP carrying
-// the IMSI, and the SCP's decision maps to a Location:
+// the IMSI (iMSI) or the MSISDN (calledPartyBCDNumber), and the SCP's
+// decision maps to a Location:
 //
 //	Connect (routing number = IP:port)   → online at that address
 //	ReleaseCall cause 17 (user busy)     → busy
@@ -13,7 +14,7 @@
 //	no answer before the deadline        → scp.ErrTimeout
 //
 // Core INAP CS-1 is a second application context on the same stack: same
-// operations, its own AC and SSN, the IMSI in a private extension.
+// operations, its own AC and SSN, the IMSI or MSISDN in a private extension.
 package capscp
 
 import (

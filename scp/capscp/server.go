@@ -169,23 +169,18 @@ func (s *Server) answer(ctx context.Context, req tcap.Message) *tcap.Message {
 		end.Components = []tcap.Component{{Kind: tcap.ReturnError, InvokeID: invoke.InvokeID, Error: tcap.Code{Local: code}, Parameter: param}}
 		return end
 	}
-	imsi := arg.IMSI
-	if imsi == "" {
-		if v, ok := cap.Find(arg.Extensions, cap.OIDIMSI); ok {
-			imsi, _ = cap.DecodeIMSI(v)
-		}
-	}
-	if imsi == "" {
+	id, ok := subscriberID(arg)
+	if !ok {
 		return returnError(cap.ErrCodeMissingParameter, nil)
 	}
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.LocateTimeout)
 	defer cancel()
-	loc, err := s.cfg.Locator.Locate(lctx, "imsi:"+imsi)
+	loc, err := s.cfg.Locator.Locate(lctx, id)
 	switch {
 	case errors.Is(err, scp.ErrUnknownSubscriber):
 		return returnError(cap.ErrCodeMissingCustomerRecord, nil)
 	case err != nil:
-		s.log.Warn("capscp server: locate", "imsi", imsi, "err", err)
+		s.log.Warn("capscp server: locate", "id", id, "err", err)
 		// systemFailure's parameter is UnavailableNetworkResource;
 		// unavailableResources(0) (TS 29.078 CAP-errortypes).
 		return returnError(cap.ErrCodeSystemFailure, ber.Prim(ber.Universal, ber.TagEnumerated, []byte{0}))
@@ -197,12 +192,12 @@ func (s *Server) answer(ctx context.Context, req tcap.Message) *tcap.Message {
 	release := func(cause uint8) *tcap.Message {
 		return invokeOp(cap.OpReleaseCall, cap.EncodeReleaseCallArg(cap.Cause{Value: cause}))
 	}
-	s.log.Debug("capscp server: answer", "imsi", imsi, "state", loc.State, "addr", loc.Addr)
+	s.log.Debug("capscp server: answer", "id", id, "state", loc.State, "addr", loc.Addr)
 	switch loc.State {
 	case scp.Online:
 		c, err := s.connect(loc.Addr)
 		if err != nil {
-			s.log.Warn("capscp server: online subscriber without a usable address", "imsi", imsi, "err", err)
+			s.log.Warn("capscp server: online subscriber without a usable address", "id", id, "err", err)
 			return returnError(cap.ErrCodeSystemFailure, ber.Prim(ber.Universal, ber.TagEnumerated, []byte{0}))
 		}
 		return invokeOp(cap.OpConnect, c)
@@ -211,6 +206,35 @@ func (s *Server) answer(ctx context.Context, req tcap.Message) *tcap.Message {
 	default:
 		return release(cap.CauseSubscriberAbsent)
 	}
+}
+
+// subscriberID names whom an InitialDP asks about, in the Locator's
+// "type:value" form: the IMSI when there is one (iMSI [50], or INAP's
+// extension), else the MSISDN the subscriber is called at
+// (calledPartyBCDNumber [56], or INAP's extension). Only an international
+// E.164 number is an MSISDN; any other is no identity we can look up.
+func subscriberID(arg cap.InitialDPArg) (string, bool) {
+	imsi := arg.IMSI
+	if imsi == "" {
+		if v, ok := cap.Find(arg.Extensions, cap.OIDIMSI); ok {
+			imsi, _ = cap.DecodeIMSI(v)
+		}
+	}
+	if imsi != "" {
+		return "imsi:" + imsi, true
+	}
+	n := arg.CalledPartyBCDNumber
+	if n == nil {
+		if v, ok := cap.Find(arg.Extensions, cap.OIDMSISDN); ok {
+			if d, err := cap.DecodeBCDNumber(v); err == nil {
+				n = &d
+			}
+		}
+	}
+	if n == nil || n.TON != cap.TONInternational || n.NPI != cap.NPIE164 || n.Digits == "" {
+		return "", false
+	}
+	return "msisdn:+" + n.Digits, true
 }
 
 func (s *Server) connect(ap netip.AddrPort) ([]byte, error) {

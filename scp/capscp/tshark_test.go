@@ -110,8 +110,43 @@ func TestTshark(t *testing.T) {
 	}
 }
 
+// TestTsharkMSISDN: a lookup by MSISDN puts the number in
+// calledPartyBCDNumber, which tshark decodes as an international E.164
+// number of TS 24.008 (and not as an IMSI), with no malformed frame and no
+// warning; the server answers it like any IMSI lookup.
+func TestTsharkMSISDN(t *testing.T) {
+	bin := needTshark(t)
+	path := capture(t, CAP, "msisdn:"+msisdnOnline, "msisdn:"+msisdnBusy, "msisdn:"+msisdnUnknown)
+	if out := tshark(t, bin, "-r", path, "-Y", "_ws.malformed || _ws.expert.severity >= warning"); strings.TrimSpace(out) != "" {
+		t.Fatalf("tshark found problems:\n%s\n%s", out, tshark(t, bin, "-r", path, "-V"))
+	}
+	fields := tshark(t, bin, "-r", path, "-Y", "tcap", "-T", "fields", "-E", "separator=|",
+		"-e", "tcap.otid", "-e", "tcap.dtid", "-e", "camel.local", "-e", "e212.imsi",
+		"-e", "camel.calledPartyBCDNumber", "-e", "gsm_a.dtap.cld_party_bcd_num", "-e", "isup.called", "-e", "camel.cause_indicator")
+	want := []string{
+		"00000001||0||91446123690010|441632960001|491701234567|",
+		"|00000001|20||||919200000201205062|",
+		"00000002||0||91446123690020|441632960002|491701234567|",
+		"|00000002|22|||||17",
+		"00000003||0||91446123690099|441632960099|491701234567|",
+		"|00000003||||||", // ReturnError: checked below
+	}
+	if got := strings.Split(strings.TrimSpace(fields), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("tshark fields:\n%s\nwant:\n%s", fields, strings.Join(want, "\n"))
+	}
+	v := tshark(t, bin, "-r", path, "-V", "-Y", "tcap.otid == 00:00:00:01")
+	for _, s := range []string{"Extension: No Extension", "Type of number: International Number (0x1)", "Numbering plan identification: ISDN/Telephony Numbering", "Called Party BCD Number: 441632960001"} {
+		if !strings.Contains(v, s) {
+			t.Errorf("no %q in:\n%s", s, v)
+		}
+	}
+	if v := tshark(t, bin, "-r", path, "-V", "-Y", "tcap.dtid == 00:00:00:03"); !strings.Contains(v, "missingCustomerRecord") {
+		t.Errorf("no missingCustomerRecord in:\n%s", v)
+	}
+}
+
 // TestTsharkExtensions: our private extensions (IPv6 address in Connect,
-// IMSI in INAP's InitialDP) decode, with only the documented warning that
+// IMSI or MSISDN in INAP's InitialDP) decode, with only the documented warning that
 // tshark has no dissector for our OID.
 func TestTsharkExtensions(t *testing.T) {
 	bin := needTshark(t)
@@ -123,6 +158,7 @@ func TestTsharkExtensions(t *testing.T) {
 	}{
 		{"CAP IPv6 connect", CAP, "imsi:" + imsiOnline6, nil},
 		{"INAP", INAP, "imsi:" + imsiOnline, []string{"-o", "inap.ssn:241"}},
+		{"INAP MSISDN", INAP, "msisdn:" + msisdnOnline, []string{"-o", "inap.ssn:241"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := capture(t, tc.proto, tc.id)

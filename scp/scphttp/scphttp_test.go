@@ -48,6 +48,7 @@ func TestLocateAgainstSimulator(t *testing.T) {
 		sim.Subscriber{ID: "imsi:001010000000001", Addr: addrA, State: scp.Online},
 		sim.Subscriber{ID: "imsi:001010000000002", Addr: addrB, State: scp.Busy},
 		sim.Subscriber{ID: "mac:00:1a:2b:3c:4d:5e", State: scp.Absent},
+		sim.Subscriber{ID: "msisdn:+441632960001", Addr: addrB, State: scp.Online},
 	)
 	c := newClient(t, Config{URL: srv.URL})
 	ctx := context.Background()
@@ -61,6 +62,9 @@ func TestLocateAgainstSimulator(t *testing.T) {
 		{"mac:00:1a:2b:3c:4d:5e", scp.Location{State: scp.Absent}, nil},
 		{"imsi:001010000000009", scp.Location{}, scp.ErrUnknownSubscriber},
 		{"mac:00:00:00:00:00:01", scp.Location{}, scp.ErrUnknownSubscriber},
+		// The '+' must reach the SCP as a plus, not as a space.
+		{"msisdn:+441632960001", scp.Location{Addr: addrB, State: scp.Online}, nil},
+		{"msisdn:+441632960009", scp.Location{}, scp.ErrUnknownSubscriber},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {

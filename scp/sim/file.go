@@ -19,15 +19,17 @@ import (
 // list --output json` prints can seed another simulator:
 //
 //	[{"imsi": "001010000000001", "addr": "127.0.0.1:5062", "state": "online"},
-//	 {"mac": "00:1a:2b:3c:4d:5e", "state": "absent"}]
+//	 {"mac": "00:1a:2b:3c:4d:5e", "state": "absent"},
+//	 {"msisdn": "+441632960001", "addr": "127.0.0.1:5068"}]
 //
-// Exactly one of "imsi" and "mac" names the subscriber. "state" defaults to
-// online; "addr" is required when the state is online.
+// Exactly one of "imsi", "mac" and "msisdn" names the subscriber. "state"
+// defaults to online; "addr" is required when the state is online.
 type entry struct {
-	IMSI  string `json:"imsi,omitempty"`
-	MAC   string `json:"mac,omitempty"`
-	Addr  string `json:"addr,omitempty"`
-	State string `json:"state,omitempty"`
+	IMSI   string `json:"imsi,omitempty"`
+	MAC    string `json:"mac,omitempty"`
+	MSISDN string `json:"msisdn,omitempty"`
+	Addr   string `json:"addr,omitempty"`
+	State  string `json:"state,omitempty"`
 }
 
 // maxFileBytes bounds a subscribers file: a lab simulator holds thousands of
@@ -40,6 +42,8 @@ func toEntry(s Subscriber) entry {
 	switch registry.MobileIDType(typ) {
 	case registry.MAC:
 		e.MAC = val
+	case registry.MSISDN:
+		e.MSISDN = val
 	default:
 		e.IMSI = val
 	}
@@ -50,15 +54,23 @@ func toEntry(s Subscriber) entry {
 func (e entry) subscriber() (Subscriber, error) {
 	var id registry.MobileID
 	var err error
+	named := 0
+	for _, v := range []string{e.IMSI, e.MAC, e.MSISDN} {
+		if v != "" {
+			named++
+		}
+	}
 	switch {
-	case e.IMSI != "" && e.MAC != "":
-		return Subscriber{}, &registry.ValidationError{Field: "imsi", Rule: "give either imsi or mac, not both"}
+	case named > 1:
+		return Subscriber{}, &registry.ValidationError{Field: "imsi", Rule: "give one of imsi, mac or msisdn, not several"}
 	case e.IMSI != "":
 		id, err = registry.ParseIMSI(e.IMSI)
 	case e.MAC != "":
 		id, err = registry.ParseMAC(e.MAC)
+	case e.MSISDN != "":
+		id, err = registry.ParseMSISDN(e.MSISDN)
 	default:
-		return Subscriber{}, &registry.ValidationError{Field: "imsi", Rule: "an imsi or a mac is required"}
+		return Subscriber{}, &registry.ValidationError{Field: "imsi", Rule: "an imsi, a mac or an msisdn is required"}
 	}
 	if err != nil {
 		return Subscriber{}, err

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -137,7 +138,7 @@ var jsonContentType = []string{"application/json"}
 // because its two fields are an enum and a netip address that never need
 // escaping.
 func (h *handler) locate(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("id")
+	id := queryID(r.URL.RawQuery)
 	if id == "" {
 		writeError(w, http.StatusBadRequest, ErrorObject{Code: CodeInvalidArgument, Field: "id", Message: "id: is required, e.g. ?id=imsi:001010000000001"})
 		return
@@ -162,6 +163,23 @@ func (h *handler) locate(w http.ResponseWriter, r *http.Request) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.Header()["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.Write(b)
+}
+
+// queryID reads the id parameter keeping a literal '+' as '+': an MSISDN
+// is written with one (msisdn:+441632960001), and form decoding would turn
+// it into a space, which no mobile identity contains. %2B works too.
+func queryID(raw string) string {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		if k, v, _ := strings.Cut(kv, "="); k == "id" {
+			if u, err := url.PathUnescape(v); err == nil {
+				return u
+			}
+			return v
+		}
+	}
+	return ""
 }
 
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {

@@ -31,6 +31,7 @@ func TestHandler(t *testing.T) {
 	_, srv := newServer(t,
 		Subscriber{ID: "imsi:001010000000001", Addr: addrA, State: scp.Online},
 		Subscriber{ID: "mac:00:1a:2b:3c:4d:5e", State: scp.Absent},
+		Subscriber{ID: "msisdn:+441632960001", Addr: addrB, State: scp.Busy},
 	)
 	tests := []struct {
 		name, method, path, ctype, body string
@@ -39,12 +40,18 @@ func TestHandler(t *testing.T) {
 	}{
 		{"locate online", "GET", "/scp/v1/locate?id=imsi:001010000000001", "", "", 200, `{"state":"online","addr":"127.0.0.1:5062"}`},
 		{"locate absent", "GET", "/scp/v1/locate?id=mac:00:1a:2b:3c:4d:5e", "", "", 200, `{"state":"absent"}`},
+		{"locate msisdn", "GET", "/scp/v1/locate?id=msisdn:+441632960001", "", "", 200, `{"state":"busy","addr":"[::1]:5070"}`},
+		{"locate msisdn escaped", "GET", "/scp/v1/locate?x=1&id=msisdn%3A%2B441632960001", "", "", 200, `{"state":"busy","addr":"[::1]:5070"}`},
+		{"locate unknown msisdn", "GET", "/scp/v1/locate?id=msisdn:+441632960002", "", "", 404, `"message":"msisdn:+441632960002: scp: unknown subscriber"`},
 		{"locate unknown", "GET", "/scp/v1/locate?id=imsi:001010000000009", "", "", 404, `"code":"unknown_subscriber"`},
 		{"locate malformed", "GET", "/scp/v1/locate?id=nonsense", "", "", 404, `"code":"unknown_subscriber"`},
 		{"locate without id", "GET", "/scp/v1/locate", "", "", 400, `"field":"id"`},
 		{"locate wrong method", "POST", "/scp/v1/locate?id=imsi:001010000000001", "", "", 405, "not allowed"},
 		{"unknown route", "GET", "/scp/v1/nope", "", "", 404, `"code":"not_found"`},
-		{"list", "GET", "/scp/v1/subscribers", "", "", 200, `[{"imsi":"001010000000001","addr":"127.0.0.1:5062","state":"online"},{"mac":"00:1a:2b:3c:4d:5e","state":"absent"}]`},
+		{"list", "GET", "/scp/v1/subscribers", "", "", 200, `[{"imsi":"001010000000001","addr":"127.0.0.1:5062","state":"online"},{"mac":"00:1a:2b:3c:4d:5e","state":"absent"},{"msisdn":"+441632960001","addr":"[::1]:5070","state":"busy"}]`},
+		{"get msisdn", "GET", "/scp/v1/subscribers/msisdn:+441632960001", "", "", 200, `{"msisdn":"+441632960001","addr":"[::1]:5070","state":"busy"}`},
+		{"attach msisdn", "PUT", "/scp/v1/subscribers/msisdn:%2B441632960003", "application/json", `{"addr":"127.0.0.1:5070"}`, 201, `{"msisdn":"+441632960003","addr":"127.0.0.1:5070","state":"online"}`},
+		{"attach bad msisdn", "PUT", "/scp/v1/subscribers/msisdn:441632960003", "application/json", `{"addr":"127.0.0.1:5070"}`, 400, `"field":"msisdn"`},
 		{"get", "GET", "/scp/v1/subscribers/mac:00:1A:2B:3C:4D:5E", "", "", 200, `{"mac":"00:1a:2b:3c:4d:5e","state":"absent"}`},
 		{"get unknown", "GET", "/scp/v1/subscribers/imsi:001010000000009", "", "", 404, "unknown_subscriber"},
 		{"attach new", "PUT", "/scp/v1/subscribers/imsi:001010000000002", "application/json", `{"addr":"127.0.0.1:5070","state":"busy"}`, 201, `"state":"busy"`},

@@ -22,7 +22,7 @@ import (
 // Subscriber is one entry of the simulator: a mobile identity in the
 // registry's "type:value" form, where the terminal is reached, and its state.
 type Subscriber struct {
-	ID    string         // "imsi:001010000000001" or "mac:00:1a:2b:3c:4d:5e"
+	ID    string         // "imsi:001010000000001", "mac:00:1a:2b:3c:4d:5e" or "msisdn:+441632960001"
 	Addr  netip.AddrPort // may be zero unless State is Online
 	State scp.State
 }
@@ -80,8 +80,9 @@ func New(cfg Config) (*Simulator, error) {
 }
 
 // ParseID validates a mobile identity for the SCP and returns it in the
-// registry's "type:value" form. Only IMSIs and MACs are located by an SCP; a
-// bare string of digits is taken as an IMSI for the convenience of scripts.
+// registry's "type:value" form: every kind of identity a terminal can be
+// registered with (IMSI, MAC, MSISDN) is located. A bare string of digits is
+// taken as an IMSI for the convenience of scripts.
 func ParseID(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s != "" && strings.Trim(s, "0123456789") == "" {
@@ -94,12 +95,9 @@ func ParseID(s string) (string, error) {
 	id, err := registry.ParseMobileID(s)
 	if err != nil {
 		if ve := (*registry.ValidationError)(nil); errors.As(err, &ve) && ve.Field == "mobile_id" {
-			return "", &registry.ValidationError{Field: "id", Rule: "must be imsi:DIGITS or mac:EUI-48"}
+			return "", &registry.ValidationError{Field: "id", Rule: "must be imsi:DIGITS, mac:EUI-48 or msisdn:+E164"}
 		}
 		return "", err
-	}
-	if id.Type != registry.IMSI && id.Type != registry.MAC {
-		return "", &registry.ValidationError{Field: "id", Rule: "must be imsi:DIGITS or mac:EUI-48 (an SCP does not locate " + string(id.Type) + ")"}
 	}
 	return id.String(), nil
 }

@@ -31,6 +31,7 @@ func TestLocate(t *testing.T) {
 		Subscriber{ID: "imsi:001010000000001", Addr: addrA, State: scp.Online},
 		Subscriber{ID: "imsi:001010000000002", Addr: addrB, State: scp.Busy},
 		Subscriber{ID: "mac:00:1a:2b:3c:4d:5e", State: scp.Absent},
+		Subscriber{ID: "msisdn:+441632960001", Addr: addrB, State: scp.Online},
 	)
 	tests := []struct {
 		id      string
@@ -43,7 +44,11 @@ func TestLocate(t *testing.T) {
 		{"MAC:00-1A-2B-3C-4D-5E", scp.Location{State: scp.Absent}, nil}, // normalised on a miss
 		{"001010000000001", scp.Location{Addr: addrA, State: scp.Online}, nil},
 		{"imsi:001010000000009", scp.Location{}, scp.ErrUnknownSubscriber},
-		{"msisdn:+441632960001", scp.Location{}, scp.ErrUnknownSubscriber},
+		{"msisdn:+441632960001", scp.Location{Addr: addrB, State: scp.Online}, nil},
+		{"MSISDN: +441632960001", scp.Location{Addr: addrB, State: scp.Online}, nil}, // normalised on a miss
+		{"msisdn:+441632960002", scp.Location{}, scp.ErrUnknownSubscriber},
+		{"msisdn:441632960001", scp.Location{}, scp.ErrUnknownSubscriber}, // E.164 needs its '+'
+		{"imei:490154203237518", scp.Location{}, scp.ErrUnknownSubscriber},
 		{"garbage", scp.Location{}, scp.ErrUnknownSubscriber},
 		{"", scp.Location{}, scp.ErrUnknownSubscriber},
 	}
@@ -77,7 +82,8 @@ func TestNewRejects(t *testing.T) {
 	}{
 		{"bad imsi", []Subscriber{{ID: "imsi:12", Addr: addrA, State: scp.Online}}, "imsi"},
 		{"bad mac", []Subscriber{{ID: "mac:zz", State: scp.Absent}}, "mac"},
-		{"msisdn", []Subscriber{{ID: "msisdn:+441632960001", Addr: addrA, State: scp.Online}}, "id"},
+		{"bad msisdn", []Subscriber{{ID: "msisdn:+0441632960001", Addr: addrA, State: scp.Online}}, "msisdn"},
+		{"unknown type", []Subscriber{{ID: "imei:490154203237518", Addr: addrA, State: scp.Online}}, "id"},
 		{"bad state", []Subscriber{{ID: "imsi:001010000000001", Addr: addrA, State: "sleeping"}}, "state"},
 		{"online without addr", []Subscriber{{ID: "imsi:001010000000001", State: scp.Online}}, "addr"},
 		{"port zero", []Subscriber{{ID: "imsi:001010000000001", Addr: netip.MustParseAddrPort("127.0.0.1:0"), State: scp.Online}}, "addr"},

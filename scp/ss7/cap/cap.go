@@ -76,6 +76,9 @@ const (
 	// OIDIMSI carries the IMSI (TBCD) in INAP's InitialDPArg.extensions,
 	// which has no IMSI field.
 	OIDIMSI = "1.3.6.1.4.1.32473.1.2"
+	// OIDMSISDN carries an MSISDN in INAP's InitialDPArg.extensions, which
+	// has no calledPartyBCDNumber: the octets of a BCDNumber.
+	OIDMSISDN = "1.3.6.1.4.1.32473.1.3"
 )
 
 // Decoding errors.
@@ -194,6 +197,64 @@ func DecodeIMSI(b []byte) (string, error) {
 		return "", fmt.Errorf("%w: IMSI: %w", ErrValue, err)
 	}
 	return s, nil
+}
+
+// BCDNumber is a CalledPartyBCDNumber (TS 29.078 CAP-datatypes): the
+// "type of number", "numbering plan identification" and digits of the TS
+// 24.008 §10.5.4.7 information element, without its IEI and length.
+type BCDNumber struct {
+	TON    uint8  // type of number: 0 unknown, 1 international, 2 national, ...
+	NPI    uint8  // numbering plan: 1 ISDN/E.164, ...
+	Digits string // '0'-'9', and '*', '#', 'a', 'b', 'c' on receive
+}
+
+// Type of number and numbering plan of an E.164 MSISDN.
+const (
+	TONInternational = 1
+	NPIE164          = 1
+)
+
+// bcdChars are the TS 24.008 table 10.5.118 digit codes; 1111 is the
+// end mark, sent as filler after an odd count.
+const bcdChars = "0123456789*#abc"
+
+// Encode returns the octets: 1 (ext, no octet 3a) | TON | NPI, then the
+// digits two an octet, filler 1111 after an odd count. 1 to 40 digits fit
+// the 41 octets CAP allows (CAP-classes maxCalledPartyBCDNumberLength).
+func (n BCDNumber) Encode() ([]byte, error) {
+	if n.TON > 7 || n.NPI > 15 || len(n.Digits) > 80 {
+		return nil, fmt.Errorf("%w: BCD number indicators or length", ErrValue)
+	}
+	packed, err := digits.Pack(n.Digits, 0xf)
+	if err != nil {
+		return nil, fmt.Errorf("%w: BCD number: %w", ErrValue, err)
+	}
+	return append([]byte{0x80 | n.TON<<4 | n.NPI}, packed...), nil
+}
+
+// DecodeBCDNumber parses CalledPartyBCDNumber octets (1..41). Bit 8 of the
+// first octet is not checked: TS 24.008 defines no octet 3a for a called
+// party, and RestComm jSS7 sends the bit as 0.
+func DecodeBCDNumber(b []byte) (BCDNumber, error) {
+	if len(b) < 1 || len(b) > 41 {
+		return BCDNumber{}, fmt.Errorf("%w: BCD number of %d octets", ErrValue, len(b))
+	}
+	n := BCDNumber{TON: b[0] >> 4 & 7, NPI: b[0] & 0x0f}
+	out := make([]byte, 0, 2*(len(b)-1))
+	for i, o := range b[1:] {
+		for j, d := range []byte{o & 0x0f, o >> 4} {
+			if d == 0xf {
+				// Only the last nibble may be the end mark.
+				if i != len(b)-2 || j != 1 {
+					return BCDNumber{}, fmt.Errorf("%w: BCD number: end mark inside the digits", ErrValue)
+				}
+				continue
+			}
+			out = append(out, bcdChars[d])
+		}
+	}
+	n.Digits = string(out)
+	return n, nil
 }
 
 // Extension is one ExtensionField with a global OID type; criticality is

@@ -45,6 +45,67 @@ func TestInitialDPVector(t *testing.T) {
 	}
 }
 
+// TestInitialDPMSISDNVector: a lookup by MSISDN encodes the number as
+// calledPartyBCDNumber [56], byte for byte what tshark decoded as an
+// international E.164 number, and reads back.
+func TestInitialDPMSISDNVector(t *testing.T) {
+	want := vectors.Get(t, "cap-initialdp-msisdn-arg")
+	a := InitialDPArg{
+		ServiceKey:           100,
+		CalledPartyNumber:    &Number{NAI: 4, NPI: 1, Digits: "491701234567"},
+		EventTypeBCSM:        u8(EventTermAttemptAuthorized),
+		CalledPartyBCDNumber: &BCDNumber{TON: TONInternational, NPI: NPIE164, Digits: "441632960001"},
+	}
+	got, err := a.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("encode\n got % x\nwant % x", got, want)
+	}
+	back, err := DecodeInitialDPArg(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := back.CalledPartyBCDNumber; n == nil || *n != *a.CalledPartyBCDNumber || back.IMSI != "" {
+		t.Fatalf("decoded %+v, number %+v", back, n)
+	}
+}
+
+func TestBCDNumber(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		want BCDNumber
+		err  bool
+	}{
+		{"even", []byte{0x91, 0x44, 0x61, 0x23, 0x69, 0x00, 0x10}, BCDNumber{TON: 1, NPI: 1, Digits: "441632960001"}, false},
+		{"odd with end mark", []byte{0x91, 0x14, 0x87, 0x08, 0x50, 0x40, 0xf7}, BCDNumber{TON: 1, NPI: 1, Digits: "41788005047"}, false},
+		{"national, service codes", []byte{0xa1, 0xba, 0xfc}, BCDNumber{TON: 2, NPI: 1, Digits: "*#a"}, false},
+		{"no digits", []byte{0x81}, BCDNumber{TON: 0, NPI: 1}, false},
+		{"empty", nil, BCDNumber{}, true},
+		{"end mark inside", []byte{0x91, 0xf4, 0x21}, BCDNumber{}, true},
+		{"too long", append([]byte{0x91}, make([]byte, 41)...), BCDNumber{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecodeBCDNumber(tc.in)
+			if tc.err {
+				if !errors.Is(err, ErrValue) {
+					t.Fatalf("got %+v, %v; want ErrValue", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := (BCDNumber{TON: 1, NPI: 1, Digits: "44*1"}).Encode(); !errors.Is(err, ErrValue) {
+		t.Errorf("a non-digit was encoded: %v", err)
+	}
+}
+
 func TestConnectAndReleaseVectors(t *testing.T) {
 	v := vectors.Load(t)
 	ap := netip.MustParseAddrPort("192.0.2.10:5060")
@@ -135,6 +196,15 @@ func TestThirdParty(t *testing.T) {
 	if idp.CalledPartyNumber == nil || idp.CalledPartyNumber.NAI != 3 || idp.CalledPartyNumber.NPI != 1 || idp.CallingPartyNumber == nil {
 		t.Fatalf("jss7 numbers %+v %+v", idp.CalledPartyNumber, idp.CallingPartyNumber)
 	}
+	// jSS7's calledPartyBCDNumber, inside an InitialDPArg of ours.
+	bcd := append([]byte{0x30, byte(3 + len(v["jss7-called-bcd"])), 0x80, 0x01, 0x01}, v["jss7-called-bcd"]...)
+	idp, err = DecodeInitialDPArg(bcd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := idp.CalledPartyBCDNumber; n == nil || *n != (BCDNumber{TON: TONInternational, NPI: NPIE164, Digits: "41788005047"}) {
+		t.Fatalf("jss7 calledPartyBCDNumber %+v", n)
+	}
 	c, err := DecodeConnectArg(v["jss7-connect-arg"])
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +274,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"idp no service key", []byte{0x30, 0x03, 0x9c, 0x01, 0x0c}, func(b []byte) error { _, err := DecodeInitialDPArg(b); return err }},
 		{"idp imsi too short", []byte{0x30, 0x07, 0x80, 0x01, 0x01, 0x9f, 0x32, 0x01, 0x00}, func(b []byte) error { _, err := DecodeInitialDPArg(b); return err }},
 		{"idp imsi bad digit", []byte{0x30, 0x09, 0x80, 0x01, 0x01, 0x9f, 0x32, 0x03, 0x00, 0xa1, 0x21}, func(b []byte) error { _, err := DecodeInitialDPArg(b); return err }},
+		{"idp bcd number empty", []byte{0x30, 0x06, 0x80, 0x01, 0x01, 0x9f, 0x38, 0x00}, func(b []byte) error { _, err := DecodeInitialDPArg(b); return err }},
+		{"idp bcd number constructed", []byte{0x30, 0x06, 0x80, 0x01, 0x01, 0xbf, 0x38, 0x00}, func(b []byte) error { _, err := DecodeInitialDPArg(b); return err }},
 		{"idp number short", []byte{0x30, 0x06, 0x80, 0x01, 0x01, 0x82, 0x01, 0x04}, func(b []byte) error { _, err := DecodeInitialDPArg(b); return err }},
 		{"idp trailing", []byte{0x30, 0x03, 0x80, 0x01, 0x01, 0x00}, func(b []byte) error { _, err := DecodeInitialDPArg(b); return err }},
 		{"connect empty", []byte{0x30, 0x00}, func(b []byte) error { _, err := DecodeConnectArg(b); return err }},
@@ -226,7 +298,7 @@ func TestDecodeErrors(t *testing.T) {
 // they accept re-encodes and decodes again.
 func FuzzDecode(f *testing.F) {
 	v := vectors.Load(f)
-	for _, n := range []string{"cap-initialdp-arg", "cap-connect-arg", "cap-release-busy-arg", "jss7-initialdp-arg", "jss7-connect-arg", "jss7-release-arg"} {
+	for _, n := range []string{"cap-initialdp-arg", "cap-initialdp-msisdn-arg", "cap-connect-arg", "cap-release-busy-arg", "jss7-initialdp-arg", "jss7-connect-arg", "jss7-release-arg"} {
 		f.Add(v[n])
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

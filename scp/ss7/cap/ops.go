@@ -14,6 +14,7 @@ const (
 	tagIDPExtensionsINAP  = 15 // INAP CS-1 InitialDPArg.extensions
 	tagEventTypeBCSM      = 28
 	tagIMSI               = 50
+	tagCalledPartyBCD     = 56
 )
 
 // InitialDPArg is the subset of InitialDPArg we send and read. Unknown
@@ -24,6 +25,10 @@ type InitialDPArg struct {
 	CallingPartyNumber *Number
 	EventTypeBCSM      *uint8
 	IMSI               string // digits; empty = absent
+	// CalledPartyBCDNumber [56] is the number the subscriber is called
+	// at, in TS 24.008 form; we send it to locate a terminal known by its
+	// MSISDN.
+	CalledPartyBCDNumber *BCDNumber
 	// Extensions is INAP's extensions [15]; CAP carries its extensions in
 	// [15] too, so the same field serves both.
 	Extensions []Extension
@@ -68,6 +73,13 @@ func (a InitialDPArg) Encode() ([]byte, error) {
 			return nil, err
 		}
 		parts = append(parts, ber.Prim(ber.Context, tagIMSI, b))
+	}
+	if a.CalledPartyBCDNumber != nil {
+		b, err := a.CalledPartyBCDNumber.Encode()
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, ber.Prim(ber.Context, tagCalledPartyBCD, b))
 	}
 	return ber.Seq(parts...), nil
 }
@@ -121,6 +133,15 @@ func DecodeInitialDPArg(b []byte) (InitialDPArg, error) {
 			if a.IMSI, err = DecodeIMSI(f.Value); err != nil {
 				return InitialDPArg{}, err
 			}
+		case tagCalledPartyBCD:
+			if f.Constructed {
+				return InitialDPArg{}, malformed("calledPartyBCDNumber constructed")
+			}
+			n, err := DecodeBCDNumber(f.Value)
+			if err != nil {
+				return InitialDPArg{}, err
+			}
+			a.CalledPartyBCDNumber = &n
 		case tagIDPExtensionsINAP:
 			if !f.Constructed {
 				return InitialDPArg{}, malformed("extensions primitive")

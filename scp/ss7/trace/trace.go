@@ -302,6 +302,9 @@ func (p *printer) component(c tcap.Component, inap bool) {
 			if a.IMSI != "" {
 				p.f("iMSI: %s", a.IMSI)
 			}
+			if n := a.CalledPartyBCDNumber; n != nil {
+				p.f("calledPartyBCDNumber: %s", bcdNumber(*n))
+			}
 			p.extensions(a.Extensions)
 		case cap.OpConnect:
 			a, err := cap.DecodeConnectArg(c.Parameter)
@@ -343,6 +346,11 @@ func (p *printer) extensions(exts []cap.Extension) {
 				p.f("extension %s (IMSI): %s", e.OID, s)
 				continue
 			}
+		case cap.OIDMSISDN:
+			if n, err := cap.DecodeBCDNumber(e.Value); err == nil {
+				p.f("extension %s (MSISDN): %s", e.OID, bcdNumber(n))
+				continue
+			}
 		}
 		p.f("extension %s: % x", e.OID, e.Value)
 	}
@@ -352,6 +360,18 @@ func number(n cap.Number) string {
 	nai := map[uint8]string{1: "subscriber", 2: "unknown", 3: "national", 4: "international", 5: "network-specific"}[n.NAI]
 	npi := map[uint8]string{1: "ISDN/E.164", 5: "private"}[n.NPI]
 	return fmt.Sprintf("%s (NAI %d %s, NPI %d %s)", n.Digits, n.NAI, nai, n.NPI, npi)
+}
+
+// bcdNumber shows a TS 24.008 number; type 1 with plan 1 is how an MSISDN
+// travels, so it is also shown in the "+" form the registry uses.
+func bcdNumber(n cap.BCDNumber) string {
+	ton := map[uint8]string{0: "unknown", 1: "international", 2: "national", 3: "network-specific", 4: "dedicated access"}[n.TON]
+	npi := map[uint8]string{0: "unknown", 1: "ISDN/E.164", 9: "private"}[n.NPI]
+	s := fmt.Sprintf("%s (type %d %s, plan %d %s)", n.Digits, n.TON, ton, n.NPI, npi)
+	if n.TON == cap.TONInternational && n.NPI == cap.NPIE164 {
+		s += ", MSISDN +" + n.Digits
+	}
+	return s
 }
 
 func causeText(v uint8) string {

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imcall/b2bua/scp/ss7/cap"
 	vectors "github.com/imcall/b2bua/scp/ss7/ss7test"
+	"github.com/imcall/b2bua/scp/ss7/tcap"
 )
 
 func TestDescribe(t *testing.T) {
@@ -38,6 +40,41 @@ func TestDescribe(t *testing.T) {
 				if !strings.Contains(sb.String(), w) {
 					t.Errorf("missing %q in:\n%s", w, sb.String())
 				}
+			}
+		})
+	}
+}
+
+// TestDescribeMSISDN: an InitialDP that asks by MSISDN shows the number,
+// in calledPartyBCDNumber for CAP and in our extension for INAP.
+func TestDescribeMSISDN(t *testing.T) {
+	arg := vectors.Get(t, "cap-initialdp-msisdn-arg")
+	bcd, err := cap.DecodeInitialDPArg(arg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inapNum, _ := bcd.CalledPartyBCDNumber.Encode()
+	inap, err := cap.InitialDPArg{ServiceKey: 100, Extensions: []cap.Extension{{OID: cap.OIDMSISDN, Value: inapNum}}}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		arg  []byte
+		want string
+	}{
+		"CAP":  {arg, "calledPartyBCDNumber: 441632960001 (type 1 international, plan 1 ISDN/E.164), MSISDN +441632960001"},
+		"INAP": {inap, "extension 1.3.6.1.4.1.32473.1.3 (MSISDN): 441632960001 (type 1 international, plan 1 ISDN/E.164), MSISDN +441632960001"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m, err := tcap.Message{Kind: tcap.Begin, OTID: []byte{0, 0, 0, 1},
+				Components: []tcap.Component{{Kind: tcap.Invoke, InvokeID: 1, Op: tcap.Code{Local: cap.OpInitialDP}, Parameter: tc.arg}}}.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sb strings.Builder
+			Describe(&sb, LayerTCAP, m)
+			if !strings.Contains(sb.String(), tc.want) {
+				t.Errorf("missing %q in:\n%s", tc.want, sb.String())
 			}
 		})
 	}
