@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/internal/testenv"
 )
 
 // The CAP test's terminals, one per SCP answer, and the called number the
@@ -51,20 +53,6 @@ func scpsimBin(t *testing.T) string {
 		t.Fatal(scpsimErr)
 	}
 	return scpsimPath
-}
-
-// requireTshark skips the test when tshark is missing, or fails it under
-// CI=true, and returns the path of tshark.
-func requireTshark(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("tshark is required under CI=true (apt-get install tshark): %v", err)
-		}
-		t.Skipf("tshark not installed (apt-get install tshark): %v", err)
-	}
-	return p
 }
 
 // scpsimProc is one running `scpsim serve` with CAP on a fixed port.
@@ -179,7 +167,7 @@ func answerDelay(t *testing.T, caller *sipp) time.Duration {
 // camel stack, the field values of every dialogue) and scpsim decode.
 func TestCAPSCP(t *testing.T) {
 	t.Parallel()
-	tsharkBin := requireTshark(t)
+	tsharkBin := testenv.NeedTool(t, "tshark")
 	n := newNode(t)
 	n.addUser("alice", "secret")
 	for _, u := range []struct{ im, imsi string }{

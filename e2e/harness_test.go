@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/internal/testenv"
 )
 
 const (
@@ -46,20 +48,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
-}
-
-// requireSipp skips the test when sipp is missing, or fails it under
-// CI=true, and returns the path of sipp.
-func requireSipp(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sipp is required under CI=true (apt-get install sip-tester): %v", err)
-		}
-		t.Skipf("sipp not installed (apt-get install sip-tester): %v", err)
-	}
-	return p
 }
 
 // b2buaBin builds ./cmd/b2bua once per test binary.
@@ -134,7 +122,7 @@ type node struct {
 // cli, then call serve.
 func newNode(t *testing.T) *node {
 	t.Helper()
-	requireSipp(t)
+	testenv.NeedTool(t, "sipp")
 	dir := t.TempDir()
 	return &node{t: t, bin: b2buaBin(t), dir: dir, db: filepath.Join(dir, "b2bua.db")}
 }
@@ -288,7 +276,7 @@ type sipp struct {
 // (and, for a UAC, the target last).
 func startSipp(t *testing.T, name string, port int, sf string, args ...string) *sipp {
 	t.Helper()
-	bin := requireSipp(t)
+	bin := testenv.NeedTool(t, "sipp")
 	if port == 0 {
 		port = freePort(t)
 	}

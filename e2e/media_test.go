@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/imcall/b2bua/internal/testenv"
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/rtpproxy"
 )
@@ -171,12 +171,7 @@ func offerAddr(t *testing.T, sdp string) (string, int) {
 // exactly that address, never from SIPp's.
 func TestAnchoredRTP(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat(g711aPCAP); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("SIPp's %s is required under CI=true (apt-get install sip-tester): %v", g711aPCAP, err)
-		}
-		t.Skipf("SIPp's %s not installed: %v", g711aPCAP, err)
-	}
+	testenv.NeedFile(t, g711aPCAP, "SIPp's audio file (apt-get install sip-tester)")
 	n := provision(t)
 	term := newGoTerminal(t)
 	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},

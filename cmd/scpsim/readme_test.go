@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imcall/b2bua/internal/testenv"
 	"github.com/imcall/b2bua/scp/sim"
 )
 
@@ -105,7 +106,7 @@ func TestREADME(t *testing.T) {
 			}
 			if strings.Contains(b.text, "curl ") {
 				if _, err := exec.LookPath("curl"); err != nil {
-					if os.Getenv("CI") == "true" {
+					if testenv.CI() {
 						t.Fatalf("README.md:%d: curl is required under CI", b.line)
 					}
 					t.Logf("README.md:%d: skipped: curl not installed", b.line)
