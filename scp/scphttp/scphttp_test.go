@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,10 +212,10 @@ func TestFlapping(t *testing.T) {
 		h.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	// Long enough that the fast-fail loop below cannot outlast it on a busy
-	// machine, short enough to keep the test quick.
-	const cooldown = 300 * time.Millisecond
+	const cooldown = time.Minute
 	c := newClient(t, Config{URL: srv.URL, BreakerThreshold: 3, BreakerCooldown: cooldown})
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	c.br.now = clk.now
 	ctx := context.Background()
 	locate := func() error { _, err := c.Locate(ctx, "imsi:001010000000001"); return err }
 
@@ -237,8 +238,13 @@ func TestFlapping(t *testing.T) {
 		t.Fatalf("open circuit sent %d requests to the SCP", hits.Load()-before)
 	}
 
+	// Just before the cooldown ends the circuit is still open.
+	clk.advance(cooldown - time.Millisecond)
+	if err := locate(); err == nil || !strings.Contains(err.Error(), "circuit open") || hits.Load() != before {
+		t.Fatalf("before the cooldown: %v, %d requests", err, hits.Load()-before)
+	}
 	// After the cooldown one probe goes through; it fails and reopens.
-	time.Sleep(cooldown + 50*time.Millisecond)
+	clk.advance(time.Millisecond)
 	if err := locate(); !errors.Is(err, scp.ErrUnavailable) || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("probe: %v", err)
 	}
@@ -251,7 +257,7 @@ func TestFlapping(t *testing.T) {
 
 	// The SCP recovers: the next probe closes the circuit.
 	down.Store(false)
-	time.Sleep(cooldown + 50*time.Millisecond)
+	clk.advance(cooldown)
 	for i := 0; i < 5; i++ {
 		if err := locate(); err != nil {
 			t.Fatalf("after recovery, lookup %d: %v", i, err)
@@ -260,6 +266,24 @@ func TestFlapping(t *testing.T) {
 	if c.br.isOpen() {
 		t.Fatal("circuit still open after recovery")
 	}
+}
+
+// fakeClock is the breaker's clock in tests: time moves only by advance.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 // TestValidation feeds answers an SCP must not give.
