@@ -55,18 +55,20 @@ func scpsimBin(t *testing.T) string {
 	return scpsimPath
 }
 
-// scpsimProc is one running `scpsim serve` with CAP on a fixed port.
+// scpsimProc is one running `scpsim serve` with CAP.
 type scpsimProc struct {
-	t      *testing.T
-	log    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	t       *testing.T
+	capPort int // where CAP listens
+	log     string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	err     error
 }
 
-// startScpsim runs scpsim serving CAP over TCP on 127.0.0.1:capPort from
-// the subscribers file subs, and waits until the CAP listener is open. Its
-// log goes to logPath.
+// startScpsim runs scpsim serving CAP over TCP on 127.0.0.1:capPort (0:
+// a port the kernel picks) from the subscribers file subs, and waits until
+// the CAP listener is open and logged its address. Its log goes to
+// logPath.
 func startScpsim(t *testing.T, subs string, capPort int, logPath string) *scpsimProc {
 	t.Helper()
 	logf, err := os.Create(logPath)
@@ -93,8 +95,13 @@ func startScpsim(t *testing.T, subs string, capPort int, logPath string) *scpsim
 			<-s.exited
 		}
 	})
+	capListening := regexp.MustCompile(`msg="scpsim listening" .*proto=cap .*addr=127\.0\.0\.1:(\d+)`)
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(readFile(logPath), "proto=cap") {
+	for {
+		if m := capListening.FindStringSubmatch(readFile(logPath)); m != nil {
+			s.capPort, _ = strconv.Atoi(m[1])
+			break
+		}
 		select {
 		case <-s.exited:
 			t.Fatalf("scpsim serve exited before listening: %v\n%s", s.err, readFile(logPath))
@@ -177,7 +184,10 @@ func TestCAPSCP(t *testing.T) {
 		n.addTerminal(u.im, u.imsi, "legacy", true)
 	}
 
-	termPort := freePort(t)
+	// The terminal scpsim names must listen before scpsim starts; its
+	// second run, after the SCP restarts, takes the same port again.
+	firstTerm := terminal(t, "terminal_answer.xml")
+	termPort := firstTerm.port
 	termAddr := "127.0.0.1:" + strconv.Itoa(termPort)
 	subs := filepath.Join(n.dir, "scpsim-subscribers.json")
 	b, _ := json.Marshal([]subscriber{
@@ -188,8 +198,8 @@ func TestCAPSCP(t *testing.T) {
 	if err := os.WriteFile(subs, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	capPort := freePort(t)
-	sim := startScpsim(t, subs, capPort, filepath.Join(n.dir, "scpsim-1.log"))
+	sim := startScpsim(t, subs, 0, filepath.Join(n.dir, "scpsim-1.log"))
+	capPort := sim.capPort
 
 	capture := filepath.Join(n.dir, "b2bua-cap.pcap")
 	n.serve(serveOpts{scp: fmt.Sprintf("cap+tcp://127.0.0.1:%d?opc=1&dpc=2&sk=100&called=%s&pcap=%s",
@@ -203,14 +213,13 @@ func TestCAPSCP(t *testing.T) {
 			t.FailNow()
 		}
 	}
-	onlineCall := func(t *testing.T) {
-		// The terminal is a SIPp UAS at the address scpsim gave: the call
-		// is answered and hung up only if the B2BUA sent it there.
-		term := terminal(t, "terminal_answer.xml", termPort)
+	// The terminal is a SIPp UAS at the address scpsim gave: the call is
+	// answered and hung up only if the B2BUA sent it there.
+	onlineCall := func(t *testing.T, term *sipp) {
 		n.call("caller_call_bye.xml", "alice", "secret", "bob").wait()
 		term.wait()
 	}
-	step("online", onlineCall)
+	step("online", func(t *testing.T) { onlineCall(t, firstTerm) })
 	step("busy", func(t *testing.T) { n.call("caller_busy.xml", "alice", "secret", "carol").wait() })
 	step("absent", func(t *testing.T) { n.call("caller_absent.xml", "alice", "secret", "dave").wait() })
 	step("unknown IMSI", func(t *testing.T) { n.call("caller_unknown_terminal.xml", "alice", "secret", "erin").wait() })
@@ -229,9 +238,10 @@ func TestCAPSCP(t *testing.T) {
 		}
 	})
 	step("SCP restarted", func(t *testing.T) {
+		// The B2BUA dials the address it was given: the same port again.
 		startScpsim(t, subs, capPort, filepath.Join(n.dir, "scpsim-2.log"))
 		waitLog(t, b2buaLog, "m3ua association active", 2, 20*time.Second)
-		onlineCall(t)
+		onlineCall(t, terminalOn(t, "terminal_answer.xml", termPort))
 	})
 
 	// The dialogues the capture must hold, in order: the scp-down call sent

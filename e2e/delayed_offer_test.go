@@ -25,12 +25,10 @@ func TestDelayedOffer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			n := provision(t)
-			port := freePort(t)
-			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}, extra: tt.extra})
-			termMP, callerMP := freePort(t), freePort(t)
-			term := startSipp(t, "terminal_delayed_offer", port, "terminal_delayed_offer.xml", "-mp", strconv.Itoa(termMP))
-			term.waitBound()
-			caller := n.callWithMedia("caller_delayed_offer.xml", callerMP)
+			term := startSipp(t, sippRun{name: "terminal_delayed_offer", scenario: "terminal_delayed_offer.xml", media: true})
+			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}, extra: tt.extra})
+			caller := n.callWithMedia("caller_delayed_offer.xml")
+			termMP, callerMP := term.mediaPort, caller.mediaPort
 			caller.wait()
 			term.wait()
 

@@ -140,15 +140,14 @@ func (g *goTerminal) snapshot() (offer string, byes []string, packets map[string
 }
 
 // callWithMedia places a call from alice to bob through n with caller
-// scenario sf, SIPp's media on port mp.
-func (n *node) callWithMedia(sf string, mp int) *sipp {
+// scenario sf, SIPp's media on a port of its own (the result's mediaPort).
+func (n *node) callWithMedia(sf string) *sipp {
 	n.t.Helper()
-	return startSipp(n.t, strings.TrimSuffix(sf, ".xml"), 0, sf,
+	return startSipp(n.t, sippRun{name: strings.TrimSuffix(sf, ".xml"), scenario: sf, media: true, args: []string{
 		"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain,
-		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@"+domain,
+		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@" + domain,
 		"-oocsf", scenario("notice.xml"),
-		"-mp", strconv.Itoa(mp),
-		n.sipAddr)
+		n.sipAddr}})
 }
 
 var mline = regexp.MustCompile(`(?m)^m=audio (\d+) `)
@@ -176,8 +175,7 @@ func TestAnchoredRTP(t *testing.T) {
 	term := newGoTerminal(t)
 	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
 		extra: []string{"--rtp-ports", "38000-38099"}})
-	mp := freePort(t)
-	n.callWithMedia("caller_rtp.xml", mp).wait()
+	n.callWithMedia("caller_rtp.xml").wait()
 	term.waitBYEs(1, 5*time.Second)
 
 	offer, byes, packets, pts := term.snapshot()
@@ -220,7 +218,7 @@ func TestMediaTimeout(t *testing.T) {
 	term := newGoTerminal(t)
 	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
 		extra: []string{"--rtp-ports", "38100-38199", "--media-timeout", "1s"}})
-	n.callWithMedia("caller_media_timeout.xml", freePort(t)).wait()
+	n.callWithMedia("caller_media_timeout.xml").wait()
 	term.waitBYEs(1, 5*time.Second)
 
 	_, byes, packets, _ := term.snapshot()
@@ -248,8 +246,9 @@ func TestPassthroughMedia(t *testing.T) {
 	term := newGoTerminal(t)
 	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
 		extra: []string{"--media", "passthrough"}})
-	mp := freePort(t)
-	n.callWithMedia("caller_call_bye.xml", mp).wait()
+	caller := n.callWithMedia("caller_call_bye.xml")
+	caller.wait()
+	mp := caller.mediaPort
 	offer, _, _, _ := term.snapshot()
 	if addr, port := offerAddr(t, offer); addr != "127.0.0.1" || port != mp || !strings.Contains(offer, "o=caller ") {
 		t.Errorf("terminal's offer changed (want SIPp's, port %d):\n%s", mp, offer)

@@ -92,8 +92,6 @@ func TestPROTOS(t *testing.T) {
 
 func runPROTOS(t *testing.T, bin, corpus string) {
 	dir := t.TempDir()
-	sipAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	logf, err := os.Create(filepath.Join(dir, "b2bua.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +100,7 @@ func runPROTOS(t *testing.T, bin, corpus string) {
 	// The suite sends everything from one address: the per-source rate
 	// limit would answer part of it 503 and hide the parser's answers.
 	cmd := exec.Command(bin, "--db", filepath.Join(dir, "b2bua.db"), "--domain", "protos.example", "serve",
-		"--sip-listen", sipAddr, "--http-listen", httpAddr, "--sip-rate", "0", "--log-level", "warn")
+		"--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--sip-rate", "0", "--log-level", "info")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -122,6 +120,7 @@ func runPROTOS(t *testing.T, bin, corpus string) {
 			t.Logf("b2bua log:\n%s", protosTail(string(b), 40))
 		}
 	}()
+	sipAddr, httpAddr := waitReadyLine(t, logf.Name(), exited)
 	waitReady(t, httpAddr, exited)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

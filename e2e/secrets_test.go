@@ -34,15 +34,14 @@ func TestLogHoldsNoSecrets(t *testing.T) {
 	n.addUser("alice", alicePw)
 	n.addUser("bob", bobPw)
 	n.addTerminal("bob", bobIMSI, "legacy", true)
-	port := freePort(t)
-	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}})
+	term := terminal(t, "terminal_answer.xml")
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}})
 	tokenBytes, err := os.ReadFile(filepath.Join(n.dir, "b2bua.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	token := strings.TrimSpace(string(tokenBytes))
 
-	term := terminal(t, "terminal_answer.xml", port)
 	n.call("caller_call_bye.xml", "alice", alicePw, "bob").wait()
 	term.wait()
 	n.call("caller_wrong_password.xml", "alice", wrongPw, "bob").wait()
