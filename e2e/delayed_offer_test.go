@@ -18,7 +18,7 @@ func TestDelayedOffer(t *testing.T) {
 		anchored bool
 		extra    []string
 	}{
-		{"anchored", true, []string{"--rtp-ports", "38300-38399"}},
+		{"anchored", true, nil},
 		{"passthrough", false, []string{"--media", "passthrough"}},
 	}
 	for _, tt := range tests {
@@ -37,10 +37,10 @@ func TestDelayedOffer(t *testing.T) {
 			if offerIP != "127.0.0.1" || answerIP != "127.0.0.1" {
 				t.Errorf("SDP addresses %s (offer to the caller) and %s (answer to the terminal), want 127.0.0.1", offerIP, answerIP)
 			}
-			inRange := func(p int) bool { return p >= 38300 && p <= 38399 }
+			inRange := func(p int) bool { return p >= n.rtpMin && p <= n.rtpMax }
 			switch {
 			case tt.anchored && (!inRange(offerPort) || !inRange(answerPort)):
-				t.Errorf("offer to the caller names port %d, answer to the terminal %d; want ports of the proxy (38300-38399)", offerPort, answerPort)
+				t.Errorf("offer to the caller names port %d, answer to the terminal %d; want ports of the proxy (%d-%d)", offerPort, answerPort, n.rtpMin, n.rtpMax)
 			case !tt.anchored && (offerPort != termMP || answerPort != callerMP):
 				t.Errorf("offer to the caller names port %d, answer to the terminal %d; want the terminal's %d and the caller's %d", offerPort, answerPort, termMP, callerMP)
 			}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -109,6 +110,8 @@ type node struct {
 	db       string
 	sipAddr  string
 	httpAddr string
+	rtpMin   int // --rtp-ports, set by serve
+	rtpMax   int
 	log      *os.File
 }
 
@@ -177,9 +180,11 @@ func (n *node) serve(o serveOpts) {
 	if o.ringTimeout == 0 {
 		o.ringTimeout = 20 * time.Second
 	}
+	n.rtpMin, n.rtpMax = rtpRange(t)
 	args := []string{"--db", n.db, "--domain", domain, "serve",
 		"--sip-listen", "127.0.0.1:0",
 		"--http-listen", "127.0.0.1:0",
+		"--rtp-ports", fmt.Sprintf("%d-%d", n.rtpMin, n.rtpMax),
 		"--scp", o.scp,
 		"--scp-subscribers", subs,
 		"--ring-timeout", o.ringTimeout.String(),
@@ -231,6 +236,69 @@ func (n *node) serve(o serveOpts) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+var (
+	rtpMu   sync.Mutex
+	rtpUsed = map[int]bool{} // blocks given to a running node
+)
+
+// Media port blocks: 100 ports each, from 10000 up to below the kernel's
+// ephemeral ports (32768 and up), where the port-0 listeners of these same
+// tests land.
+const (
+	rtpLow    = 10000
+	rtpBlocks = 227
+)
+
+// rtpRange gives a node a block of 100 media ports (--rtp-ports) of its
+// own until the test ends. A range cannot be port 0, and every proxy walks
+// its range from the bottom: nodes sharing one exhaust the proxy's 16 bind
+// attempts once a dozen calls are up, and so does a range another program
+// on the machine holds (a benchmark peer may hold thousands of ports). So
+// the block is one no other node of this binary has, every port of it was
+// free a moment ago, and the search starts at a random block; what
+// another program binds later the proxy skips pair by pair.
+func rtpRange(t *testing.T) (lo, hi int) {
+	t.Helper()
+	rtpMu.Lock()
+	defer rtpMu.Unlock()
+	start := rand.IntN(rtpBlocks)
+	for i := range rtpBlocks {
+		b := (start + i) % rtpBlocks
+		lo = rtpLow + 100*b
+		if rtpUsed[b] || !udpPortsFree(lo, lo+99) {
+			continue
+		}
+		rtpUsed[b] = true
+		t.Cleanup(func() {
+			rtpMu.Lock()
+			delete(rtpUsed, b)
+			rtpMu.Unlock()
+		})
+		return lo, lo + 99
+	}
+	t.Fatalf("no free block of 100 UDP ports in %d-%d", rtpLow, rtpLow+100*rtpBlocks-1)
+	return 0, 0
+}
+
+// udpPortsFree reports whether every port in lo..hi can be bound on
+// 127.0.0.1 now.
+func udpPortsFree(lo, hi int) bool {
+	var held []net.PacketConn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for p := lo; p <= hi; p++ {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		held = append(held, c)
+	}
+	return true
 }
 
 // readyLine is the line b2bua serve logs once it listens, with the

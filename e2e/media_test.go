@@ -173,15 +173,14 @@ func TestAnchoredRTP(t *testing.T) {
 	testenv.NeedFile(t, g711aPCAP, "SIPp's audio file (apt-get install sip-tester)")
 	n := provision(t)
 	term := newGoTerminal(t)
-	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
-		extra: []string{"--rtp-ports", "38000-38099"}})
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}})
 	n.callWithMedia("caller_rtp.xml").wait()
 	term.waitBYEs(1, 5*time.Second)
 
 	offer, byes, packets, pts := term.snapshot()
 	addr, port := offerAddr(t, offer)
-	if addr != "127.0.0.1" || port < 38000 || port > 38099 {
-		t.Errorf("terminal's offer names %s port %d, want 127.0.0.1 and a port in 38000-38099:\n%s", addr, port, offer)
+	if addr != "127.0.0.1" || port < n.rtpMin || port > n.rtpMax {
+		t.Errorf("terminal's offer names %s port %d, want 127.0.0.1 and a port in %d-%d:\n%s", addr, port, n.rtpMin, n.rtpMax, offer)
 	}
 	if len(byes) != 1 {
 		t.Errorf("terminal got %d BYEs, want 1", len(byes))
@@ -217,7 +216,7 @@ func TestMediaTimeout(t *testing.T) {
 	n := provision(t)
 	term := newGoTerminal(t)
 	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
-		extra: []string{"--rtp-ports", "38100-38199", "--media-timeout", "1s"}})
+		extra: []string{"--media-timeout", "1s"}})
 	n.callWithMedia("caller_media_timeout.xml").wait()
 	term.waitBYEs(1, 5*time.Second)
 
