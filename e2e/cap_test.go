@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/internal/testenv"
 )
 
 // The CAP test's terminals, one per SCP answer, and the called number the
@@ -53,32 +55,20 @@ func scpsimBin(t *testing.T) string {
 	return scpsimPath
 }
 
-// requireTshark skips the test when tshark is missing, or fails it under
-// CI=true, and returns the path of tshark.
-func requireTshark(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("tshark is required under CI=true (apt-get install tshark): %v", err)
-		}
-		t.Skipf("tshark not installed (apt-get install tshark): %v", err)
-	}
-	return p
-}
-
-// scpsimProc is one running `scpsim serve` with CAP on a fixed port.
+// scpsimProc is one running `scpsim serve` with CAP.
 type scpsimProc struct {
-	t      *testing.T
-	log    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	t       *testing.T
+	capPort int // where CAP listens
+	log     string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	err     error
 }
 
-// startScpsim runs scpsim serving CAP over TCP on 127.0.0.1:capPort from
-// the subscribers file subs, and waits until the CAP listener is open. Its
-// log goes to logPath.
+// startScpsim runs scpsim serving CAP over TCP on 127.0.0.1:capPort (0:
+// a port the kernel picks) from the subscribers file subs, and waits until
+// the CAP listener is open and logged its address. Its log goes to
+// logPath.
 func startScpsim(t *testing.T, subs string, capPort int, logPath string) *scpsimProc {
 	t.Helper()
 	logf, err := os.Create(logPath)
@@ -105,8 +95,13 @@ func startScpsim(t *testing.T, subs string, capPort int, logPath string) *scpsim
 			<-s.exited
 		}
 	})
+	capListening := regexp.MustCompile(`msg="scpsim listening" .*proto=cap .*addr=127\.0\.0\.1:(\d+)`)
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(readFile(logPath), "proto=cap") {
+	for {
+		if m := capListening.FindStringSubmatch(readFile(logPath)); m != nil {
+			s.capPort, _ = strconv.Atoi(m[1])
+			break
+		}
 		select {
 		case <-s.exited:
 			t.Fatalf("scpsim serve exited before listening: %v\n%s", s.err, readFile(logPath))
@@ -179,7 +174,7 @@ func answerDelay(t *testing.T, caller *sipp) time.Duration {
 // camel stack, the field values of every dialogue) and scpsim decode.
 func TestCAPSCP(t *testing.T) {
 	t.Parallel()
-	tsharkBin := requireTshark(t)
+	tsharkBin := testenv.NeedTool(t, "tshark")
 	n := newNode(t)
 	n.addUser("alice", "secret")
 	for _, u := range []struct{ im, imsi string }{
@@ -189,7 +184,10 @@ func TestCAPSCP(t *testing.T) {
 		n.addTerminal(u.im, u.imsi, "legacy", true)
 	}
 
-	termPort := freePort(t)
+	// The terminal scpsim names must listen before scpsim starts; its
+	// second run, after the SCP restarts, takes the same port again.
+	firstTerm := terminal(t, "terminal_answer.xml")
+	termPort := firstTerm.port
 	termAddr := "127.0.0.1:" + strconv.Itoa(termPort)
 	subs := filepath.Join(n.dir, "scpsim-subscribers.json")
 	b, _ := json.Marshal([]subscriber{
@@ -200,8 +198,8 @@ func TestCAPSCP(t *testing.T) {
 	if err := os.WriteFile(subs, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	capPort := freePort(t)
-	sim := startScpsim(t, subs, capPort, filepath.Join(n.dir, "scpsim-1.log"))
+	sim := startScpsim(t, subs, 0, filepath.Join(n.dir, "scpsim-1.log"))
+	capPort := sim.capPort
 
 	capture := filepath.Join(n.dir, "b2bua-cap.pcap")
 	n.serve(serveOpts{scp: fmt.Sprintf("cap+tcp://127.0.0.1:%d?opc=1&dpc=2&sk=100&called=%s&pcap=%s",
@@ -215,14 +213,13 @@ func TestCAPSCP(t *testing.T) {
 			t.FailNow()
 		}
 	}
-	onlineCall := func(t *testing.T) {
-		// The terminal is a SIPp UAS at the address scpsim gave: the call
-		// is answered and hung up only if the B2BUA sent it there.
-		term := terminal(t, "terminal_answer.xml", termPort)
+	// The terminal is a SIPp UAS at the address scpsim gave: the call is
+	// answered and hung up only if the B2BUA sent it there.
+	onlineCall := func(t *testing.T, term *sipp) {
 		n.call("caller_call_bye.xml", "alice", "secret", "bob").wait()
 		term.wait()
 	}
-	step("online", onlineCall)
+	step("online", func(t *testing.T) { onlineCall(t, firstTerm) })
 	step("busy", func(t *testing.T) { n.call("caller_busy.xml", "alice", "secret", "carol").wait() })
 	step("absent", func(t *testing.T) { n.call("caller_absent.xml", "alice", "secret", "dave").wait() })
 	step("unknown IMSI", func(t *testing.T) { n.call("caller_unknown_terminal.xml", "alice", "secret", "erin").wait() })
@@ -241,9 +238,10 @@ func TestCAPSCP(t *testing.T) {
 		}
 	})
 	step("SCP restarted", func(t *testing.T) {
+		// The B2BUA dials the address it was given: the same port again.
 		startScpsim(t, subs, capPort, filepath.Join(n.dir, "scpsim-2.log"))
 		waitLog(t, b2buaLog, "m3ua association active", 2, 20*time.Second)
-		onlineCall(t)
+		onlineCall(t, terminalOn(t, "terminal_answer.xml", termPort))
 	})
 
 	// The dialogues the capture must hold, in order: the scp-down call sent

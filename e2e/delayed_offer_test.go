@@ -18,19 +18,17 @@ func TestDelayedOffer(t *testing.T) {
 		anchored bool
 		extra    []string
 	}{
-		{"anchored", true, []string{"--rtp-ports", "38300-38399"}},
+		{"anchored", true, nil},
 		{"passthrough", false, []string{"--media", "passthrough"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			n := provision(t)
-			port := freePort(t)
-			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}, extra: tt.extra})
-			termMP, callerMP := freePort(t), freePort(t)
-			term := startSipp(t, "terminal_delayed_offer", port, "terminal_delayed_offer.xml", "-mp", strconv.Itoa(termMP))
-			term.waitBound()
-			caller := n.callWithMedia("caller_delayed_offer.xml", callerMP)
+			term := startSipp(t, sippRun{name: "terminal_delayed_offer", scenario: "terminal_delayed_offer.xml", media: true})
+			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}, extra: tt.extra})
+			caller := n.callWithMedia("caller_delayed_offer.xml")
+			termMP, callerMP := term.mediaPort, caller.mediaPort
 			caller.wait()
 			term.wait()
 
@@ -39,10 +37,10 @@ func TestDelayedOffer(t *testing.T) {
 			if offerIP != "127.0.0.1" || answerIP != "127.0.0.1" {
 				t.Errorf("SDP addresses %s (offer to the caller) and %s (answer to the terminal), want 127.0.0.1", offerIP, answerIP)
 			}
-			inRange := func(p int) bool { return p >= 38300 && p <= 38399 }
+			inRange := func(p int) bool { return p >= n.rtpMin && p <= n.rtpMax }
 			switch {
 			case tt.anchored && (!inRange(offerPort) || !inRange(answerPort)):
-				t.Errorf("offer to the caller names port %d, answer to the terminal %d; want ports of the proxy (38300-38399)", offerPort, answerPort)
+				t.Errorf("offer to the caller names port %d, answer to the terminal %d; want ports of the proxy (%d-%d)", offerPort, answerPort, n.rtpMin, n.rtpMax)
 			case !tt.anchored && (offerPort != termMP || answerPort != callerMP):
 				t.Errorf("offer to the caller names port %d, answer to the terminal %d; want the terminal's %d and the caller's %d", offerPort, answerPort, termMP, callerMP)
 			}

@@ -33,7 +33,7 @@ func TestOptionsProbe(t *testing.T) {
 	t.Parallel()
 	n := newNode(t)
 	n.serve(serveOpts{})
-	startSipp(t, "options", 0, "options_probe.xml", "-key", "domain", domain, n.sipAddr).wait()
+	startSipp(t, sippRun{name: "options", scenario: "options_probe.xml", args: []string{"-key", "domain", domain, n.sipAddr}}).wait()
 }
 
 // TestAnsweredCalls: a call the terminal answers, ended by either side,
@@ -51,9 +51,8 @@ func TestAnsweredCalls(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			n := provision(t)
-			port := freePort(t)
-			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}})
-			term := terminal(t, tt.terminal, port)
+			term := terminal(t, tt.terminal)
+			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}})
 			n.call(tt.caller, "alice", "secret", "bob").wait()
 			term.wait()
 		})
@@ -64,9 +63,8 @@ func TestAnsweredCalls(t *testing.T) {
 func TestCancelWhileRinging(t *testing.T) {
 	t.Parallel()
 	n := provision(t)
-	port := freePort(t)
-	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}})
-	term := terminal(t, "terminal_ring_cancel.xml", port)
+	term := terminal(t, "terminal_ring_cancel.xml")
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}})
 	n.call("caller_cancel.xml", "alice", "secret", "bob").wait()
 	term.wait()
 }
@@ -76,9 +74,8 @@ func TestCancelWhileRinging(t *testing.T) {
 func TestRingTimeout(t *testing.T) {
 	t.Parallel()
 	n := provision(t)
-	port := freePort(t)
-	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}, ringTimeout: 2 * time.Second})
-	term := terminal(t, "terminal_ring_cancel.xml", port)
+	term := terminal(t, "terminal_ring_cancel.xml")
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}, ringTimeout: 2 * time.Second})
 	caller := n.call("caller_ring_timeout.xml", "alice", "secret", "bob")
 	caller.wait()
 	term.wait()
@@ -137,7 +134,9 @@ func TestWrongCredentials(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			n := provision(t)
-			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, freePort(t))}})
+			// bob's terminal is never called: the port is one where
+			// nothing listens.
+			n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, closedPort(t))}})
 			n.call("caller_wrong_password.xml", tt.user, tt.password, "bob").wait()
 		})
 	}
@@ -152,12 +151,13 @@ func TestRegisteredSmartTerminal(t *testing.T) {
 	n.addUser("bob", "secret")
 	n.addTerminal("bob", "001010000000009", "smart", true)
 	n.serve(serveOpts{})
-	port := freePort(t)
-	startSipp(t, "register", port, "register.xml",
+	reg := startSipp(t, sippRun{name: "register", scenario: "register.xml", args: []string{
 		"-key", "user", "bob", "-key", "domain", domain,
 		"-au", "bob", "-ap", "secret", "-auth_uri", domain,
-		n.sipAddr).wait()
-	term := terminal(t, "terminal_answer.xml", port)
+		n.sipAddr}})
+	reg.wait()
+	// The terminal answers where it registered: the port SIPp just left.
+	term := terminalOn(t, "terminal_answer.xml", reg.port)
 	n.call("caller_call_bye.xml", "alice", "secret", "bob").wait()
 	term.wait()
 }

@@ -11,18 +11,23 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/internal/testenv"
 )
 
 const (
@@ -46,20 +51,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
-}
-
-// requireSipp skips the test when sipp is missing, or fails it under
-// CI=true, and returns the path of sipp.
-func requireSipp(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sipp is required under CI=true (apt-get install sip-tester): %v", err)
-		}
-		t.Skipf("sipp not installed (apt-get install sip-tester): %v", err)
-	}
-	return p
 }
 
 // b2buaBin builds ./cmd/b2bua once per test binary.
@@ -89,27 +80,19 @@ func scenario(name string) string {
 	return p
 }
 
-// freePort returns a port that was free on 127.0.0.1 for both UDP and TCP
-// (the B2BUA listens on both). Another process may take it before we use
-// it; the window is short and the kernel does not hand it out again at once.
-func freePort(t *testing.T) int {
+// pickPort asks the kernel for a free UDP port on 127.0.0.1 and releases
+// it, for SIPp, which cannot bind port 0 (its -p 0 means "search from
+// 5060", and it tells the port it got only on its final screen). Another
+// process may take the port before SIPp binds it; startSipp then sees
+// SIPp fail with EADDRINUSE and starts it again on another port.
+func pickPort(t *testing.T) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
-		pc.Close()
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
 // subscriber is one entry of the SCP simulator's subscribers file.
@@ -127,6 +110,8 @@ type node struct {
 	db       string
 	sipAddr  string
 	httpAddr string
+	rtpMin   int // --rtp-ports, set by serve
+	rtpMax   int
 	log      *os.File
 }
 
@@ -134,7 +119,7 @@ type node struct {
 // cli, then call serve.
 func newNode(t *testing.T) *node {
 	t.Helper()
-	requireSipp(t)
+	testenv.NeedTool(t, "sipp")
 	dir := t.TempDir()
 	return &node{t: t, bin: b2buaBin(t), dir: dir, db: filepath.Join(dir, "b2bua.db")}
 }
@@ -195,11 +180,11 @@ func (n *node) serve(o serveOpts) {
 	if o.ringTimeout == 0 {
 		o.ringTimeout = 20 * time.Second
 	}
-	n.sipAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	n.httpAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	n.rtpMin, n.rtpMax = rtpRange(t)
 	args := []string{"--db", n.db, "--domain", domain, "serve",
-		"--sip-listen", n.sipAddr,
-		"--http-listen", n.httpAddr,
+		"--sip-listen", "127.0.0.1:0",
+		"--http-listen", "127.0.0.1:0",
+		"--rtp-ports", fmt.Sprintf("%d-%d", n.rtpMin, n.rtpMax),
 		"--scp", o.scp,
 		"--scp-subscribers", subs,
 		"--ring-timeout", o.ringTimeout.String(),
@@ -235,15 +220,9 @@ func (n *node) serve(o serveOpts) {
 			n.dumpLog()
 		}
 	})
+	n.sipAddr, n.httpAddr = waitReadyLine(t, logf.Name(), exited)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			n.dumpLog()
-			t.Fatalf("b2bua serve exited before it was ready: %v", err)
-		default:
-		}
 		res, err := http.Get("http://" + n.httpAddr + "/healthz")
 		if err == nil {
 			res.Body.Close()
@@ -256,6 +235,96 @@ func (n *node) serve(o serveOpts) {
 			t.Fatalf("b2bua not ready within 15s: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var (
+	rtpMu   sync.Mutex
+	rtpUsed = map[int]bool{} // blocks given to a running node
+)
+
+// Media port blocks: 100 ports each, from 10000 up to below the kernel's
+// ephemeral ports (32768 and up), where the port-0 listeners of these same
+// tests land.
+const (
+	rtpLow    = 10000
+	rtpBlocks = 227
+)
+
+// rtpRange gives a node a block of 100 media ports (--rtp-ports) of its
+// own until the test ends. A range cannot be port 0, and every proxy walks
+// its range from the bottom: nodes sharing one exhaust the proxy's 16 bind
+// attempts once a dozen calls are up, and so does a range another program
+// on the machine holds (a benchmark peer may hold thousands of ports). So
+// the block is one no other node of this binary has, every port of it was
+// free a moment ago, and the search starts at a random block; what
+// another program binds later the proxy skips pair by pair.
+func rtpRange(t *testing.T) (lo, hi int) {
+	t.Helper()
+	rtpMu.Lock()
+	defer rtpMu.Unlock()
+	start := rand.IntN(rtpBlocks)
+	for i := range rtpBlocks {
+		b := (start + i) % rtpBlocks
+		lo = rtpLow + 100*b
+		if rtpUsed[b] || !udpPortsFree(lo, lo+99) {
+			continue
+		}
+		rtpUsed[b] = true
+		t.Cleanup(func() {
+			rtpMu.Lock()
+			delete(rtpUsed, b)
+			rtpMu.Unlock()
+		})
+		return lo, lo + 99
+	}
+	t.Fatalf("no free block of 100 UDP ports in %d-%d", rtpLow, rtpLow+100*rtpBlocks-1)
+	return 0, 0
+}
+
+// udpPortsFree reports whether every port in lo..hi can be bound on
+// 127.0.0.1 now.
+func udpPortsFree(lo, hi int) bool {
+	var held []net.PacketConn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for p := lo; p <= hi; p++ {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		held = append(held, c)
+	}
+	return true
+}
+
+// readyLine is the line b2bua serve logs once it listens, with the
+// addresses it bound.
+var readyLine = regexp.MustCompile(`msg="b2bua ready" sip=(\S+) http=(\S+)`)
+
+// waitReadyLine waits until the b2bua log at path shows the ready line and
+// returns the SIP and HTTP addresses it names: the server binds port 0
+// and reports the ports it got. exited is the process's exit.
+func waitReadyLine(t *testing.T, path string, exited chan error) (sipAddr, httpAddr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if m := readyLine.FindSubmatch(b); m != nil {
+			return string(m[1]), string(m[2])
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("b2bua serve exited before it was ready: %v\n%s", err, tail(b, 40))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b2bua logged no ready line within 15s:\n%s", tail(b, 40))
+		}
 	}
 }
 
@@ -274,29 +343,64 @@ func tail(b []byte, lines int) string {
 
 // sipp is one running SIPp process.
 type sipp struct {
-	t      *testing.T
-	name   string
-	dir    string
-	port   int
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	t         *testing.T
+	name      string
+	dir       string
+	port      int // SIP, on 127.0.0.1
+	mediaPort int // -mp, 0 when not asked for
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	err       error
 }
 
-// startSipp runs SIPp with scenario file sf on 127.0.0.1:port (0: a free
-// port), one call, bounded by sippTimeout; args are the flow's own flags
-// (and, for a UAC, the target last).
-func startSipp(t *testing.T, name string, port int, sf string, args ...string) *sipp {
+// sippRun is one SIPp run to start.
+type sippRun struct {
+	name     string
+	scenario string // file in testdata/sipp
+	port     int    // SIP port; 0 picks one
+	media    bool   // pick a port for SIPp's media (-mp)
+	args     []string
+}
+
+// errAddrInUse is SIPp failing to bind a port it was given.
+var errAddrInUse = errors.New("sipp: errno 98, address in use")
+
+// startSipp runs SIPp, one call bounded by sippTimeout, and waits until it
+// has bound its SIP socket. When a port it picked was taken in the moment
+// between pickPort and SIPp's bind, it starts SIPp again on new ports; a
+// port the caller fixed (a terminal that must answer where it registered)
+// is not changed, and its loss fails the test.
+func startSipp(t *testing.T, r sippRun) *sipp {
 	t.Helper()
-	bin := requireSipp(t)
-	if port == 0 {
-		port = freePort(t)
+	for attempt := 1; ; attempt++ {
+		port, mp := r.port, 0
+		if port == 0 {
+			port = pickPort(t)
+		}
+		if r.media {
+			mp = pickPort(t)
+		}
+		s := launchSipp(t, r, port, mp, attempt)
+		err := s.waitBound()
+		if err == nil {
+			return s
+		}
+		if errors.Is(err, errAddrInUse) && attempt < 5 && (r.port == 0 || !strings.Contains(s.screen(), "main socket")) {
+			t.Logf("sipp %s: a picked port was taken before SIPp bound it; starting again", r.name)
+			continue
+		}
+		t.Fatalf("sipp %s: %v\n%s", r.name, err, s.screen())
 	}
-	dir := filepath.Join(t.TempDir(), name)
+}
+
+func launchSipp(t *testing.T, r sippRun, port, mp, attempt int) *sipp {
+	t.Helper()
+	bin := testenv.NeedTool(t, "sipp")
+	dir := filepath.Join(t.TempDir(), fmt.Sprintf("%s-%d", r.name, attempt))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	full := []string{"-sf", scenario(sf),
+	full := []string{"-sf", scenario(r.scenario),
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port),
 		"-m", "1", "-nostdin",
 		"-timeout", strconv.Itoa(int(sippTimeout/time.Second)) + "s", "-timeout_error",
@@ -304,7 +408,10 @@ func startSipp(t *testing.T, name string, port int, sf string, args ...string) *
 		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
 		"-trace_logs", "-log_file", filepath.Join(dir, "actions.log"),
 	}
-	full = append(full, args...)
+	if mp != 0 {
+		full = append(full, "-mp", strconv.Itoa(mp))
+	}
+	full = append(full, r.args...)
 	cmd := exec.Command(bin, full...)
 	cmd.Dir = dir
 	out, err := os.Create(filepath.Join(dir, "screen.log"))
@@ -315,7 +422,7 @@ func startSipp(t *testing.T, name string, port int, sf string, args ...string) *
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &sipp{t: t, name: name, dir: dir, port: port, cmd: cmd, exited: make(chan struct{})}
+	s := &sipp{t: t, name: r.name, dir: dir, port: port, mediaPort: mp, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		s.err = cmd.Wait()
 		out.Close()
@@ -332,24 +439,72 @@ func startSipp(t *testing.T, name string, port int, sf string, args ...string) *
 	return s
 }
 
-// waitBound waits until SIPp's UDP socket is bound, so that a terminal is
-// listening before the call is placed.
-func (s *sipp) waitBound() {
-	s.t.Helper()
+// waitBound waits until SIPp holds its SIP socket, so that a terminal is
+// listening before the call is placed. It returns errAddrInUse when SIPp
+// exited because a port was taken, and nil when it exited otherwise (wait
+// reports that).
+func (s *sipp) waitBound() error {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(s.port))
-		if err != nil {
-			return // taken: SIPp has it
-		}
-		pc.Close()
 		select {
 		case <-s.exited:
-			s.t.Fatalf("sipp %s exited before binding: %v\n%s", s.name, s.err, s.logs())
-		case <-time.After(20 * time.Millisecond):
+			if strings.Contains(s.screen(), "errno = 98") {
+				return errAddrInUse
+			}
+			return nil
+		default:
+		}
+		owns, err := ownsUDPPort(s.cmd.Process.Pid, s.port)
+		if err != nil {
+			// No /proc (not Linux): a taken port is taken by SIPp.
+			pc, lerr := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(s.port))
+			if owns = lerr != nil; !owns {
+				pc.Close()
+			}
+		}
+		if owns {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("did not bind 127.0.0.1:%d within 5s", s.port)
+}
+
+// ownsUDPPort reports whether process pid holds a UDP socket bound to port,
+// from Linux's /proc: the socket inodes among its descriptors, looked up
+// in /proc/net/udp.
+func ownsUDPPort(pid, port int) (bool, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return false, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
 		}
 	}
-	s.t.Fatalf("sipp %s did not bind 127.0.0.1:%d within 5s", s.name, s.port)
+	table, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return false, err
+	}
+	for _, l := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(l) // sl local_address rem_address st ... uid timeout inode
+		if len(f) < 10 {
+			continue
+		}
+		_, hexPort, _ := strings.Cut(f[1], ":")
+		if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port && inodes[f[9]] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// screen is what SIPp printed (its bind errors go there).
+func (s *sipp) screen() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "screen.log"))
+	return string(b)
 }
 
 // wait requires SIPp to finish with exit code 0: every expected message
@@ -391,28 +546,48 @@ func (s *sipp) logs() string {
 // for the IM notice the B2BUA sends after a failed call.
 func (n *node) call(sf, caller, password, callee string) *sipp {
 	n.t.Helper()
-	return startSipp(n.t, strings.TrimSuffix(sf, ".xml"), 0, sf,
+	return startSipp(n.t, sippRun{name: strings.TrimSuffix(sf, ".xml"), scenario: sf, args: []string{
 		"-s", callee,
 		"-key", "caller", caller,
 		"-key", "domain", domain,
 		"-au", caller, "-ap", password,
 		// SIPp 3.6 puts remote_ip:remote_port in the digest uri unless
 		// told; the Request-URI is sip:callee@domain.
-		"-auth_uri", callee+"@"+domain,
+		"-auth_uri", callee + "@" + domain,
 		"-oocsf", scenario("notice.xml"),
-		n.sipAddr)
+		n.sipAddr}})
 }
 
-// terminal starts a SIPp UAS with scenario sf and waits until it listens.
-func terminal(t *testing.T, sf string, port int) *sipp {
+// terminal starts a SIPp UAS with scenario sf on a port of its own and
+// waits until it listens; its port is term.port.
+func terminal(t *testing.T, sf string) *sipp {
 	t.Helper()
-	s := startSipp(t, strings.TrimSuffix(sf, ".xml"), port, sf)
-	s.waitBound()
-	return s
+	return startSipp(t, sippRun{name: strings.TrimSuffix(sf, ".xml"), scenario: sf})
 }
 
-// closedPort is a TCP port on 127.0.0.1 where nothing listens.
+// terminalOn is terminal on a port fixed beforehand (where the terminal
+// registered, or where a first run of it was).
+func terminalOn(t *testing.T, sf string, port int) *sipp {
+	t.Helper()
+	return startSipp(t, sippRun{name: strings.TrimSuffix(sf, ".xml"), scenario: sf, port: port})
+}
+
+// closedPort is a TCP port on 127.0.0.1 where nothing listens: a socket
+// bound and never listening holds it until the test ends, so connecting
+// is refused and no other process can take it meanwhile.
 func closedPort(t *testing.T) int {
 	t.Helper()
-	return freePort(t)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/imcall/b2bua/internal/testenv"
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/registry/sqlite"
 	"github.com/imcall/b2bua/rtpproxy"
@@ -141,15 +141,14 @@ func (g *goTerminal) snapshot() (offer string, byes []string, packets map[string
 }
 
 // callWithMedia places a call from alice to bob through n with caller
-// scenario sf, SIPp's media on port mp.
-func (n *node) callWithMedia(sf string, mp int) *sipp {
+// scenario sf, SIPp's media on a port of its own (the result's mediaPort).
+func (n *node) callWithMedia(sf string) *sipp {
 	n.t.Helper()
-	return startSipp(n.t, strings.TrimSuffix(sf, ".xml"), 0, sf,
+	return startSipp(n.t, sippRun{name: strings.TrimSuffix(sf, ".xml"), scenario: sf, media: true, args: []string{
 		"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain,
-		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@"+domain,
+		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@" + domain,
 		"-oocsf", scenario("notice.xml"),
-		"-mp", strconv.Itoa(mp),
-		n.sipAddr)
+		n.sipAddr}})
 }
 
 var mline = regexp.MustCompile(`(?m)^m=audio (\d+) `)
@@ -172,24 +171,17 @@ func offerAddr(t *testing.T, sdp string) (string, int) {
 // exactly that address, never from SIPp's.
 func TestAnchoredRTP(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat(g711aPCAP); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("SIPp's %s is required under CI=true (apt-get install sip-tester): %v", g711aPCAP, err)
-		}
-		t.Skipf("SIPp's %s not installed: %v", g711aPCAP, err)
-	}
+	testenv.NeedFile(t, g711aPCAP, "SIPp's audio file (apt-get install sip-tester)")
 	n := provision(t)
 	term := newGoTerminal(t)
-	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
-		extra: []string{"--rtp-ports", "38000-38099"}})
-	mp := freePort(t)
-	n.callWithMedia("caller_rtp.xml", mp).wait()
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}})
+	n.callWithMedia("caller_rtp.xml").wait()
 	term.waitBYEs(1, 5*time.Second)
 
 	offer, byes, packets, pts := term.snapshot()
 	addr, port := offerAddr(t, offer)
-	if addr != "127.0.0.1" || port < 38000 || port > 38099 {
-		t.Errorf("terminal's offer names %s port %d, want 127.0.0.1 and a port in 38000-38099:\n%s", addr, port, offer)
+	if addr != "127.0.0.1" || port < n.rtpMin || port > n.rtpMax {
+		t.Errorf("terminal's offer names %s port %d, want 127.0.0.1 and a port in %d-%d:\n%s", addr, port, n.rtpMin, n.rtpMax, offer)
 	}
 	if len(byes) != 1 {
 		t.Errorf("terminal got %d BYEs, want 1", len(byes))
@@ -225,8 +217,8 @@ func TestMediaTimeout(t *testing.T) {
 	n := provision(t)
 	term := newGoTerminal(t)
 	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
-		extra: []string{"--rtp-ports", "38100-38199", "--media-timeout", "1s"}})
-	n.callWithMedia("caller_media_timeout.xml", freePort(t)).wait()
+		extra: []string{"--media-timeout", "1s"}})
+	n.callWithMedia("caller_media_timeout.xml").wait()
 	term.waitBYEs(1, 5*time.Second)
 
 	_, byes, packets, _ := term.snapshot()
@@ -254,8 +246,9 @@ func TestPassthroughMedia(t *testing.T) {
 	term := newGoTerminal(t)
 	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)},
 		extra: []string{"--media", "passthrough"}})
-	mp := freePort(t)
-	n.callWithMedia("caller_call_bye.xml", mp).wait()
+	caller := n.callWithMedia("caller_call_bye.xml")
+	caller.wait()
+	mp := caller.mediaPort
 	offer, _, _, _ := term.snapshot()
 	if addr, port := offerAddr(t, offer); addr != "127.0.0.1" || port != mp || !strings.Contains(offer, "o=caller ") {
 		t.Errorf("terminal's offer changed (want SIPp's, port %d):\n%s", mp, offer)

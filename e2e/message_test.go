@@ -14,16 +14,15 @@ func TestMessageText(t *testing.T) {
 	n.addUser("alice", "secret")
 	n.addUser("bob", "secret")
 	n.cli("", "terminal", "add", "--im", "bob", "--imsi", bobIMSI, "--kind", "legacy", "--caps", "audio,text", "--active")
-	port := freePort(t)
-	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}})
-	term := terminal(t, "terminal_message.xml", port)
-	startSipp(t, "message_text", 0, "message_text.xml",
+	term := terminal(t, "terminal_message.xml")
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, term.port)}})
+	startSipp(t, sippRun{name: "message_text", scenario: "message_text.xml", args: []string{
 		"-s", "bob",
 		"-key", "caller", "alice",
 		"-key", "domain", domain,
 		"-au", "alice", "-ap", "secret",
-		"-auth_uri", "bob@"+domain,
-		n.sipAddr).wait()
+		"-auth_uri", "bob@" + domain,
+		n.sipAddr}}).wait()
 	term.wait()
 	if got := term.actions(); !strings.Contains(got, "MESSAGE text: Hello from SIPp, are you there?") {
 		t.Errorf("terminal log actions:\n%s\n%s", got, term.logs())

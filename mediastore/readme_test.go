@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/imcall/b2bua/daemon"
+	"github.com/imcall/b2bua/internal/testenv"
 	"github.com/imcall/b2bua/mediastore"
 )
 
@@ -60,12 +61,7 @@ func readmeExamples(t *testing.T, title string) (scripts, wants []string) {
 // against a running daemon: $LINK is the link of an image stored as
 // store-and-link stores it, sent.png the bytes the sender sent.
 func TestREADMEMediaExamples(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("curl is required under CI=true: %v", err)
-		}
-		t.Skipf("curl not installed: %v", err)
-	}
+	testenv.NeedTool(t, "curl")
 	dir := t.TempDir()
 	ctx := context.Background()
 	d, err := daemon.Start(ctx, daemon.Config{DBPath: filepath.Join(dir, "b2bua.db"), Domain: "im.example",

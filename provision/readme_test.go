@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imcall/b2bua/internal/testenv"
 	"github.com/imcall/b2bua/registry/sqlite"
 )
 
@@ -103,12 +104,7 @@ func withoutTimes(t *testing.T, line string) any {
 // a loopback listener with a real store and compares the JSON they print
 // with the README's, creation times aside.
 func TestREADMEAPIExamples(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("curl is required under CI")
-		}
-		t.Skip("curl not installed")
-	}
+	testenv.NeedTool(t, "curl")
 	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "reg.db")})
 	if err != nil {
 		t.Fatal(err)

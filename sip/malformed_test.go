@@ -28,6 +28,13 @@ func TestCheckRequest(t *testing.T) {
 			t.Errorf("%s: checkRequest = %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}
+	// A well-formed version other than 2.0 gets 505 (RFC 3261 §21.5.6); a
+	// malformed one is a malformed request line.
+	for v, want := range map[string]error{"SIP/3.0": errVersion, "sip/99999.0": errVersion, "SIP/2.": errRequestLine, "SIP/2.0a": errRequestLine, "/2.0": errRequestLine} {
+		if err := checkRequest([]byte(strings.Replace(goodOptions, "SIP/2.0\r\nVia", v+"\r\nVia", 1))); err != want {
+			t.Errorf("version %q: checkRequest = %v, want %v", v, err, want)
+		}
+	}
 }
 
 func TestBadRequestEchoesTransactionHeaders(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/imcall/b2bua/internal/testenv"
 	"github.com/imcall/b2bua/rtpproxy"
 	"github.com/imcall/b2bua/scp"
 	b2b "github.com/imcall/b2bua/sip"
@@ -83,14 +84,9 @@ Content-Length: 0
 // the B2BUA anchored on the rtpproxy; the terminal's media socket must get
 // the packets, from the proxy's port, not from SIPp's.
 func TestSIPpCallWithRTPThroughProxy(t *testing.T) {
-	sipp, err := exec.LookPath("sipp")
+	sipp := testenv.NeedTool(t, "sipp")
 	pcap := "/usr/share/sip-tester/g711a.pcap"
-	if _, perr := os.Stat(pcap); err != nil || perr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sipp or its g711a.pcap missing: %v %v", err, perr)
-		}
-		t.Skip("sipp or its g711a.pcap not installed")
-	}
+	testenv.NeedFile(t, pcap, "SIPp's audio file (apt-get install sip-tester)")
 	proxy, err := rtpproxy.New(rtpproxy.Config{
 		BindAddr: netip.MustParseAddr("127.0.0.1"), PortMin: 36200, PortMax: 36299,
 		Drain: 10 * time.Millisecond, Workers: 1,

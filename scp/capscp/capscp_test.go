@@ -199,6 +199,17 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
+// waitUntil polls cond every millisecond and fails the test, naming what
+// it waited for, when cond is still false after within.
+func waitUntil(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", within, what)
+		}
+	}
+}
+
 func (c *Client) openTransactions() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -235,9 +246,7 @@ func TestSCPDeath(t *testing.T) {
 		_, err := c.Locate(context.Background(), "imsi:"+imsiOnline)
 		done <- err
 	}()
-	for c.openTransactions() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the lookup's transaction to open", func() bool { return c.openTransactions() > 0 })
 	go srv.Close()
 	err = <-done
 	if !errors.Is(err, scp.ErrUnavailable) {

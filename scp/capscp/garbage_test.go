@@ -61,13 +61,7 @@ func TestGarbageOnAssociation(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("lookup waited for its deadline")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for conns.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("client did not reconnect")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the client to reconnect", func() bool { return conns.Load() >= 2 })
 	if n := c.openTransactions(); n != 0 {
 		t.Fatalf("%d transactions left open", n)
 	}

@@ -8,22 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imcall/b2bua/internal/testenv"
 	"github.com/imcall/b2bua/scp/ss7/pcap"
 )
-
-// needTshark returns tshark's path; without it the test skips, or fails
-// under CI=true, where .ci/run installs it.
-func needTshark(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tshark is required under CI=true: apt-get install tshark")
-		}
-		t.Skip("tshark not installed")
-	}
-	return p
-}
 
 // capture runs lookups from a client to the real server over loopback TCP
 // and returns the client's capture file.
@@ -63,7 +50,7 @@ func tshark(t *testing.T, bin string, args ...string) string {
 // TestTshark: an independent decoder reads a real backend-to-server run
 // with no malformed frame and no warning, and finds our field values.
 func TestTshark(t *testing.T) {
-	bin := needTshark(t)
+	bin := testenv.NeedTool(t, "tshark")
 	path := capture(t, CAP, "imsi:"+imsiOnline, "imsi:"+imsiBusy, "imsi:"+imsiAbsent, "imsi:"+imsiUnknown)
 
 	if out := tshark(t, bin, "-r", path, "-Y", "_ws.malformed || _ws.expert.severity >= warning"); strings.TrimSpace(out) != "" {
@@ -115,7 +102,7 @@ func TestTshark(t *testing.T) {
 // number of TS 24.008 (and not as an IMSI), with no malformed frame and no
 // warning; the server answers it like any IMSI lookup.
 func TestTsharkMSISDN(t *testing.T) {
-	bin := needTshark(t)
+	bin := testenv.NeedTool(t, "tshark")
 	path := capture(t, CAP, "msisdn:"+msisdnOnline, "msisdn:"+msisdnBusy, "msisdn:"+msisdnUnknown)
 	if out := tshark(t, bin, "-r", path, "-Y", "_ws.malformed || _ws.expert.severity >= warning"); strings.TrimSpace(out) != "" {
 		t.Fatalf("tshark found problems:\n%s\n%s", out, tshark(t, bin, "-r", path, "-V"))
@@ -149,7 +136,7 @@ func TestTsharkMSISDN(t *testing.T) {
 // IMSI or MSISDN in INAP's InitialDP) decode, with only the documented warning that
 // tshark has no dissector for our OID.
 func TestTsharkExtensions(t *testing.T) {
-	bin := needTshark(t)
+	bin := testenv.NeedTool(t, "tshark")
 	for _, tc := range []struct {
 		name  string
 		proto Protocol

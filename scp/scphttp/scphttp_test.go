@@ -240,6 +240,11 @@ func TestFlapping(t *testing.T) {
 		t.Fatalf("open circuit sent %d requests to the SCP", hits.Load()-before)
 	}
 
+	// Just before the cooldown ends the circuit is still open.
+	clk.Add(cooldown - time.Millisecond)
+	if err := locate(); err == nil || !strings.Contains(err.Error(), "circuit open") || hits.Load() != before {
+		t.Fatalf("before the cooldown: %v, %d requests", err, hits.Load()-before)
+	}
 	// After the cooldown one probe goes through; it fails and reopens.
 	clk.Add(cooldown)
 	if err := locate(); !errors.Is(err, scp.ErrUnavailable) || !strings.Contains(err.Error(), "503") {
