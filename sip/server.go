@@ -78,6 +78,7 @@ type Config struct {
 	Locator   scp.Locator      // the SCP
 	Auth      Authenticator    // nil: nobody is challenged
 	Trusted   []netip.Prefix   // sources that are not challenged (a Kamailio in front)
+	Proxies   []netip.Prefix   // proxies in front that are challenged; limits apply to the sender they report (ratelimit.go)
 	Media     MediaAnchor      // nil: Passthrough
 	Logger    *slog.Logger     // nil: slog.Default()
 	TLSConfig *tls.Config      // non-nil with TLSAddr: also listen on TLS
@@ -767,21 +768,21 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 	if s.cfg.Auth == nil || s.trusted(req.Source()) {
 		return fromUser, true
 	}
-	if s.authLockedOut(req, tx) {
-		return "", false
-	}
 	stale := false
 	if h := req.GetHeader(header); h != nil {
+		if s.authLockedOut(req, tx, h.Value()) {
+			return "", false
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		user, err := s.cfg.Auth.VerifyRequest(ctx, string(req.Method), req.Recipient.String(), h.Value())
 		cancel()
 		if err == nil {
-			s.authResult(req, true)
+			s.authResult(req, h.Value(), true)
 			return user, true
 		}
 		stale = s.cfg.IsStale(err)
 		if !stale {
-			s.authResult(req, false)
+			s.authResult(req, h.Value(), false)
 		}
 		// The same challenge for an unknown user and a wrong password, so
 		// the answer does not tell which IM IDs exist.

@@ -83,6 +83,13 @@ type Config struct {
 	// offering only first, where every client in use supports it
 	// (linphone does; see the README).
 	Algorithms []string
+	// ServerHosts are the hosts (addresses, names) that name this server
+	// itself, such as the address it listens on. A digest uri with no user
+	// part naming one of them is accepted for any request: it is what SIPp
+	// sends without -auth_uri (sip:REMOTE_IP:REMOTE_PORT), whatever the
+	// Request-URI, and it names no other target. Compared without port,
+	// case-insensitively.
+	ServerHosts []string
 }
 
 // Verifier builds challenges and verifies credentials. It is safe for
@@ -95,6 +102,7 @@ type Verifier struct {
 	nonces  nonceMinter
 	replay  *replayCache
 	algs    []algorithm          // offered, in order
+	hosts   []string             // ServerHosts
 	dummies map[algorithm]string // HA1 used for unknown users
 }
 
@@ -169,6 +177,7 @@ func New(cfg Config) (*Verifier, error) {
 		nonces:  nonceMinter{secret: secret, realm: cfg.Realm},
 		replay:  newReplayCache(cfg.MaxNonces, cfg.NonceTTL),
 		algs:    algs,
+		hosts:   append([]string(nil), cfg.ServerHosts...),
 		dummies: dummies,
 	}, nil
 }
@@ -268,7 +277,7 @@ func (v *Verifier) VerifyRequest(ctx context.Context, method, requestURI, header
 	if c["cnonce"] == "" {
 		return "", fmt.Errorf("%w: missing cnonce", ErrInvalid)
 	}
-	if requestURI != "" && !sameURI(c["uri"], requestURI) {
+	if requestURI != "" && !sameURI(c["uri"], requestURI) && !v.namesServer(c["uri"]) {
 		return "", fmt.Errorf("%w: uri %q does not match the request URI", ErrInvalid, c["uri"])
 	}
 	issued, err := v.nonces.open(c["nonce"])
@@ -397,6 +406,21 @@ func sameURI(digestURI, requestURI string) bool {
 		return false
 	}
 	return strings.EqualFold(dh, rh) && (du == "" || du == ru)
+}
+
+// namesServer reports whether a digest uri is sip:HOST[:PORT] with HOST
+// one of Config.ServerHosts.
+func (v *Verifier) namesServer(digestURI string) bool {
+	user, host, ok := uriUserHost(digestURI)
+	if !ok || user != "" {
+		return false
+	}
+	for _, h := range v.hosts {
+		if strings.EqualFold(strings.Trim(h, "[]"), strings.Trim(host, "[]")) {
+			return true
+		}
+	}
+	return false
 }
 
 // uriUserHost splits a sip: or sips: URI into its user part and its host

@@ -598,6 +598,28 @@ func TestDefaultAlgorithm(t *testing.T) {
 	}
 }
 
+// TestServerHosts: a digest uri naming the server itself, without a user,
+// is accepted whatever the Request-URI (SIPp without -auth_uri).
+func TestServerHosts(t *testing.T) {
+	v, _, _ := newVerifier(t, func(c *Config) { c.ServerHosts = []string{"127.0.0.1", "[::1]"} })
+	for _, tc := range []struct {
+		uri  string
+		want bool
+	}{
+		{"sip:127.0.0.1:5060", true},
+		{"sip:127.0.0.1", true},
+		{"sip:[::1]:5060", true},
+		{"sip:127.0.0.2:5060", false},
+		{"sip:carol@127.0.0.1:5060", false},
+	} {
+		a := answer{user: "alice", password: "secret", alg: algMD5, uri: tc.uri}
+		_, err := v.VerifyRequest(context.Background(), "INVITE", "sip:bob@im.example", a.to(t, v.Challenges(false)))
+		if (err == nil) != tc.want {
+			t.Errorf("digest uri %s for sip:bob@im.example: err = %v, want accepted %v", tc.uri, err, tc.want)
+		}
+	}
+}
+
 func TestAlgorithmsConfig(t *testing.T) {
 	v, _, _ := newVerifier(t, func(c *Config) { c.Algorithms = []string{"MD5"} })
 	ch := v.Challenges(false)
