@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 // TestSIPpStandardAuthentication: with serve's default flags, SIPp's own
@@ -37,4 +42,42 @@ func TestSIPpStandardAuthentication(t *testing.T) {
 			term.wait()
 		})
 	}
+}
+
+// interopNode is a node with alice and bob (bob: a smart terminal), run
+// with serve's default flags but for the RTP port range, taken free so
+// that parallel tests do not collide.
+func interopNode(t *testing.T) *node {
+	t.Helper()
+	n := newNode(t)
+	n.addUser("alice", "alice-secret")
+	n.addUser("bob", "bob-secret")
+	n.addTerminal("bob", "001010000000009", "smart", true)
+	rtp := freeRange(t, 40)
+	n.serve(serveOpts{extra: []string{"--rtp-ports", strconv.Itoa(rtp) + "-" + strconv.Itoa(rtp+39)}})
+	return n
+}
+
+// answeredCall is the node's newest call record once it is answered and
+// over.
+func (n *node) answeredCall() registry.CallRecord {
+	return n.lastCall(func(r registry.CallRecord) bool { return !r.AnsweredAt.IsZero() && !r.EndedAt.IsZero() })
+}
+
+// TestBaresip: baresip 1.0 on its own defaults registers as bob's smart
+// terminal and answers; another baresip, alice, calls bob; the call
+// carries audio both ways through the RTP proxy and alice hangs up.
+func TestBaresip(t *testing.T) {
+	t.Parallel()
+	n := interopNode(t)
+	bob := baresipPeer(t, n, "bob", "bob-secret", true, "-t", "30")
+	bob.waitFor("bob@"+domain+": {0/UDP/v4} 200 OK", 10*time.Second)
+	alice := baresipPeer(t, n, "alice", "alice-secret", false, "-t", "8", "-e", "/dial sip:bob@"+domain)
+	alice.waitFor("Call established: sip:bob@"+domain, 8*time.Second)
+	alice.waitExit(15 * time.Second)
+	rec := n.answeredCall()
+	if rec.EndCause != "caller BYE" || rec.Callee != "bob" || !strings.Contains(rec.Caller, "alice@") {
+		t.Errorf("call record %+v, want alice to bob ended by caller BYE", rec)
+	}
+	requireTwoWayRTP(t, rec, 100)
 }
