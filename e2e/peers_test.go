@@ -161,15 +161,40 @@ func (p *peer) output() string {
 // waitFor waits until a line of output contains s.
 func (p *peer) waitFor(s string, d time.Duration) {
 	p.t.Helper()
+	if !p.seen(s, 0, d) {
+		p.t.Fatalf("%s did not print %q within %s", p.name, s, d)
+	}
+}
+
+// poll sends cmd until its answer contains s, for at most d: linphonec
+// prints nothing when its registration succeeds, only when asked.
+func (p *peer) poll(cmd, s string, d time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		from := len(p.out)
+		p.mu.Unlock()
+		p.send(cmd)
+		if p.seen(s, from, 300*time.Millisecond) {
+			return
+		}
+	}
+	p.t.Fatalf("%s: %q did not answer %q within %s", p.name, cmd, s, d)
+}
+
+// seen reports whether a line from index from on contains s within d.
+func (p *peer) seen(s string, from int, d time.Duration) bool {
+	p.t.Helper()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	seen := 0
+	seen := from
 	for {
 		p.mu.Lock()
 		for ; seen < len(p.out); seen++ {
 			if strings.Contains(p.out[seen], s) {
 				p.mu.Unlock()
-				return
+				return true
 			}
 		}
 		wake := p.wake
@@ -181,10 +206,10 @@ func (p *peer) waitFor(s string, d time.Duration) {
 			n := len(p.out)
 			p.mu.Unlock()
 			if seen == n {
-				p.t.Fatalf("%s exited before printing %q", p.name, s)
+				return false
 			}
 		case <-timer.C:
-			p.t.Fatalf("%s did not print %q within %s", p.name, s, d)
+			return false
 		}
 	}
 }
@@ -271,4 +296,48 @@ func requireTwoWayRTP(t *testing.T, rec registry.CallRecord, min uint64) {
 	if got["a"] < min || got["b"] < min {
 		t.Errorf("RTP packets from caller (a) %d, from callee (b) %d, want at least %d each; record %+v", got["a"], got["b"], min, rec)
 	}
+}
+
+// linphonePeer runs linphonec (liblinphone 5) as user of the node, with
+// the account of testdata/linphone/linphonerc, answering calls itself (-a)
+// and sending the audio of a WAV file. Its console takes commands (send).
+func linphonePeer(t *testing.T, n *node, user, password string, register bool) *peer {
+	t.Helper()
+	bin := requireTool(t, "linphonec", "linphone-cli")
+	dir := filepath.Join(t.TempDir(), "linphone-"+user)
+	// linphonec keeps its databases under $HOME/.local/share/linphone and
+	// starts no account without them.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(filepath.Join(home, ".local", "share", "linphone"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := os.ReadFile(filepath.Join("..", "testdata", "linphone", "linphonerc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := "0"
+	if register {
+		reg = "1"
+	}
+	rc := strings.NewReplacer(
+		"{{SIP_PORT}}", strconv.Itoa(freePort(t)),
+		"{{RTP_PORT}}", strconv.Itoa(freeRange(t, 2)),
+		"{{NODE}}", n.sipAddr,
+		"{{USER}}", user,
+		"{{PASSWORD}}", password,
+		"{{DOMAIN}}", domain,
+		"{{REGISTER}}", reg,
+	).Replace(string(tmpl))
+	rcPath := filepath.Join(dir, "linphonerc")
+	if err := os.WriteFile(rcPath, []byte(rc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-a", "-c", rcPath)
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	p := startPeer(t, "linphonec "+user, cmd, true)
+	t.Cleanup(func() { p.stdin.Close() })
+	p.send("ipv6 disable")
+	p.send("soundcard use files")
+	p.send("play " + sineWAV(t, 30))
+	return p
 }
