@@ -72,6 +72,8 @@ func newLimiters(l Limits) limiters {
 	}
 }
 
+func (l limiters) authEnabled() bool { return l.pair.Enabled() || l.source.Enabled() }
+
 // limitedSource is the address a request's limits apply to; ok is false
 // for a trusted source or one that cannot be read. For a request from a
 // declared proxy it is the address the proxy reports for the sender: the
@@ -157,6 +159,9 @@ func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 // lately. Credentials are not checked, so guessing stops, and the answer
 // is the same whether the user exists and whatever the password.
 func (s *Server) authLockedOut(req *sipmsg.Request, tx sipmsg.ServerTransaction, credentials string) bool {
+	if !s.lim.authEnabled() {
+		return false
+	}
 	src, ok := s.limitedSource(req)
 	if !ok {
 		return false
@@ -176,6 +181,9 @@ func (s *Server) authLockedOut(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 // clears failures: one account's success says nothing about guesses at
 // another's, and an attacker could interleave its own to reset the count.
 func (s *Server) authResult(req *sipmsg.Request, credentials string, ok bool) {
+	if !s.lim.authEnabled() {
+		return
+	}
 	src, limited := s.limitedSource(req)
 	if !limited {
 		return
