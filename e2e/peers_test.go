@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,6 +119,9 @@ func startPeer(t *testing.T, name string, cmd *exec.Cmd, withStdin bool) *peer {
 		}
 		p.stdin = in
 	}
+	// A group of its own, so that its children (Kamailio forks) end with
+	// it and release the output pipe.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +143,11 @@ func startPeer(t *testing.T, name string, cmd *exec.Cmd, withStdin bool) *peer {
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-p.exited
 		}
 		if t.Failed() {

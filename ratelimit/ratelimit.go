@@ -1,8 +1,8 @@
 // Package ratelimit keeps per-source limits for the network-facing parts
 // of the product: a token bucket per source address (SIP request floods)
 // and a failure counter per key (a source, or a user name from a source)
-// with a lock-out (password and token guessing). Both keep at most a fixed number of sources, so a flood from
-// spoofed addresses cannot grow memory: entries that carry no information
+// with a lock-out (password and token guessing). Both keep at most a fixed
+// number of sources, so a flood from spoofed addresses cannot grow memory: entries that carry no information
 // any more are swept, and sources beyond the bound share one overflow
 // entry, which limits them together.
 //
