@@ -50,13 +50,14 @@ type Config struct {
 	SCPSubscribers string         // JSON file seeding the in-process simulator; "" : empty
 	SCPToken       string         // bearer token of the http SCP backend; "" : none; never logged
 	Trusted        []netip.Prefix // peers not challenged
+	Proxies        []netip.Prefix // proxies in front, challenged; limits apply to the senders they report
 	RingTimeout    time.Duration  // 0: 60s
 	SCPTimeout     time.Duration  // 0: scp.DefaultTimeout (2s), for every backend
 	APIToken       string         // "" : read or create TokenFile
 	TokenFile      string         // "" : b2bua.token beside the SQLite file
 	NoAuth         bool           // challenge nobody (lab use)
 	// DigestAlgorithms are the digest algorithms offered, in order; nil:
-	// SHA-256 then MD5 (see digest.Config.Algorithms).
+	// MD5 alone (see digest.Config.Algorithms).
 	DigestAlgorithms []string
 	// MediaBaseURL starts the links of store-and-link media; "" : http://
 	// and the HTTP listen address.
@@ -190,8 +191,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	var auth sip.Authenticator
 	if !cfg.NoAuth {
 		v, err := digest.New(digest.Config{
-			Realm:      cfg.Domain,
-			Algorithms: cfg.DigestAlgorithms,
+			Realm:       cfg.Domain,
+			Algorithms:  cfg.DigestAlgorithms,
+			ServerHosts: serverHosts(cfg.SIPListen, cfg.TLSListen),
 			Lookup: func(ctx context.Context, user string) (registry.Credentials, error) {
 				// The digest username is an IM ID under the one rule
 				// (registry.ParseIMID); any other is no user, checked with
@@ -233,6 +235,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Auth:        auth,
 		IsStale:     func(err error) bool { return errors.Is(err, digest.ErrStale) },
 		Trusted:     cfg.Trusted,
+		Proxies:     cfg.Proxies,
 		Limits:      cfg.SIPLimits,
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,

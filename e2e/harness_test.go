@@ -188,9 +188,6 @@ func (n *node) serve(o serveOpts) {
 		"--scp", o.scp,
 		"--scp-subscribers", subs,
 		"--ring-timeout", o.ringTimeout.String(),
-		// SIPp 3.6 reads only the first challenge's algorithm and knows
-		// only MD5 (SHA-256 came with SIPp 3.7).
-		"--digest-algorithms", "MD5,SHA-256",
 		"--log-level", "debug",
 	}
 	args = append(args, o.extra...)

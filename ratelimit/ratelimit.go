@@ -1,8 +1,8 @@
 // Package ratelimit keeps per-source limits for the network-facing parts
 // of the product: a token bucket per source address (SIP request floods)
-// and a failure counter per source with a lock-out (password and token
-// guessing). Both keep at most a fixed number of sources, so a flood from
-// spoofed addresses cannot grow memory: entries that carry no information
+// and a failure counter per key (a source, or a user name from a source)
+// with a lock-out (password and token guessing). Both keep at most a fixed
+// number of sources, so a flood from spoofed addresses cannot grow memory: entries that carry no information
 // any more are swept, and sources beyond the bound share one overflow
 // entry, which limits them together.
 //
@@ -134,10 +134,10 @@ func (l *Limiter) Len() int {
 
 // LockoutConfig configures a Lockout.
 type LockoutConfig struct {
-	MaxFailures int           // failures within Window that lock a source out; <= 0: never
+	MaxFailures int           // failures within Window that lock a key out; <= 0: never
 	Window      time.Duration // 0: one minute
-	Lockout     time.Duration // how long a source stays locked out; 0: Window
-	MaxSources  int           // 0: DefaultMaxSources
+	Lockout     time.Duration // how long a key stays locked out; 0: Window
+	MaxSources  int           // keys tracked; 0: DefaultMaxSources
 }
 
 type failures struct {
@@ -146,19 +146,32 @@ type failures struct {
 	locked time.Time // locked out until then
 }
 
-// Lockout counts failures per source and locks a source out once it has
-// failed MaxFailures times within Window. It is safe for concurrent use.
-type Lockout struct {
+// Lockout counts failures per source address (keyed by Key) and locks a
+// source out once it has failed MaxFailures times within Window.
+type Lockout = KeyedLockout[netip.Addr]
+
+// NewLockout returns a Lockout; with cfg.MaxFailures <= 0 it never locks.
+func NewLockout(cfg LockoutConfig) *Lockout {
+	return NewKeyedLockout(cfg, Key)
+}
+
+// KeyedLockout counts failures per key (a source, a user name and a
+// source, ...) and locks a key out once it has failed MaxFailures times
+// within Window. It is safe for concurrent use.
+type KeyedLockout[K comparable] struct {
 	cfg LockoutConfig
+	key func(K) K
 
 	mu        sync.Mutex
-	sources   map[netip.Addr]*failures
+	sources   map[K]*failures
 	overflow  failures
 	lastSweep time.Time
 }
 
-// NewLockout returns a Lockout; with cfg.MaxFailures <= 0 it never locks.
-func NewLockout(cfg LockoutConfig) *Lockout {
+// NewKeyedLockout returns a KeyedLockout; norm, if not nil, maps a key to
+// the one it counts under (Key for addresses). With cfg.MaxFailures <= 0
+// it never locks.
+func NewKeyedLockout[K comparable](cfg LockoutConfig, norm func(K) K) *KeyedLockout[K] {
 	if cfg.Window <= 0 {
 		cfg.Window = time.Minute
 	}
@@ -168,20 +181,23 @@ func NewLockout(cfg LockoutConfig) *Lockout {
 	if cfg.MaxSources <= 0 {
 		cfg.MaxSources = DefaultMaxSources
 	}
-	return &Lockout{cfg: cfg, sources: map[netip.Addr]*failures{}}
+	if norm == nil {
+		norm = func(k K) K { return k }
+	}
+	return &KeyedLockout[K]{cfg: cfg, key: norm, sources: map[K]*failures{}}
 }
 
 // Enabled reports whether the lockout ever locks.
-func (l *Lockout) Enabled() bool { return l != nil && l.cfg.MaxFailures > 0 }
+func (l *KeyedLockout[K]) Enabled() bool { return l != nil && l.cfg.MaxFailures > 0 }
 
-// Locked returns how long src stays locked out at now; 0 when it is not.
-func (l *Lockout) Locked(src netip.Addr, now time.Time) time.Duration {
+// Locked returns how long k stays locked out at now; 0 when it is not.
+func (l *KeyedLockout[K]) Locked(k K, now time.Time) time.Duration {
 	if !l.Enabled() {
 		return 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := l.sources[Key(src)]
+	f := l.sources[l.key(k)]
 	if f == nil {
 		if len(l.sources) < l.cfg.MaxSources {
 			return 0
@@ -194,13 +210,13 @@ func (l *Lockout) Locked(src netip.Addr, now time.Time) time.Duration {
 	return 0
 }
 
-// Fail records a failure of src at now and returns how long src is now
+// Fail records a failure of k at now and returns how long k is now
 // locked out (0: not yet).
-func (l *Lockout) Fail(src netip.Addr, now time.Time) time.Duration {
+func (l *KeyedLockout[K]) Fail(k K, now time.Time) time.Duration {
 	if !l.Enabled() {
 		return 0
 	}
-	k := Key(src)
+	k = l.key(k)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := l.sources[k]
@@ -209,7 +225,7 @@ func (l *Lockout) Fail(src netip.Addr, now time.Time) time.Duration {
 			l.sweep(now)
 		}
 		if len(l.sources) >= l.cfg.MaxSources {
-			// Sources beyond the bound are counted together: guessing
+			// Keys beyond the bound are counted together: guessing
 			// needs answers, so they are seldom spoofed, and a full table
 			// must not be a way around the lock-out.
 			f = &l.overflow
@@ -232,20 +248,24 @@ func (l *Lockout) Fail(src netip.Addr, now time.Time) time.Duration {
 	return 0
 }
 
-// Succeed forgets src's failures at now (not a lock-out in force).
-func (l *Lockout) Succeed(src netip.Addr, now time.Time) {
+// Succeed forgets k's failures at now (not a lock-out in force). A caller
+// whose successes can come from someone other than the one failing (one
+// source, many accounts) must not call it, or interleaved successes would
+// reset the count.
+func (l *KeyedLockout[K]) Succeed(k K, now time.Time) {
 	if !l.Enabled() {
 		return
 	}
+	k = l.key(k)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if f := l.sources[Key(src)]; f != nil && !now.Before(f.locked) {
-		delete(l.sources, Key(src))
+	if f := l.sources[k]; f != nil && !now.Before(f.locked) {
+		delete(l.sources, k)
 	}
 }
 
-// sweep drops sources whose window and lock-out are both over.
-func (l *Lockout) sweep(now time.Time) {
+// sweep drops keys whose window and lock-out are both over.
+func (l *KeyedLockout[K]) sweep(now time.Time) {
 	if now.Sub(l.lastSweep) < sweepEvery {
 		return
 	}
@@ -257,9 +277,67 @@ func (l *Lockout) sweep(now time.Time) {
 	}
 }
 
-// Len is the number of sources tracked.
-func (l *Lockout) Len() int {
+// Len is the number of keys tracked.
+func (l *KeyedLockout[K]) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.sources)
+}
+
+// Recent remembers keys for a while (who authenticated from where), at
+// most a fixed number: when full, a key is not added until the expired
+// ones are swept, so a flood cannot grow memory, and forgetting only
+// costs a key the privilege remembering gave it. It is safe for
+// concurrent use.
+type Recent[K comparable] struct {
+	ttl time.Duration
+	max int
+
+	mu        sync.Mutex
+	until     map[K]time.Time
+	lastSweep time.Time
+}
+
+// NewRecent returns a Recent that keeps a key for ttl after it was last
+// added, at most max keys (0: DefaultMaxSources).
+func NewRecent[K comparable](ttl time.Duration, max int) *Recent[K] {
+	if max <= 0 {
+		max = DefaultMaxSources
+	}
+	return &Recent[K]{ttl: ttl, max: max, until: map[K]time.Time{}}
+}
+
+// Add remembers k from now on for the ttl.
+func (r *Recent[K]) Add(k K, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.until[k]; !ok && len(r.until) >= r.max {
+		if now.Sub(r.lastSweep) >= sweepEvery {
+			r.lastSweep = now
+			for k, t := range r.until {
+				if !now.Before(t) {
+					delete(r.until, k)
+				}
+			}
+		}
+		if len(r.until) >= r.max {
+			return
+		}
+	}
+	r.until[k] = now.Add(r.ttl)
+}
+
+// Has reports whether k was added within the ttl before now.
+func (r *Recent[K]) Has(k K, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.until[k]
+	return ok && now.Before(t)
+}
+
+// Len is the number of keys remembered, expired ones not yet swept included.
+func (r *Recent[K]) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.until)
 }

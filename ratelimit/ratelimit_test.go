@@ -131,3 +131,38 @@ func TestLockoutBounded(t *testing.T) {
 		t.Fatal("overflow sources escape the lock-out")
 	}
 }
+
+// TestKeyedLockout counts per key: failures of one key lock only it.
+func TestKeyedLockout(t *testing.T) {
+	type k struct{ user, src string }
+	l := NewKeyedLockout[k](LockoutConfig{MaxFailures: 2, Lockout: time.Minute}, nil)
+	l.Fail(k{"alice", "a"}, t0)
+	if l.Fail(k{"alice", "a"}, t0) != time.Minute {
+		t.Fatal("two failures did not lock the key")
+	}
+	for _, other := range []k{{"alice", "b"}, {"bob", "a"}} {
+		if l.Locked(other, t0) != 0 {
+			t.Errorf("%v locked by failures of another key", other)
+		}
+	}
+}
+
+func TestRecent(t *testing.T) {
+	r := NewRecent[string](time.Minute, 2)
+	r.Add("a", t0)
+	r.Add("b", t0)
+	r.Add("c", t0) // full: not remembered
+	for _, tc := range []struct {
+		k    string
+		at   time.Duration
+		want bool
+	}{{"a", 0, true}, {"b", 59 * time.Second, true}, {"c", 0, false}, {"a", time.Minute, false}} {
+		if got := r.Has(tc.k, t0.Add(tc.at)); got != tc.want {
+			t.Errorf("Has(%s) at +%v = %v, want %v", tc.k, tc.at, got, tc.want)
+		}
+	}
+	r.Add("c", t0.Add(2*time.Minute)) // the expired are swept to make room
+	if !r.Has("c", t0.Add(2*time.Minute)) || r.Len() != 1 {
+		t.Errorf("after expiry: Has(c) %v, Len %d, want true, 1", r.Has("c", t0.Add(2*time.Minute)), r.Len())
+	}
+}

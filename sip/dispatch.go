@@ -151,21 +151,21 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 	if s.cfg.Auth == nil || s.trusted(req.Source()) {
 		return fromUser, true
 	}
-	if s.authLockedOut(req, tx) {
-		return "", false
-	}
 	stale := false
 	if h := req.GetHeader(header); h != nil {
+		if s.authLockedOut(req, tx, h.Value()) {
+			return "", false
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		user, err := s.cfg.Auth.VerifyRequest(ctx, string(req.Method), req.Recipient.String(), h.Value())
 		cancel()
 		if err == nil {
-			s.authResult(req, true)
+			s.authResult(req, h.Value(), true)
 			return user, true
 		}
 		stale = s.cfg.IsStale(err)
 		if !stale {
-			s.authResult(req, false)
+			s.authResult(req, h.Value(), false)
 		}
 		// The same challenge for an unknown user and a wrong password, so
 		// the answer does not tell which IM IDs exist.

@@ -8,10 +8,13 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/imcall/b2bua/ratelimit"
+	"github.com/imcall/b2bua/sip/digest"
 )
 
 // Limits are the per-source limits on requests from sources that are not
-// trusted (Config.Trusted is exempt). The zero value limits nothing.
+// trusted (Config.Trusted is exempt). A request through a declared proxy
+// (Config.Proxies) counts against the address the proxy reports for its
+// sender, never against the proxy. The zero value limits nothing.
 type Limits struct {
 	// Rate and Burst are a token bucket per source address (IPv6: per
 	// /64): every request outside an existing dialog takes a token except
@@ -19,33 +22,66 @@ type Limits struct {
 	// (RFC 3261 §21.5.4). Rate <= 0: no limit.
 	Rate  float64
 	Burst int
-	// AuthFailures failed digest authentications from one source within
-	// AuthWindow lock it out for AuthLockout: every request of it that
-	// needs authentication is answered 403 without checking. <= 0: never.
+	// AuthFailures failed digest authentications as one user name from
+	// one source within AuthWindow lock that pair out for AuthLockout:
+	// its requests are answered 403 without checking. The user is locked
+	// out from that source only, so nobody elsewhere can lock a user out
+	// by guessing its password. <= 0: never.
 	AuthFailures int
-	AuthWindow   time.Duration // 0: one minute
-	AuthLockout  time.Duration // 0: five minutes
-	MaxSources   int           // sources tracked by each limit; 0: ratelimit.DefaultMaxSources
+	// AuthSourceFailures failed authentications from one source, whatever
+	// the user names, within AuthWindow restrict it for AuthLockout to the
+	// user names that authenticated from it within AuthLockout: guessing
+	// through many names stops, and the users already signed in behind
+	// that address (a NAT, an undeclared proxy) go on. <= 0: no such limit.
+	AuthSourceFailures int
+	AuthWindow         time.Duration // 0: one minute
+	AuthLockout        time.Duration // 0: five minutes
+	MaxSources         int           // keys tracked by each limit; 0: ratelimit.DefaultMaxSources
+}
+
+// authKey is what the per-user lock-out counts: a user name as sent (known
+// or not, so that the answers do not tell which exist) from one source.
+type authKey struct {
+	user string
+	src  netip.Addr
 }
 
 // limiters are a Server's live limits.
 type limiters struct {
-	req  *ratelimit.Limiter
-	auth *ratelimit.Lockout
+	req    *ratelimit.Limiter
+	pair   *ratelimit.KeyedLockout[authKey]
+	source *ratelimit.Lockout
+	good   *ratelimit.Recent[authKey] // authenticated lately
 }
 
 func newLimiters(l Limits) limiters {
 	if l.AuthLockout <= 0 {
 		l.AuthLockout = 5 * time.Minute
 	}
+	lc := ratelimit.LockoutConfig{MaxFailures: l.AuthFailures, Window: l.AuthWindow, Lockout: l.AuthLockout, MaxSources: l.MaxSources}
+	sc := lc
+	sc.MaxFailures = l.AuthSourceFailures
 	return limiters{
-		req:  ratelimit.New(ratelimit.Config{Rate: l.Rate, Burst: l.Burst, MaxSources: l.MaxSources}),
-		auth: ratelimit.NewLockout(ratelimit.LockoutConfig{MaxFailures: l.AuthFailures, Window: l.AuthWindow, Lockout: l.AuthLockout, MaxSources: l.MaxSources}),
+		req: ratelimit.New(ratelimit.Config{Rate: l.Rate, Burst: l.Burst, MaxSources: l.MaxSources}),
+		pair: ratelimit.NewKeyedLockout(lc, func(k authKey) authKey {
+			k.src = ratelimit.Key(k.src)
+			return k
+		}),
+		source: ratelimit.NewLockout(sc),
+		good:   ratelimit.NewRecent[authKey](l.AuthLockout, l.MaxSources),
 	}
 }
 
+func (l limiters) authEnabled() bool { return l.pair.Enabled() || l.source.Enabled() }
+
 // limitedSource is the address a request's limits apply to; ok is false
-// for a trusted source or one that cannot be read.
+// for a trusted source or one that cannot be read. For a request from a
+// declared proxy it is the address the proxy reports for the sender: the
+// bottom Via's received parameter, else its sent-by host (RFC 3261
+// §18.2.1: the proxy adds received when sent-by is not the address the
+// request came from). A proxy that reports nothing readable gives no
+// address: it is challenged, but its users cannot be told apart, and
+// limiting them as one would lock them all out.
 func (s *Server) limitedSource(req *sipmsg.Request) (netip.Addr, bool) {
 	ap, err := netip.ParseAddrPort(req.Source())
 	if err != nil {
@@ -57,7 +93,36 @@ func (s *Server) limitedSource(req *sipmsg.Request) (netip.Addr, bool) {
 			return netip.Addr{}, false
 		}
 	}
+	for _, p := range s.cfg.Proxies {
+		if p.Contains(a) {
+			return reportedSender(req)
+		}
+	}
 	return a, true
+}
+
+// reportedSender is the address in the bottom Via: the sender's own hop.
+func reportedSender(req *sipmsg.Request) (netip.Addr, bool) {
+	vias := req.GetHeaders("Via")
+	if len(vias) == 0 {
+		return netip.Addr{}, false
+	}
+	v, ok := vias[len(vias)-1].(*sipmsg.ViaHeader)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	host := v.Host
+	if r, ok := v.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 // admit takes a token for req from its source's bucket and answers 503
@@ -88,31 +153,51 @@ func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 	return false
 }
 
-// authLockedOut answers 403 to a request that needs authentication from a
-// source locked out after too many failures, without checking its
-// credentials: guessing is stopped and the answer says nothing about the
-// user or the password.
-func (s *Server) authLockedOut(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+// authLockedOut answers 403 to a request whose credentials are for a user
+// name locked out from its source, or that come from a source restricted
+// after many failures and name a user that has not authenticated from it
+// lately. Credentials are not checked, so guessing stops, and the answer
+// is the same whether the user exists and whatever the password.
+func (s *Server) authLockedOut(req *sipmsg.Request, tx sipmsg.ServerTransaction, credentials string) bool {
+	if !s.lim.authEnabled() {
+		return false
+	}
 	src, ok := s.limitedSource(req)
-	if !ok || s.lim.auth.Locked(src, time.Now()) == 0 {
+	if !ok {
+		return false
+	}
+	now := time.Now()
+	k := authKey{user: digest.Username(credentials), src: ratelimit.Key(src)}
+	locked := s.lim.pair.Locked(k, now) > 0 ||
+		(s.lim.source.Locked(src, now) > 0 && !s.lim.good.Has(k, now))
+	if !locked {
 		return false
 	}
 	s.respond(tx, req, 403, "too many failed authentications")
 	return true
 }
 
-// authResult records the outcome of a digest check of req's source.
-func (s *Server) authResult(req *sipmsg.Request, ok bool) {
+// authResult records the outcome of a digest check of req. A success never
+// clears failures: one account's success says nothing about guesses at
+// another's, and an attacker could interleave its own to reset the count.
+func (s *Server) authResult(req *sipmsg.Request, credentials string, ok bool) {
+	if !s.lim.authEnabled() {
+		return
+	}
 	src, limited := s.limitedSource(req)
-	if !limited || !s.lim.auth.Enabled() {
+	if !limited {
 		return
 	}
 	now := time.Now()
+	k := authKey{user: digest.Username(credentials), src: ratelimit.Key(src)}
 	if ok {
-		s.lim.auth.Succeed(src, now)
+		s.lim.good.Add(k, now)
 		return
 	}
-	if d := s.lim.auth.Fail(src, now); d > 0 {
-		s.log.Warn("source locked out after failed authentications", "source", src.String(), "for", d.Round(time.Second).String())
+	if d := s.lim.pair.Fail(k, now); d > 0 {
+		s.log.Warn("user name locked out from a source after failed authentications", "source", src.String(), "for", d.Round(time.Second).String())
+	}
+	if d := s.lim.source.Fail(src, now); d > 0 {
+		s.log.Warn("source restricted to recently authenticated users after failed authentications", "source", src.String(), "for", d.Round(time.Second).String())
 	}
 }

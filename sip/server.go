@@ -67,6 +67,7 @@ type Config struct {
 	Locator   scp.Locator      // the SCP
 	Auth      Authenticator    // nil: nobody is challenged
 	Trusted   []netip.Prefix   // sources that are not challenged (a Kamailio in front)
+	Proxies   []netip.Prefix   // proxies in front that are challenged; limits apply to the sender they report (ratelimit.go)
 	Media     MediaAnchor      // nil: Passthrough
 	Logger    *slog.Logger     // nil: slog.Default()
 	TLSConfig *tls.Config      // non-nil with TLSAddr: also listen on TLS

@@ -30,6 +30,7 @@ type serveOptions struct {
 	scp          string
 	subscribers  string
 	trusted      string
+	proxies      string
 	ringTimeout  time.Duration
 	drainTimeout time.Duration
 	scpTimeout   time.Duration
@@ -90,13 +91,14 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.scp, "scp", envOr("B2BUA_SCP", "sim"), "SCP backend: sim (in process), http://HOST:PORT, ... (env B2BUA_SCP)")
 	f.StringVar(&o.subscribers, "scp-subscribers", envOr("B2BUA_SCP_SUBSCRIBERS", ""), "JSON file seeding the in-process SCP simulator, e.g. testdata/scp/subscribers.json (env B2BUA_SCP_SUBSCRIBERS)")
 	f.StringVar(&o.trusted, "trusted", envOr("B2BUA_TRUSTED", ""), "comma-separated CIDRs of peers that are not challenged for authentication (env B2BUA_TRUSTED)")
+	f.StringVar(&o.proxies, "proxies", envOr("B2BUA_PROXIES", ""), "comma-separated CIDRs of proxies in front that are challenged like anyone: limits apply to the sender each reports in the bottom Via (received, else sent-by), never to the proxy as one source (env B2BUA_PROXIES)")
 	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "after the first SIGINT/SIGTERM, end the live calls after this long (0: wait for them, or for a second signal)")
 	f.DurationVar(&o.scpTimeout, "scp-timeout", scp.DefaultTimeout, "deadline of one SCP query, for every backend; past it the caller gets 503")
 	f.StringVar(&o.scpTokenFile, "scp-token-file", envOr("B2BUA_SCP_TOKEN_FILE", ""), "file holding the bearer token sent to an http(s) SCP; B2BUA_SCP_TOKEN gives it directly (env B2BUA_SCP_TOKEN_FILE)")
 	f.StringVar(&o.tokenFile, "api-token-file", envOr("B2BUA_API_TOKEN_FILE", ""), "file holding the provisioning API token; created with a random token if missing (env B2BUA_API_TOKEN_FILE)")
 	f.BoolVar(&o.noAuth, "no-auth", false, "challenge nobody (a lab without credentials)")
-	f.StringVar(&o.digestAlgs, "digest-algorithms", envOr("B2BUA_DIGEST_ALGORITHMS", "SHA-256,MD5"), "digest algorithms offered, in order of preference (SIPp 3.6 needs MD5 first) (env B2BUA_DIGEST_ALGORITHMS)")
+	f.StringVar(&o.digestAlgs, "digest-algorithms", envOr("B2BUA_DIGEST_ALGORITHMS", "MD5"), "digest algorithms offered, in order of preference: MD5 works with every client; SHA-256,MD5 suits clients that take the first they support, such as linphone, but SIPp 3.6 and baresip 1.0 fail on it (env B2BUA_DIGEST_ALGORITHMS)")
 	f.StringVar(&o.logLevel, "log-level", envOr("B2BUA_LOG_LEVEL", "info"), "debug, info, warn or error (env B2BUA_LOG_LEVEL)")
 	f.StringVar(&o.media.baseURL, "media-base-url", envOr("B2BUA_MEDIA_BASE_URL", ""), "start of the media links sent to terminals, e.g. https://media.example.com (default http:// and the HTTP listen address) (env B2BUA_MEDIA_BASE_URL)")
 	f.StringVar(&o.media.dir, "media-dir", envOr("B2BUA_MEDIA_DIR", ""), "directory for stored media over 64 KiB (default: kept in the registry) (env B2BUA_MEDIA_DIR)")
@@ -118,7 +120,11 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	trusted, err := parseCIDRs(o.trusted)
+	trusted, err := parseCIDRs("--trusted", o.trusted)
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
+	proxies, err := parseCIDRs("--proxies", o.proxies)
 	if err != nil {
 		return usageError(cmd, err.Error())
 	}
@@ -172,6 +178,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		SCP:              o.scp,
 		SCPSubscribers:   o.subscribers,
 		Trusted:          trusted,
+		Proxies:          proxies,
 		RingTimeout:      o.ringTimeout,
 		SCPTimeout:       o.scpTimeout,
 		SCPToken:         scpToken,
@@ -329,7 +336,8 @@ func (o rtpOptions) parse() (daemon.Config, error) {
 	return c, nil
 }
 
-func parseCIDRs(s string) ([]netip.Prefix, error) {
+// parseCIDRs reads the comma-separated CIDRs or addresses of flag.
+func parseCIDRs(flag, s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
@@ -339,14 +347,14 @@ func parseCIDRs(s string) ([]netip.Prefix, error) {
 		if !strings.Contains(part, "/") {
 			a, err := netip.ParseAddr(part)
 			if err != nil {
-				return nil, fmt.Errorf("--trusted: %q is not a CIDR or address", part)
+				return nil, fmt.Errorf("%s: %q is not a CIDR or address", flag, part)
 			}
 			out = append(out, netip.PrefixFrom(a, a.BitLen()))
 			continue
 		}
 		p, err := netip.ParsePrefix(part)
 		if err != nil {
-			return nil, fmt.Errorf("--trusted: %q is not a CIDR", part)
+			return nil, fmt.Errorf("%s: %q is not a CIDR", flag, part)
 		}
 		out = append(out, p.Masked())
 	}

@@ -16,14 +16,16 @@ type limitOptions struct {
 	rate         string
 	burst        int
 	authFailures int
+	srcFailures  int
 	authLockout  time.Duration
 }
 
 func (o *limitOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.rate, "sip-rate", envOr("B2BUA_SIP_RATE", "50/s"), "requests outside a dialog per untrusted source address (IPv6: per /64), N/s or N/m; over it they get 503 with Retry-After; 0 turns it off (env B2BUA_SIP_RATE)")
 	f.IntVar(&o.burst, "sip-burst", 100, "requests a source may send at once before --sip-rate applies")
-	f.IntVar(&o.authFailures, "sip-auth-failures", 10, "failed digest authentications per source within a minute that lock it out (403 without a check); 0 turns it off")
-	f.DurationVar(&o.authLockout, "sip-auth-lockout", 5*time.Minute, "how long a source stays locked out")
+	f.IntVar(&o.authFailures, "sip-auth-failures", 10, "failed digest authentications as one user name from one source within a minute that lock that user out from that source only (403 without a check); 0 turns it off")
+	f.IntVar(&o.srcFailures, "sip-auth-source-failures", 30, "failed digest authentications from one source, any user names, within a minute after which it may authenticate only as users that did so from it lately; 0 turns it off")
+	f.DurationVar(&o.authLockout, "sip-auth-lockout", 5*time.Minute, "how long both lock-outs last")
 }
 
 // limits turns the flags into the B2BUA's limits.
@@ -38,7 +40,10 @@ func (o *limitOptions) limits() (sip.Limits, error) {
 	if o.authFailures < 0 {
 		return sip.Limits{}, fmt.Errorf("--sip-auth-failures: must be 0 or more")
 	}
-	return sip.Limits{Rate: rate, Burst: o.burst, AuthFailures: o.authFailures, AuthWindow: time.Minute, AuthLockout: o.authLockout}, nil
+	if o.srcFailures < 0 {
+		return sip.Limits{}, fmt.Errorf("--sip-auth-source-failures: must be 0 or more")
+	}
+	return sip.Limits{Rate: rate, Burst: o.burst, AuthFailures: o.authFailures, AuthSourceFailures: o.srcFailures, AuthWindow: time.Minute, AuthLockout: o.authLockout}, nil
 }
 
 // parseRate reads "50/s", "600/m" or "50" (per second) as requests per

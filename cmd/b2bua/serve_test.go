@@ -99,11 +99,11 @@ func readToken(t *testing.T, path string) string {
 }
 
 func TestParseCIDRs(t *testing.T) {
-	got, err := parseCIDRs("127.0.0.0/8, 10.1.2.3 ,::1/128")
+	got, err := parseCIDRs("--trusted", "127.0.0.0/8, 10.1.2.3 ,::1/128")
 	if err != nil || len(got) != 3 || got[1].String() != "10.1.2.3/32" {
 		t.Fatalf("parseCIDRs = %v, %v", got, err)
 	}
-	if _, err := parseCIDRs("10.0.0.0/33"); err == nil {
+	if _, err := parseCIDRs("--proxies", "10.0.0.0/33"); err == nil {
 		t.Error("a bad prefix was accepted")
 	}
 }

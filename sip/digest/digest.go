@@ -74,12 +74,22 @@ type Config struct {
 	// forgotten and nonces as old as those are answered as stale.
 	MaxNonces int
 	// Algorithms are the algorithms offered, in order of preference, and
-	// the only ones accepted: "SHA-256" and "MD5". nil means SHA-256 then
-	// MD5 (RFC 8760 section 2.4). Some UAs take the first challenge even
-	// when they cannot compute its algorithm (SIPp before 3.7 reads only
-	// the first algorithm parameter and knows only MD5); for them an
-	// operator lists MD5 first or alone.
+	// the only ones accepted: "SHA-256" and "MD5". nil means MD5 alone.
+	// RFC 8760 §2.4 lets a server send one challenge per algorithm, the
+	// preferred first, and the UA use the first it supports; but SIPp 3.6
+	// reads only the first challenge and aborts on SHA-256, and baresip 1.0
+	// gives up when it gets two. With SHA-256 listed after MD5 no client
+	// would use it (each takes the first it supports), so SHA-256 is worth
+	// offering only first, where every client in use supports it
+	// (linphone does; see the README).
 	Algorithms []string
+	// ServerHosts are the hosts (addresses, names) that name this server
+	// itself, such as the address it listens on. A digest uri with no user
+	// part naming one of them is accepted for any request: it is what SIPp
+	// sends without -auth_uri (sip:REMOTE_IP:REMOTE_PORT), whatever the
+	// Request-URI, and it names no other target. Compared without port,
+	// case-insensitively.
+	ServerHosts []string
 }
 
 // Verifier builds challenges and verifies credentials. It is safe for
@@ -92,6 +102,7 @@ type Verifier struct {
 	nonces  nonceMinter
 	replay  *replayCache
 	algs    []algorithm          // offered, in order
+	hosts   []string             // ServerHosts
 	dummies map[algorithm]string // HA1 used for unknown users
 }
 
@@ -118,7 +129,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	algs := []algorithm{algSHA256, algMD5}
+	algs := []algorithm{algMD5}
 	if cfg.Algorithms != nil {
 		algs = nil
 		for _, name := range cfg.Algorithms {
@@ -166,6 +177,7 @@ func New(cfg Config) (*Verifier, error) {
 		nonces:  nonceMinter{secret: secret, realm: cfg.Realm},
 		replay:  newReplayCache(cfg.MaxNonces, cfg.NonceTTL),
 		algs:    algs,
+		hosts:   append([]string(nil), cfg.ServerHosts...),
 		dummies: dummies,
 	}, nil
 }
@@ -174,12 +186,11 @@ func New(cfg Config) (*Verifier, error) {
 func (v *Verifier) Realm() string { return v.realm }
 
 // Challenges returns WWW-Authenticate or Proxy-Authenticate header values,
-// one per algorithm, SHA-256 first then MD5 (or as Config.Algorithms
-// orders them): a UA uses the first one it supports (RFC 8760 section 2.4;
-// RFC 7616 section 3.7). Each offers
-// qop="auth" only. stale marks that the previous nonce expired while the
-// credentials were right (RFC 7616 section 3.3). Both values carry the same
-// fresh nonce. If the system's random source fails, which crypto/rand
+// one per algorithm of Config.Algorithms, in its order: a UA uses the
+// first one it supports (RFC 8760 section 2.4; RFC 7616 section 3.7). Each
+// offers qop="auth" only. stale marks that the previous nonce expired while
+// the credentials were right (RFC 7616 section 3.3). All values carry the
+// same fresh nonce. If the system's random source fails, which crypto/rand
 // documents never to happen on supported platforms, the values carry a
 // nonce that no request can satisfy.
 func (v *Verifier) Challenges(stale bool) []string {
@@ -266,7 +277,7 @@ func (v *Verifier) VerifyRequest(ctx context.Context, method, requestURI, header
 	if c["cnonce"] == "" {
 		return "", fmt.Errorf("%w: missing cnonce", ErrInvalid)
 	}
-	if requestURI != "" && !sameURI(c["uri"], requestURI) {
+	if requestURI != "" && !sameURI(c["uri"], requestURI) && !v.namesServer(c["uri"]) {
 		return "", fmt.Errorf("%w: uri %q does not match the request URI", ErrInvalid, c["uri"])
 	}
 	issued, err := v.nonces.open(c["nonce"])
@@ -369,31 +380,75 @@ func parseNC(s string) (uint32, error) {
 	return uint32(n), nil
 }
 
-// sameURI compares two request URIs with scheme and host case-insensitive.
-// Parameters and headers must match exactly: a UA computes uri from the
-// Request-URI it sends, so a difference there means another target.
-func sameURI(a, b string) bool {
-	if a == b {
+// sameURI reports whether a digest uri names the request target uri. It
+// compares what identifies the target and ignores what clients are known
+// to leave out: SIPp's [authentication] without -auth_uri sends
+// sip:HOST:PORT (no user) for every request, others send the Request-URI
+// as is. Real servers check less still: Kamailio's auth module hashes the
+// digest uri but never compares it with the R-URI (its auth_checks_*
+// parameters, off by default, bind the nonce to the R-URI, Call-ID, From
+// tag or source instead), and Asterisk's PJSIP verifies with pjsip's
+// pjsip_auth_srv_verify, which does not compare it either. RFC 3261 §22.4
+// says the uri "is the Request-URI"; what the check keeps is its point
+// (RFC 7616 §3.4.6): credentials computed for one host or, when the digest
+// uri names a user, for one user, are not accepted for another. The
+// scheme (sip or sips), port, parameters and headers are not compared.
+func sameURI(digestURI, requestURI string) bool {
+	if digestURI == requestURI {
 		return true
 	}
-	return normURI(a) == normURI(b)
+	du, dh, ok := uriUserHost(digestURI)
+	if !ok {
+		return false
+	}
+	ru, rh, ok := uriUserHost(requestURI)
+	if !ok {
+		return false
+	}
+	return strings.EqualFold(dh, rh) && (du == "" || du == ru)
 }
 
-func normURI(u string) string {
+// namesServer reports whether a digest uri is sip:HOST[:PORT] with HOST
+// one of Config.ServerHosts.
+func (v *Verifier) namesServer(digestURI string) bool {
+	user, host, ok := uriUserHost(digestURI)
+	if !ok || user != "" {
+		return false
+	}
+	for _, h := range v.hosts {
+		if strings.EqualFold(strings.Trim(h, "[]"), strings.Trim(host, "[]")) {
+			return true
+		}
+	}
+	return false
+}
+
+// uriUserHost splits a sip: or sips: URI into its user part and its host
+// without port; ok is false for other schemes.
+func uriUserHost(u string) (user, host string, ok bool) {
 	scheme, rest, ok := strings.Cut(u, ":")
-	if !ok {
-		return u
+	if !ok || !(strings.EqualFold(scheme, "sip") || strings.EqualFold(scheme, "sips")) {
+		return "", "", false
 	}
 	// user@host;params?headers: '@' cannot appear unescaped in the user
-	// part, and the host ends at the first ';' or '?' after it.
-	userEnd := len(rest)
-	if i := strings.IndexByte(rest, '?'); i >= 0 {
-		userEnd = i
+	// part (which may carry ';' parameters, RFC 3261 §19.1.1), and the host
+	// ends at the first ';' or '?' after it.
+	if at := strings.LastIndexByte(cutAt(rest, '?'), '@'); at >= 0 {
+		user, rest = rest[:at], rest[at+1:]
 	}
-	hostStart := strings.IndexByte(rest[:userEnd], '@') + 1
-	hostEnd := len(rest)
-	if i := strings.IndexAny(rest[hostStart:], ";?"); i >= 0 {
-		hostEnd = hostStart + i
+	host = cutAt(cutAt(rest, ';'), '?')
+	if strings.HasPrefix(host, "[") {
+		if i := strings.IndexByte(host, ']'); i >= 0 {
+			return user, host[:i+1], host != ""
+		}
 	}
-	return strings.ToLower(scheme) + ":" + rest[:hostStart] + strings.ToLower(rest[hostStart:hostEnd]) + rest[hostEnd:]
+	host, _, _ = strings.Cut(host, ":")
+	return user, host, host != ""
+}
+
+func cutAt(s string, c byte) string {
+	if i := strings.IndexByte(s, c); i >= 0 {
+		return s[:i]
+	}
+	return s
 }

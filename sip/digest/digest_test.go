@@ -145,7 +145,9 @@ func newVerifier(t testing.TB, mod func(*Config)) (*Verifier, *clock, *users) {
 	t.Helper()
 	clk := &clock{t: time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)}
 	u := newUsers()
-	cfg := Config{Realm: realm, Lookup: u.lookup, NonceTTL: time.Minute, Now: clk.now}
+	// Both algorithms, so that every test can answer with either; the
+	// default (MD5 alone) has TestDefaultAlgorithm.
+	cfg := Config{Realm: realm, Lookup: u.lookup, NonceTTL: time.Minute, Now: clk.now, Algorithms: []string{"SHA-256", "MD5"}}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -242,6 +244,13 @@ func TestVerifyAccepts(t *testing.T) {
 		{"MESSAGE", answer{user: "alice", password: "secret", alg: algMD5, method: "MESSAGE"}, "sip:bob@im.example"},
 		{"host case", answer{user: "alice", password: "secret", alg: algMD5, uri: "SIP:bob@IM.Example;transport=udp"}, "sip:bob@im.example;transport=udp"},
 		{"no request URI check", answer{user: "alice", password: "secret", alg: algMD5, uri: "sip:elsewhere"}, ""},
+		// SIPp's [authentication] without -auth_uri: sip:HOST:PORT.
+		{"SIPp INVITE uri", answer{user: "alice", password: "secret", alg: algMD5, uri: "sip:127.0.0.1:5060"}, "sip:bob@127.0.0.1:5060"},
+		{"SIPp REGISTER uri", answer{user: "alice", password: "secret", alg: algMD5, method: "REGISTER", uri: "sip:127.0.0.1:5060"}, "sip:127.0.0.1:5060"},
+		{"port differs", answer{user: "alice", password: "secret", alg: algMD5, uri: "sip:bob@im.example:5060"}, "sip:bob@im.example"},
+		{"transport parameter differs", answer{user: "alice", password: "secret", alg: algMD5, uri: "sip:bob@im.example"}, "sip:bob@im.example;transport=tcp"},
+		{"sips for sip", answer{user: "alice", password: "secret", alg: algMD5, uri: "sips:bob@im.example"}, "sip:bob@im.example"},
+		{"IPv6 host", answer{user: "alice", password: "secret", alg: algMD5, uri: "sip:[::1]:5060"}, "sip:bob@[::1]:5070"},
 		{"unknown parameters ignored", answer{user: "alice", password: "secret", alg: algMD5, extra: `, opaque="x,y", foo=bar`}, "sip:bob@im.example"},
 		{"username with quote", answer{user: "quote\"", password: "secret", alg: algSHA256}, "sip:bob@im.example"},
 	}
@@ -276,6 +285,9 @@ func TestVerifyRejects(t *testing.T) {
 		{"wrong method", func(n string) string { return good.withNonce(n) }, "BYE", ""},
 		{"other request URI", func(n string) string { return good.withNonce(n) }, "", "sip:carol@im.example"},
 		{"other user part case", func(n string) string { return good.withNonce(n) }, "", "sip:BOB@im.example"},
+		{"other host", func(n string) string { return good.withNonce(n) }, "", "sip:bob@other.example"},
+		{"tel uri for a sip target", func(n string) string { a := good; a.uri = "tel:+15551234"; return a.withNonce(n) }, "", "sip:+15551234@im.example"},
+		{"user parameter hides the host", func(n string) string { a := good; a.uri = "sip:bob;x=@other.example"; return a.withNonce(n) }, "", "sip:bob@im.example"},
 		{"other realm", func(n string) string { return strings.Replace(good.withNonce(n), `realm="im.example"`, `realm="x"`, 1) }, "", ""},
 		{"qop absent", func(n string) string { return strings.Replace(good.withNonce(n), "qop=auth, ", "", 1) }, "", ""},
 		{"qop auth-int", func(n string) string { return strings.Replace(good.withNonce(n), "qop=auth", "qop=auth-int", 1) }, "", ""},
@@ -565,6 +577,46 @@ func TestRegistryCredentialsMatch(t *testing.T) {
 	s := sha256.Sum256([]byte("alice:" + realm + ":secret"))
 	if c.HA1MD5 != hex.EncodeToString(m[:]) || c.HA1SHA256 != hex.EncodeToString(s[:]) {
 		t.Fatalf("registry credentials %+v differ from H(user:realm:password)", c)
+	}
+}
+
+// TestDefaultAlgorithm: without Config.Algorithms one MD5 challenge is
+// offered, and SHA-256 credentials are refused.
+func TestDefaultAlgorithm(t *testing.T) {
+	v, _, _ := newVerifier(t, func(c *Config) { c.Algorithms = nil })
+	ch := v.Challenges(false)
+	if len(ch) != 1 || !strings.Contains(ch[0], "algorithm=MD5") {
+		t.Fatalf("default challenges = %q, want one MD5", ch)
+	}
+	md5 := answer{user: "alice", password: "secret", alg: algMD5}
+	if _, err := v.VerifyRequest(context.Background(), "INVITE", "sip:bob@im.example", md5.to(t, ch)); err != nil {
+		t.Errorf("MD5 answer: %v", err)
+	}
+	sha := answer{user: "alice", password: "secret", alg: algSHA256}
+	if _, err := v.VerifyRequest(context.Background(), "INVITE", "sip:bob@im.example", sha.withNonce(nonceOf(t, v.Challenges(false)))); !errors.Is(err, ErrInvalid) {
+		t.Errorf("SHA-256 answer: err = %v, want ErrInvalid", err)
+	}
+}
+
+// TestServerHosts: a digest uri naming the server itself, without a user,
+// is accepted whatever the Request-URI (SIPp without -auth_uri).
+func TestServerHosts(t *testing.T) {
+	v, _, _ := newVerifier(t, func(c *Config) { c.ServerHosts = []string{"127.0.0.1", "[::1]"} })
+	for _, tc := range []struct {
+		uri  string
+		want bool
+	}{
+		{"sip:127.0.0.1:5060", true},
+		{"sip:127.0.0.1", true},
+		{"sip:[::1]:5060", true},
+		{"sip:127.0.0.2:5060", false},
+		{"sip:carol@127.0.0.1:5060", false},
+	} {
+		a := answer{user: "alice", password: "secret", alg: algMD5, uri: tc.uri}
+		_, err := v.VerifyRequest(context.Background(), "INVITE", "sip:bob@im.example", a.to(t, v.Challenges(false)))
+		if (err == nil) != tc.want {
+			t.Errorf("digest uri %s for sip:bob@im.example: err = %v, want accepted %v", tc.uri, err, tc.want)
+		}
 	}
 }
 

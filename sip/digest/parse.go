@@ -174,3 +174,14 @@ func quote(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// Username is the username of an Authorization or Proxy-Authorization
+// value, "" when it has none or does not parse. It checks nothing: a
+// caller uses it to key limits on guessing before Verify does the work.
+func Username(headerValue string) string {
+	c, err := parseCredentials(headerValue)
+	if err != nil {
+		return ""
+	}
+	return c["username"]
+}

@@ -125,3 +125,17 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestUsername(t *testing.T) {
+	for in, want := range map[string]string{
+		`Digest username="alice", realm="x", nonce="n"`: "alice",
+		`Digest realm="x", username=bob`:                "bob",
+		`Digest realm="x"`:                              "",
+		`Basic YWxpY2U6c2VjcmV0`:                        "",
+		`Digest username="a", username="b"`:             "",
+	} {
+		if got := Username(in); got != want {
+			t.Errorf("Username(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
