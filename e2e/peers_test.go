@@ -273,12 +273,12 @@ func baresipPeer(t *testing.T, n *node, user, password string, register bool, ar
 
 // legStats reads the per-leg media counters of a call record.
 func legStats(t *testing.T, rec registry.CallRecord) []struct {
-	Side    string `json:"side"`
+	Leg     string `json:"leg"`
 	Packets uint64 `json:"packets"`
 } {
 	t.Helper()
 	var legs []struct {
-		Side    string `json:"side"`
+		Leg     string `json:"leg"`
 		Packets uint64 `json:"packets"`
 	}
 	if err := json.Unmarshal([]byte(rec.Stats), &legs); err != nil {
@@ -288,15 +288,16 @@ func legStats(t *testing.T, rec registry.CallRecord) []struct {
 }
 
 // requireTwoWayRTP checks that a finished call carried RTP from both
-// parties through the proxy: at least min packets from each side.
+// parties through the proxy: at least min packets from the caller's leg
+// (uas-1, the INVITE that reached us) and from the callee's (uac-1).
 func requireTwoWayRTP(t *testing.T, rec registry.CallRecord, min uint64) {
 	t.Helper()
 	got := map[string]uint64{}
 	for _, l := range legStats(t, rec) {
-		got[l.Side] += l.Packets
+		got[l.Leg] += l.Packets
 	}
-	if got["a"] < min || got["b"] < min {
-		t.Errorf("RTP packets from caller (a) %d, from callee (b) %d, want at least %d each; record %+v", got["a"], got["b"], min, rec)
+	if got["uas-1"] < min || got["uac-1"] < min {
+		t.Errorf("RTP packets from caller (uas-1) %d, from callee (uac-1) %d, want at least %d each; record %+v", got["uas-1"], got["uac-1"], min, rec)
 	}
 }
 
