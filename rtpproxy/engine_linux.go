@@ -425,7 +425,12 @@ func (e *engine) pick() *worker {
 // hands the sockets to w.
 func (e *engine) openPair(w *worker, ep *endpoint) error {
 	var lastErr error = errors.New("pool empty")
-	for try := 0; try < 16; try++ {
+	// Another program may hold any number of the range's ports: every free
+	// pair is tried once (a busy one goes to the back of the queue) before
+	// the call is refused. Only a port in use is worth passing over; any
+	// other bind error (out of descriptors) ends the search.
+	_, free := e.p.pool.size()
+	for try := 0; try < free; try++ {
 		port, ok := e.p.pool.get()
 		if !ok {
 			break
@@ -438,6 +443,9 @@ func (e *engine) openPair(w *worker, ep *endpoint) error {
 		if err != nil {
 			lastErr = err
 			e.p.pool.put(port)
+			if !errors.Is(err, unix.EADDRINUSE) {
+				break
+			}
 			continue
 		}
 		rtcp, err := openUDP(bind, port+1)
@@ -445,6 +453,9 @@ func (e *engine) openPair(w *worker, ep *endpoint) error {
 			lastErr = err
 			unix.Close(rtp)
 			e.p.pool.put(port)
+			if !errors.Is(err, unix.EADDRINUSE) {
+				break
+			}
 			continue
 		}
 		ep.rtp = &sock{fd: rtp, port: port, ep: ep, w: w}

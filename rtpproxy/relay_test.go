@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -399,5 +400,31 @@ func TestPoolCyclesDoNotLeak(t *testing.T) {
 			t.Fatalf("after the cycles: %+v, %d fds open, %d before", m, openFDs(t), fds)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPoolSkipsPortsHeldElsewhere: another program holds every pair of the
+// range but the last two; an offer (an endpoint for each of its two legs)
+// still gets them instead of 503.
+func TestPoolSkipsPortsHeldElsewhere(t *testing.T) {
+	const base, pairs = 34600, 40
+	p := newTestProxy(t, base, func(c *Config) { c.PortMax = base + 2*pairs - 1 })
+	for port := base; port < base+2*(pairs-2); port += 2 {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // held by someone else already: just as good
+		}
+		t.Cleanup(func() { pc.Close() })
+	}
+	a := newParty(t, 0xa)
+	c := newTestCall(t, p)
+	if _, err := c.RewriteOffer(legA, legB, a.sdp("sendrecv")); err != nil {
+		t.Fatalf("offer with two free pairs left: %v", err)
+	}
+	free := map[int]bool{base + 2*(pairs-2): true, base + 2*(pairs-1): true}
+	for _, l := range []Leg{legA, legB} {
+		if got := c.LocalPorts(l); len(got) != 1 || !free[got[0]] {
+			t.Fatalf("leg %s ports %v, want one of the free pairs %v", l, got, free)
+		}
 	}
 }
