@@ -110,8 +110,9 @@ func TestLinphone(t *testing.T) {
 		alice := linphonePeer(t, n, "alice", "alice-secret", false)
 		alice.send("call sip:bob@" + domain)
 		alice.waitFor("connected", 10*time.Second)
-		// Let audio flow: the proxy counts what arrives in this time.
-		time.Sleep(5 * time.Second)
+		// Hang up once the relay has carried audio both ways (at least
+		// 100 packets from each party, 200 in all).
+		n.waitRelayed(200, 15*time.Second)
 		alice.send("terminate")
 		alice.waitFor("ended", 5*time.Second)
 		rec := n.answeredCall()

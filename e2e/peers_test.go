@@ -7,9 +7,11 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -350,4 +352,26 @@ func linphonePeer(t *testing.T, n *node, user, password string, register bool) *
 func runSipp(t *testing.T, name string, port int, sf string, args ...string) *sipp {
 	t.Helper()
 	return startSipp(t, sippRun{name: name, scenario: sf, port: port, args: args})
+}
+
+// waitRelayed waits until the node's RTP proxy has relayed at least min
+// datagrams in all, read from /metrics, and fails the test after d.
+func (n *node) waitRelayed(min int, d time.Duration) {
+	n.t.Helper()
+	re := regexp.MustCompile(`(?m)^b2bua_rtp_packets_relayed_total (\d+)$`)
+	got := 0
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		res, err := http.Get("http://" + n.httpAddr + "/metrics")
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if m := re.FindStringSubmatch(string(body)); m != nil {
+			if got, _ = strconv.Atoi(m[1]); got >= min {
+				return
+			}
+		}
+	}
+	n.t.Fatalf("the RTP proxy relayed %d datagrams in %v, want at least %d", got, d, min)
 }
