@@ -20,7 +20,9 @@ const maxBody = 16 << 10
 
 // NewAPI returns the JSON API under APIPrefix (openapi.yaml in this
 // directory). It does no authentication of its own: the daemon mounts it
-// behind the provisioning API's bearer token, as provision does its routes.
+// behind the provisioning API's bearer token, as provision does its routes,
+// on both APIPrefix and APIPrefix+"/" (ServeMux prefers them to
+// provision's "/api/v1/" as the longer patterns).
 // pageBase, if not empty, is the public base URL of the web pages (e.g.
 // "https://b2bua.example"); Create then answers with the owner's link.
 func NewAPI(m *Manager, pageBase string, log *slog.Logger) http.Handler {
@@ -29,15 +31,24 @@ func NewAPI(m *Manager, pageBase string, log *slog.Logger) http.Handler {
 	}
 	a := &api{m: m, log: log, base: pageBase}
 	mux := http.NewServeMux()
-	p := APIPrefix
-	mux.Handle("POST "+p, a.endpoint(a.create))
-	mux.Handle("GET "+p, a.endpoint(a.list))
-	mux.Handle("GET "+p+"/{id}", a.endpoint(a.show))
-	mux.Handle("DELETE "+p+"/{id}", a.endpoint(a.end))
-	mux.Handle("POST "+p+"/{id}/participants", a.endpoint(a.add))
-	mux.Handle("DELETE "+p+"/{id}/participants/{pid}", a.endpoint(a.remove))
-	mux.Handle("POST "+p+"/{id}/participants/{pid}/{action}", a.endpoint(a.act))
+	for pattern, h := range a.routes() {
+		mux.Handle(pattern, a.endpoint(h))
+	}
 	return mux
+}
+
+// routes are the API's "METHOD path" patterns, as openapi.yaml lists them.
+func (a *api) routes() map[string]func(http.ResponseWriter, *http.Request) error {
+	p := APIPrefix
+	return map[string]func(http.ResponseWriter, *http.Request) error{
+		"POST " + p:                                       a.create,
+		"GET " + p:                                        a.list,
+		"GET " + p + "/{id}":                              a.show,
+		"DELETE " + p + "/{id}":                           a.end,
+		"POST " + p + "/{id}/participants":                a.add,
+		"DELETE " + p + "/{id}/participants/{pid}":        a.remove,
+		"POST " + p + "/{id}/participants/{pid}/{action}": a.act,
+	}
 }
 
 type api struct {

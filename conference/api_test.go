@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -153,5 +156,37 @@ func TestPageAccess(t *testing.T) {
 		if strings.Contains(body, ref) {
 			t.Errorf("page refers to %q", ref)
 		}
+	}
+}
+
+// TestOpenAPIMatchesRoutes: openapi.yaml lists exactly the routes served.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	raw, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pathRE := regexp.MustCompile(`^  (/\S*):\s*$`)
+	opRE := regexp.MustCompile(`^    (get|put|post|delete|patch):\s*$`)
+	var doc []string
+	in, path := false, ""
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, " ") && line != "" {
+			in = line == "paths:"
+			continue
+		}
+		if m := pathRE.FindStringSubmatch(line); in && m != nil {
+			path = m[1]
+		} else if m := opRE.FindStringSubmatch(line); in && m != nil {
+			doc = append(doc, strings.ToUpper(m[1])+" "+path)
+		}
+	}
+	var served []string
+	for p := range (&api{}).routes() {
+		served = append(served, p)
+	}
+	slices.Sort(doc)
+	slices.Sort(served)
+	if !slices.Equal(doc, served) {
+		t.Errorf("openapi.yaml %v\nserved %v", doc, served)
 	}
 }
