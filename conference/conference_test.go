@@ -31,7 +31,11 @@ func TestSlowWatcherIsResynced(t *testing.T) {
 	var n Notifier
 	n.Document(Event{State: c.Snapshot, Full: true}) // what the watcher had before it fell behind
 	resync := <-slow.Events()
-	body, _ := n.Document(resync)
+	body, err := n.Document(resync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustValidate(t, body)
 	if d := parse(t, body); !resync.Full || d.State != "full" || d.Version != 2 {
 		t.Errorf("first event after the gap: full %v, document state %q version %d", resync.Full, d.State, d.Version)
 	}
