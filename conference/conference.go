@@ -130,6 +130,7 @@ type Conference struct {
 	nextP    int
 	watchers map[*Watcher]struct{}
 	onEmpty  func() // called (outside the lock) when the last connected participant leaves
+	ending   bool   // End is hanging everyone up: the last leaving is not the reason
 }
 
 func newConference(id, owner, uri string, now func() time.Time) *Conference {
@@ -283,7 +284,7 @@ func (c *Conference) update(id string, f func(p *Participant) (bool, error)) (Pa
 		return *p, err
 	}
 	c.publishLocked([]string{id}, nil)
-	if wasConnected && !p.Status.Live() && !c.anyLiveLocked() {
+	if wasConnected && !p.Status.Live() && !c.ending && !c.anyLiveLocked() {
 		empty = c.onEmpty
 	}
 	return *p, nil

@@ -303,6 +303,9 @@ func (m *Manager) End(ctx context.Context, confID string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
+	c.mu.Lock()
+	c.ending = true
+	c.mu.Unlock()
 	var errs []error
 	for _, p := range c.Snapshot().Participants {
 		if p.Status.Live() {
