@@ -5,6 +5,8 @@
 // through WriteRTP and go out through each participant's Output.
 package mixer
 
+//go:generate go run ./testdata/tones/gen.go -out testdata/tones
+
 import (
 	"context"
 	"errors"
