@@ -17,8 +17,15 @@ type jitter struct {
 	next    uint16 // sequence number of the frame the next tick plays
 	slots   [jitterSlots]jitterSlot
 
+	lateRun int // late frames in a row
+
 	received, late, lost, dups, resyncs uint64
 }
+
+// lateResync is how many late frames in a row make the buffer restart playout:
+// a sender whose clock runs slower than ours, or whose path delay grew, would
+// otherwise have every frame dropped as late from then on.
+const lateResync = 3
 
 type jitterSlot struct {
 	seq  uint16
@@ -28,7 +35,7 @@ type jitterSlot struct {
 
 // reset restarts playout from seq: a new source, or a jump beyond the window.
 func (j *jitter) reset(ssrc uint32, seq uint16) {
-	j.started, j.playing = true, false
+	j.started, j.playing, j.lateRun = true, false, 0
 	j.ssrc = ssrc
 	j.next = seq - j.delay
 	for i := range j.slots {
@@ -46,8 +53,14 @@ func (j *jitter) push(law Law, ssrc uint32, seq uint16, payload []byte) {
 	d := int16(seq - j.next)
 	if d < 0 {
 		j.late++
-		return
+		if j.lateRun++; j.lateRun < lateResync {
+			return
+		}
+		j.resyncs++
+		j.reset(ssrc, seq)
+		d = int16(seq - j.next)
 	}
+	j.lateRun = 0
 	if d >= jitterSlots {
 		// The sender is ahead of the window: a gap, or a clock faster than ours.
 		// Restart playout behind this frame rather than keep stale slots.

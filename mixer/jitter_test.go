@@ -25,6 +25,7 @@ func TestJitter(t *testing.T) {
 		{"duplicate played once", 1, "p10 t p10 p11 t p11 t", "- 10 11", 0, 0},
 		{"new SSRC restarts playout", 1, "p10 t p11 t s p500 t p501 t t", "- 10 - 500 501", 0, 0},
 		{"jump beyond the window resyncs", 1, "p10 t p11 t p100 t p101 t", "- 10 - 100", 0, 0},
+		{"late three in a row restarts playout", 1, "p10 t p11 t t t t p12 t p13 t p14 t p15 t", "- 10 11 - - - - - 14", 3, 4},
 		{"sequence wraps", 1, "p65534 t p65535 t p0 t p1 t", "- 65534 65535 0", 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -87,10 +87,11 @@ type Mixer struct {
 	legs atomic.Pointer[legSet] // copy on write: the packet path and the loop never lock it
 
 	// Loop-only state.
-	sum      [FrameSamples]int32
-	scratch  [FrameSamples]int16
-	shared   [3]sharedMix // per law: the full mix for those who contribute nothing
-	lastTick time.Time
+	sum     [FrameSamples]int32
+	scratch [FrameSamples]int16
+	shared  [3]sharedMix // per law: the full mix for those who contribute nothing
+	start   time.Time    // when the ticker started (an injected one: a frame before its first tick)
+	mixed   int64        // frames mixed since start
 
 	ticks, overruns atomic.Uint64
 
@@ -242,6 +243,7 @@ func (m *Mixer) WriteRTP(id string, pkt []byte) error {
 func (m *Mixer) Run(ctx context.Context) error {
 	tick := m.tick
 	if tick == nil {
+		m.start = time.Now()
 		t := time.NewTicker(FrameDuration)
 		defer t.Stop()
 		tick = t.C
@@ -254,25 +256,49 @@ func (m *Mixer) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			m.countTick(now)
-			m.mix()
+			for range m.framesDue(now) {
+				m.mix()
+			}
 		}
 	}
 }
 
-// countTick counts ticks, and overruns: a gap of more than 1.5 frames means a
-// time.Ticker dropped ticks because the loop was too slow, so every
-// participant missed a frame.
-func (m *Mixer) countTick(now time.Time) {
+// maxCatchUp bounds the frames one tick may mix to catch up after the loop
+// was held up; beyond that the missed time is skipped, not replayed.
+const maxCatchUp = 3
+
+// framesDue says how many frames to mix for a tick at now. A time.Ticker drops
+// ticks while its receiver is late; mixing by the elapsed monotonic time
+// instead of by the ticks received keeps every output stream at 50 packets
+// per second and the jitter buffers' depth where it was. An injected tick
+// with a zero time is one frame.
+func (m *Mixer) framesDue(now time.Time) int {
 	m.ticks.Add(1)
-	if !m.lastTick.IsZero() && now.Sub(m.lastTick) > FrameDuration*3/2 {
+	if now.IsZero() {
+		return 1
+	}
+	if m.start.IsZero() {
+		// An injected tick: take the first as the first frame's.
+		m.start = now.Add(-FrameDuration)
+	}
+	// Tick k of a ticker started at m.start fires at m.start + k frames or a
+	// little later, never earlier: rounding down never runs the loop ahead of
+	// the senders, and only a tick a whole frame late counts as dropped ones.
+	due := int64(now.Sub(m.start) / FrameDuration)
+	n := due - m.mixed
+	if n > 1 {
 		m.overruns.Add(1)
 	}
-	m.lastTick = now
+	if n > maxCatchUp {
+		n = maxCatchUp
+		m.mixed = due - maxCatchUp
+	}
+	m.mixed += max(n, 0)
+	return int(max(n, 0))
 }
 
-// Ticks reports how many frames the loop mixed, and how many ticks found the
-// loop late.
+// Ticks reports how many ticks the loop received, and how many of them found
+// the loop late by a frame or more (it then catches up, framesDue).
 func (m *Mixer) Ticks() (ticks, overruns uint64) {
 	return m.ticks.Load(), m.overruns.Load()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 const toneAmp = 4000
@@ -406,5 +407,28 @@ func TestSteadyPathDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per frame, want 0", allocs)
+	}
+}
+
+func TestLoopCatchesUpAfterDroppedTicks(t *testing.T) {
+	m, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	// Tick times as a time.Ticker delivers them to a loop that was held up:
+	// a tick 40 ms late, then a stall of 140 ms, beyond what is caught up.
+	for _, tc := range []struct {
+		at   time.Duration
+		want int
+	}{
+		{0, 1}, {20, 1}, {80, 3}, {100, 1}, {240, 3}, {262, 1}, {279, 0}, {281, 1},
+	} {
+		if got := m.framesDue(t0.Add(tc.at * time.Millisecond)); got != tc.want {
+			t.Errorf("tick at %d ms: %d frames, want %d", tc.at, got, tc.want)
+		}
+	}
+	if ticks, overruns := m.Ticks(); ticks != 8 || overruns != 2 {
+		t.Errorf("ticks %d overruns %d, want 8 and 2", ticks, overruns)
 	}
 }
