@@ -6,7 +6,10 @@
 #  2. a real-time run (go run ./bench/mixer, GOMAXPROCS=1): the participants
 #     on real 20 ms tickers for DURATION, the CPU they use and the late frames
 #     (the figure only counts at zero late frames); median of REPEAT runs.
-#   COUNT=5 REPEAT=3 DURATION=10s LOADS="1000:0 3000:0 1000:3 3000:3" bench/mixer.sh
+#     The run also reports how often the packet source itself was held up by
+#     40 ms (the playout delay) or more: on a shared machine that, not the
+#     mixer's CPU, is what makes frames late.
+#   COUNT=5 REPEAT=3 DURATION=10s LOADS="1000:0 3000:0 999:3 3000:3" bench/mixer.sh
 # LOADS lists participants:conference-size (0: one conference of all).
 # Raw JSON lines of the real-time runs go to $OUT (default bench/mixer/results/<UTC time>.jsonl).
 set -euo pipefail
@@ -14,7 +17,7 @@ cd "$(dirname "$0")/.."
 COUNT=${COUNT:-5}
 REPEAT=${REPEAT:-3}
 DURATION=${DURATION:-10s}
-LOADS=${LOADS:-"1000:0 3000:0 1000:3 3000:3"}
+LOADS=${LOADS:-"1000:0 2000:0 3000:0 999:3 2001:3 3000:3"}
 OUT=$(realpath -m "${OUT:-bench/mixer/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}")
 mkdir -p "$(dirname "$OUT")"
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -srm)  cpus: $(nproc)  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)  $(go version)  load: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -45,12 +48,13 @@ for l in open(sys.argv[1]):
     if l.strip():
         r = json.loads(l)
         runs.setdefault((r["conference_size"], r["participants"]), []).append(r)
-print("| conference size | participants | runs | CPU % of a core | participants per core | late frames | lost frames | loop overruns |")
-print("|---|---|---|---|---|---|---|---|")
+print("| conference size | participants | runs | CPU % of a core | participants per core | late frames | lost frames | loop catch-ups | sender held up >= 40 ms | sender max behind ms |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for (size, n), rs in sorted(runs.items()):
     med = lambda k: statistics.median(r[k] for r in rs)
-    print("| %s | %d | %d | %.1f | %.0f | %s | %s | %s |" % (
+    print("| %s | %d | %d | %.1f | %.0f | %s | %s | %s | %s | %.0f |" % (
         "all" if size == 0 else size, n, len(rs), med("cpu_pct_of_a_core"), med("participants_per_core"),
         "/".join(str(r["late_frames"]) for r in rs), "/".join(str(r["lost_frames"]) for r in rs),
-        "/".join(str(r["loop_overruns"]) for r in rs)))
+        "/".join(str(r["loop_overruns"]) for r in rs),
+        "/".join(str(r["sender_stalls_40ms"]) for r in rs), med("sender_max_behind_ms")))
 PY

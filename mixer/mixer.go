@@ -239,7 +239,7 @@ func (m *Mixer) WriteRTP(id string, pkt []byte) error {
 }
 
 // Run mixes a frame on every tick until ctx is done (or an injected Tick
-// channel is closed).
+// channel is closed). It is the conference's one loop: call it once.
 func (m *Mixer) Run(ctx context.Context) error {
 	tick := m.tick
 	if tick == nil {
@@ -263,9 +263,14 @@ func (m *Mixer) Run(ctx context.Context) error {
 	}
 }
 
-// maxCatchUp bounds the frames one tick may mix to catch up after the loop
-// was held up; beyond that the missed time is skipped, not replayed.
-const maxCatchUp = 3
+// After the loop was held up, it catches up at most maxPerTick frames a tick,
+// so that the packet path, held up too, can deliver the frames it owes before
+// they are played out; and it owes at most maxBehind frames: time beyond that
+// is skipped, not replayed.
+const (
+	maxPerTick = 2
+	maxBehind  = 5
+)
 
 // framesDue says how many frames to mix for a tick at now. A time.Ticker drops
 // ticks while its receiver is late; mixing by the elapsed monotonic time
@@ -289,12 +294,13 @@ func (m *Mixer) framesDue(now time.Time) int {
 	if n > 1 {
 		m.overruns.Add(1)
 	}
-	if n > maxCatchUp {
-		n = maxCatchUp
-		m.mixed = due - maxCatchUp
+	if n > maxBehind {
+		m.mixed = due - maxBehind
+		n = maxBehind
 	}
-	m.mixed += max(n, 0)
-	return int(max(n, 0))
+	n = max(min(n, maxPerTick), 0)
+	m.mixed += n
+	return int(n)
 }
 
 // Ticks reports how many ticks the loop received, and how many of them found

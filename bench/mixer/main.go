@@ -41,7 +41,17 @@ func run(n, size int, dur time.Duration) error {
 	var late0, lost0, over0 uint64
 	var wall0 time.Time
 	start, sent := time.Now(), int64(0)
+	var stalls int // feeder ticks 40 ms (the playout delay) or more behind schedule, after warm-up
+	var maxStall time.Duration
 	for now := range feed.C {
+		if behind := time.Since(start) - time.Duration(sent)*20*time.Millisecond; !wall0.IsZero() {
+			// The process could not run for this long: a frame sent this late
+			// may already have been played out as missing.
+			if behind >= 40*time.Millisecond {
+				stalls++
+			}
+			maxStall = max(maxStall, behind)
+		}
 		// A real sender's clock does not stop when this process is held up:
 		// send every frame due by now, as a burst if ticks were dropped.
 		for due := int64(now.Sub(start)/(20*time.Millisecond)) + 1; sent < due; sent++ {
@@ -72,6 +82,8 @@ func run(n, size int, dur time.Duration) error {
 		"late_frames":           late - late0,
 		"lost_frames":           lost - lost0,
 		"loop_overruns":         over - over0,
+		"sender_stalls_40ms":    stalls,
+		"sender_max_behind_ms":  maxStall.Seconds() * 1000,
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)
 }
