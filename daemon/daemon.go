@@ -75,6 +75,12 @@ type Config struct {
 	// RTPAdvertise is the address written into SDP (the public address
 	// behind NAT); invalid: RTPBind.
 	RTPAdvertise netip.Addr
+	// RTPBindV6 is the IPv6 address the RTP proxy binds for offers with
+	// c=IN IP6; invalid: none, and such offers get 488.
+	RTPBindV6 netip.Addr
+	// RTPAdvertiseV6 is the IPv6 address written into SDP; invalid:
+	// RTPBindV6.
+	RTPAdvertiseV6 netip.Addr
 	// RTPPortMin and RTPPortMax bound the media ports; 0: 20000-29999.
 	RTPPortMin, RTPPortMax int
 	// MediaTimeout ends an answered call whose media stopped; 0: 60s.

@@ -30,6 +30,8 @@ func (d *Daemon) startMedia(cfg Config) (sip.MediaAnchor, error) {
 	p, err := rtpproxy.New(rtpproxy.Config{
 		BindAddr:      bind,
 		AdvertiseAddr: cfg.RTPAdvertise,
+		BindV6:        cfg.RTPBindV6,
+		AdvertiseV6:   cfg.RTPAdvertiseV6,
 		PortMin:       cfg.RTPPortMin,
 		PortMax:       cfg.RTPPortMax,
 		MediaTimeout:  cfg.MediaTimeout,

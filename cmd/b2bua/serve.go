@@ -50,6 +50,8 @@ type rtpOptions struct {
 	mode      string
 	bind      string
 	advertise string
+	bindV6    string
+	adv6      string
 	ports     string
 	timeout   string
 }
@@ -108,6 +110,8 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.rtp.mode, "media", envOr("B2BUA_MEDIA", daemon.MediaAnchor), "call media: anchor (relayed by the built-in RTP proxy) or passthrough (SDP untouched) (env B2BUA_MEDIA)")
 	f.StringVar(&o.rtp.bind, "rtp-bind", envOr("B2BUA_RTP_BIND", ""), "IPv4 address the RTP proxy binds (default the --sip-listen host) (env B2BUA_RTP_BIND)")
 	f.StringVar(&o.rtp.advertise, "rtp-advertise", envOr("B2BUA_RTP_ADVERTISE", ""), "media address written into SDP, the public address behind NAT (default the bind address) (env B2BUA_RTP_ADVERTISE)")
+	f.StringVar(&o.rtp.bindV6, "rtp-bind-v6", envOr("B2BUA_RTP_BIND_V6", ""), "IPv6 address the RTP proxy binds for offers with c=IN IP6 (default none: such offers get 488) (env B2BUA_RTP_BIND_V6)")
+	f.StringVar(&o.rtp.adv6, "rtp-advertise-v6", envOr("B2BUA_RTP_ADVERTISE_V6", ""), "IPv6 media address written into SDP (default the IPv6 bind address) (env B2BUA_RTP_ADVERTISE_V6)")
 	f.StringVar(&o.rtp.ports, "rtp-ports", envOr("B2BUA_RTP_PORTS", "20000-29999"), "UDP port range of the RTP proxy, MIN-MAX (env B2BUA_RTP_PORTS)")
 	f.StringVar(&o.rtp.timeout, "media-timeout", envOr("B2BUA_MEDIA_TIMEOUT", "60s"), "an answered call whose RTP stopped this long ends with BYE to both sides (env B2BUA_MEDIA_TIMEOUT)")
 	o.limits.register(f)
@@ -194,6 +198,8 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		Media:            rtp.Media,
 		RTPBind:          rtp.RTPBind,
 		RTPAdvertise:     rtp.RTPAdvertise,
+		RTPBindV6:        rtp.RTPBindV6,
+		RTPAdvertiseV6:   rtp.RTPAdvertiseV6,
 		RTPPortMin:       rtp.RTPPortMin,
 		RTPPortMax:       rtp.RTPPortMax,
 		MediaTimeout:     rtp.MediaTimeout,
@@ -299,16 +305,22 @@ func (o rtpOptions) parse() (daemon.Config, error) {
 	default:
 		return c, fmt.Errorf("--media: %q: must be anchor or passthrough", o.mode)
 	}
-	addr := func(flag, v string) (netip.Addr, error) {
-		if v == "" {
-			return netip.Addr{}, nil
+	addrOf := func(v6 bool) func(flag, v string) (netip.Addr, error) {
+		return func(flag, v string) (netip.Addr, error) {
+			if v == "" {
+				return netip.Addr{}, nil
+			}
+			a, err := netip.ParseAddr(v)
+			switch {
+			case v6 && (err != nil || !a.Is6() || a.Is4In6() || a.Zone() != ""):
+				return netip.Addr{}, fmt.Errorf("--%s: %q: must be an IPv6 address", flag, v)
+			case !v6 && (err != nil || !a.Is4()):
+				return netip.Addr{}, fmt.Errorf("--%s: %q: must be an IPv4 address", flag, v)
+			}
+			return a, nil
 		}
-		a, err := netip.ParseAddr(v)
-		if err != nil || !a.Is4() {
-			return netip.Addr{}, fmt.Errorf("--%s: %q: must be an IPv4 address", flag, v)
-		}
-		return a, nil
 	}
+	addr, addr6 := addrOf(false), addrOf(true)
 	var err error
 	if c.RTPBind, err = addr("rtp-bind", o.bind); err != nil {
 		return c, err
@@ -321,6 +333,20 @@ func (o rtpOptions) parse() (daemon.Config, error) {
 	}
 	if c.RTPBind.IsValid() && c.RTPBind.IsUnspecified() && !c.RTPAdvertise.IsValid() {
 		return c, errors.New("--rtp-bind: 0.0.0.0 needs --rtp-advertise")
+	}
+	if c.RTPBindV6, err = addr6("rtp-bind-v6", o.bindV6); err != nil {
+		return c, err
+	}
+	if c.RTPAdvertiseV6, err = addr6("rtp-advertise-v6", o.adv6); err != nil {
+		return c, err
+	}
+	switch {
+	case c.RTPAdvertiseV6.IsValid() && !c.RTPBindV6.IsValid():
+		return c, errors.New("--rtp-advertise-v6 needs --rtp-bind-v6")
+	case c.RTPAdvertiseV6.IsValid() && c.RTPAdvertiseV6.IsUnspecified():
+		return c, fmt.Errorf("--rtp-advertise-v6: %q: must be a unicast address", o.adv6)
+	case c.RTPBindV6.IsValid() && c.RTPBindV6.IsUnspecified() && !c.RTPAdvertiseV6.IsValid():
+		return c, errors.New("--rtp-bind-v6: :: needs --rtp-advertise-v6")
 	}
 	lo, hi, ok := strings.Cut(o.ports, "-")
 	c.RTPPortMin, err = strconv.Atoi(strings.TrimSpace(lo))
