@@ -76,6 +76,10 @@ type Config struct {
 
 	RingTimeout time.Duration // terminal rings this long before the call fails with 480; 0: 60s
 	SCPTimeout  time.Duration // deadline of one SCP query; 0: 2s
+	// T1 is RFC 3261's round-trip estimate (§17.1.1.1), the first
+	// interval of our 2xx retransmissions; 0: 500ms. The defaults of
+	// AckTimeout and TxTimeout are 64*T1.
+	T1 time.Duration
 	// AckTimeout is how long the B2BUA retransmits a 2xx waiting for the
 	// caller's ACK before it ends the call (RFC 3261 §13.3.1.4: 64*T1).
 	AckTimeout time.Duration
@@ -156,11 +160,14 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.RingTimeout <= 0 {
 		cfg.RingTimeout = 60 * time.Second
 	}
+	if cfg.T1 <= 0 {
+		cfg.T1 = sipmsg.T1
+	}
 	if cfg.AckTimeout <= 0 {
-		cfg.AckTimeout = 64 * sipmsg.T1
+		cfg.AckTimeout = 64 * cfg.T1
 	}
 	if cfg.TxTimeout <= 0 {
-		cfg.TxTimeout = 64 * sipmsg.T1
+		cfg.TxTimeout = 64 * cfg.T1
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 60 * time.Second
