@@ -7,23 +7,25 @@ import "time"
 // our last CSeq on it, the remote target and route set, and where requests
 // on it go.
 type DialogLeg struct {
-	CallID    string
-	LocalURI  string // our From on this dialog, display name included
-	LocalTag  string
-	RemoteURI string // the peer's To, display name included
-	RemoteTag string
-	LocalSeq  uint32   // the CSeq of our last request on the dialog when it was kept
-	Target    string   // the remote target: the peer's Contact URI
-	RouteSet  []string // Route values, in the order they are sent
-	Dest      string   // host:port requests go to when RouteSet is empty
-	Transport string   // "UDP", "TCP", "TLS"
+	CallID     string
+	LocalURI   string // our URI on this dialog (From of our requests)
+	LocalName  string
+	LocalTag   string
+	RemoteURI  string // the peer's URI (To of our requests)
+	RemoteName string
+	RemoteTag  string
+	LocalSeq   uint32   // the CSeq of our last request on the dialog when it was kept
+	Target     string   // the remote target: the peer's Contact URI
+	RouteSet   []string // Route values, in the order they are sent
+	Dest       string   // host:port requests go to when RouteSet is empty
+	Transport  string   // "UDP", "TCP", "TLS"
 }
 
 // DialogSnapshot is one confirmed call a node holds: every leg of it with
 // a dialog, the caller's Call-ID that names its call record, and the node
 // that holds it.
 type DialogSnapshot struct {
-	Node      string // the node that held the call (DialogStore is shared by nodes)
+	Node      string // the node that held the call (nodes may share a store)
 	Key       string // the session's key: unique per node
 	CallID    string // the caller's Call-ID, as in the call record
 	StartedAt time.Time

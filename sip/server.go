@@ -60,10 +60,17 @@ type Authenticator interface {
 // Config is what a Server needs. Domain, Terminals and Locator are
 // required; the rest have defaults.
 type Config struct {
-	Domain    string           // the IM domain: users are sip:<im-id>@Domain
-	Terminals TerminalFinder   // the registry's ActiveTerminal
-	Bindings  BindingStore     // registrations of smart terminals; nil: REGISTER answered 501
-	Calls     CallRecorder     // call records; nil: none written
+	Domain    string         // the IM domain: users are sip:<im-id>@Domain
+	Terminals TerminalFinder // the registry's ActiveTerminal
+	Bindings  BindingStore   // registrations of smart terminals; nil: REGISTER answered 501
+	Calls     CallRecorder   // call records; nil: none written
+	// Dialogs keeps a snapshot of every confirmed call, so that the node
+	// restarted after a crash ends them (EndLeftovers); nil: none kept.
+	Dialogs DialogStore
+	// Node names this node in Dialogs, which nodes may share: a restarted
+	// node ends only the calls it held itself. Required with Dialogs, and
+	// the same across restarts.
+	Node      string
 	Locator   scp.Locator      // the SCP
 	Auth      Authenticator    // nil: nobody is challenged
 	Trusted   []netip.Prefix   // sources that are not challenged (a Kamailio in front)
@@ -116,9 +123,10 @@ type Server struct {
 	srv *sipgo.Server
 	cli *sipgo.Client
 
-	rec   *recorder // nil without Config.Calls
-	lim   limiters  // per-source limits (ratelimit.go)
-	token string    // marks our Via branches, to detect loops
+	rec   *recorder    // nil without Config.Calls
+	snaps *snapshotter // nil without Config.Dialogs
+	lim   limiters     // per-source limits (ratelimit.go)
+	token string       // marks our Via branches, to detect loops
 
 	mu      sync.Mutex
 	udp     net.PacketConn
@@ -147,6 +155,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Locator == nil {
 		return nil, errors.New("sip: Config.Locator is required")
+	}
+	if cfg.Dialogs != nil && cfg.Node == "" {
+		return nil, errors.New("sip: Config.Node is required with Config.Dialogs")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -207,6 +218,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Calls != nil {
 		s.rec = newRecorder(cfg.Calls, cfg.Logger)
+	}
+	if cfg.Dialogs != nil {
+		s.snaps = newSnapshotter(cfg.Dialogs, cfg.Node, cfg.Logger)
 	}
 	quiet := sipgoLogger(cfg.Logger) // no credentials in its log (logredact.go)
 	ua, err := sipgo.NewUA(

@@ -53,6 +53,7 @@ type session struct {
 
 	rec      registry.CallRecord
 	recState callRecord
+	snapped  bool // a dialog snapshot of the call was handed to the store
 }
 
 // call is what an IM notice needs of a session (sendNotice): the dialog
@@ -364,6 +365,7 @@ func (c *session) cleanup() {
 	c.rec.EndCause = c.endCause
 	c.closeMedia()
 	c.writeRecord()
+	c.dropDialogs()
 	var keys []string
 	for _, u := range c.uas {
 		keys = append(keys, u.key())
