@@ -128,6 +128,7 @@ type node struct {
 	sipAddr  string
 	httpAddr string
 	log      *os.File
+	proc     *os.Process // the latest serve
 }
 
 // newNode prepares a registry in a fresh directory; provision it with
@@ -219,6 +220,7 @@ func (n *node) serve(o serveOpts) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	n.proc = cmd.Process
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
