@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/registry/sqlite"
@@ -96,6 +100,99 @@ func TestCrashLosesNoCall(t *testing.T) {
 	if ended != calls {
 		t.Errorf("%d records ended by the restart, want %d: %+v", ended, calls, recs)
 	}
+}
+
+// TestSecondSignalThenCrash: the second SIGTERM sends BYE on both legs,
+// the peers leave them unanswered, and the process dies (SIGKILL) before
+// they are: the call's snapshot is still in the store, and the next start
+// ends the call again with BYE on both legs and closes its record.
+func TestSecondSignalThenCrash(t *testing.T) {
+	t.Parallel()
+	const nodeID = "e2e-second-signal"
+	n := provision(t)
+	term, caller := newUDPPeer(t, 0), newUDPPeer(t, 0)
+	subs := []subscriber{online(bobIMSI, term.port)}
+	flags := []string{"--node-id", nodeID, "--trusted", "127.0.0.0/8"}
+	n.serve(serveOpts{subscribers: subs, extra: flags})
+	sipAddr := n.sipAddr
+
+	caller.invite(sipAddr, "bob", "second-signal-call")
+	inv, src := term.request(sipmsg.INVITE, 10*time.Second)
+	term.answer(inv, src, 200, rawSDP)
+	term.request(sipmsg.ACK, 10*time.Second)
+	caller.ackAnswer(sipAddr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), sippTimeout)
+	defer cancel()
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: n.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for {
+		if snaps, err := store.Dialogs(ctx, nodeID); err != nil {
+			t.Fatal(err)
+		} else if len(snaps) == 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the call's snapshot never reached the store")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	logPath := filepath.Join(n.dir, "b2bua.log")
+	if err := n.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, logPath, "shutting down", 1, 10*time.Second)
+	if err := n.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]*udpPeer{"caller": caller, "terminal": term} {
+		if bye, _ := p.request(sipmsg.BYE, 10*time.Second); !strings.Contains(reason(bye), "shutdown") {
+			t.Errorf("%s's BYE on the second signal: Reason %q", name, reason(bye))
+		}
+	}
+	if err := n.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+
+	n.serve(serveOpts{subscribers: subs, extra: append(flags, "--sip-listen", sipAddr)})
+	n.sipAddr = sipAddr
+	for name, p := range map[string]*udpPeer{"caller": caller, "terminal": term} {
+		// Skip the unanswered BYE's retransmissions of the first life.
+		for {
+			bye, src := p.request(sipmsg.BYE, 10*time.Second)
+			if r := reason(bye); strings.Contains(r, "cause=41") && strings.Contains(r, `text="node restarted"`) {
+				p.answer(bye, src, 200, "")
+				break
+			}
+		}
+		t.Logf("%s got the BYE of the restart", name)
+	}
+	for openRecords(t, ctx, store) != 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the record stays open after the restart")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	recs, err := store.Calls(ctx, 10)
+	if err != nil || len(recs) != 1 || recs[0].EndCause != "node restarted" {
+		t.Errorf("records %+v %v, want one ended by the restart", recs, err)
+	}
+	if left, _ := store.Dialogs(ctx, nodeID); len(left) != 0 {
+		t.Errorf("%d snapshots left after the restart", len(left))
+	}
+}
+
+func reason(r *sipmsg.Request) string {
+	if h := r.GetHeader("Reason"); h != nil {
+		return h.Value()
+	}
+	return ""
 }
 
 // openRecords counts the call records with no end.
