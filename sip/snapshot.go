@@ -191,6 +191,15 @@ func (c *session) saveDialogs() {
 	c.s.snaps.put(d)
 }
 
+// refreshDialogs snapshots the call again after a target refresh (a
+// re-INVITE's 2xx, RFC 3261 §12.2.1.2): the Contacts and CSeqs kept must be
+// the ones a BYE after a crash needs.
+func (c *session) refreshDialogs() {
+	if c.snapped {
+		c.saveDialogs()
+	}
+}
+
 // dropDialogs deletes the session's snapshot once the call is over.
 func (c *session) dropDialogs() {
 	if c.snapped {
