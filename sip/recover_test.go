@@ -48,7 +48,7 @@ func TestLeftoverCallsEndedAfterRestart(t *testing.T) {
 	var snaps []registry.DialogSnapshot
 	waitFor(t, func() bool {
 		snaps, _ = store.Dialogs(ctx, "node-a")
-		return len(snaps) == 1
+		return len(snaps) == 1 && len(snaps[0].Legs) > 0
 	})
 	if got := len(snaps[0].Legs); got != 2 {
 		t.Fatalf("snapshot has %d legs, want 2: %+v", got, snaps[0])
@@ -100,7 +100,7 @@ func TestSnapshotLivesWithTheCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	count := func() int { s, _ := e.store.Dialogs(ctx, "node-a"); return len(s) }
-	waitFor(t, func() bool { return count() == 1 })
+	waitFor(t, func() bool { s, _ := e.store.Dialogs(ctx, "node-a"); return len(s) == 1 && len(s[0].Legs) == 2 })
 	if err := dlg.Bye(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -108,5 +108,39 @@ func TestSnapshotLivesWithTheCall(t *testing.T) {
 	waitFor(t, func() bool { return count() == 0 })
 	if n, err := e.srv.EndLeftovers(ctx); n != 0 || err != nil {
 		t.Errorf("EndLeftovers after a clean call = %d, %v; want 0", n, err)
+	}
+}
+
+// TestLeftoverRingingCallRecordClosed: a call that was ringing when its
+// node died has no dialog to end, but its record is closed at the restart
+// rather than left open for ever.
+func TestLeftoverRingingCallRecordClosed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	old := newEnv(t, func(c *b2bConfig) {
+		c.Dialogs, c.Node, c.TxTimeout = c.Calls.(b2b.DialogStore), "node-a", 500*time.Millisecond
+	})
+	store := old.store
+	caller, term := newRawPeer(t), newRawPeer(t)
+	old.addUser("bob")
+	old.addLegacy("bob", "001010000000001", term.addr, scp.Online)
+	caller.invite(old.addr, "bob", "im.test")
+	term.respond(term.next(sipmsg.INVITE, 5*time.Second), 180, "Ringing")
+	caller.nextResponse(180, 5*time.Second)
+	waitFor(t, func() bool { s, _ := store.Dialogs(ctx, "node-a"); return len(s) == 1 })
+
+	restarted := newEnv(t, func(c *b2bConfig) { c.Dialogs, c.Calls, c.Node = store, store, "node-a" })
+	if n, err := restarted.srv.EndLeftovers(ctx); err != nil || n != 1 {
+		t.Fatalf("EndLeftovers = %d, %v; want 1 call", n, err)
+	}
+	recs, err := store.Calls(ctx, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("records %+v %v", recs, err)
+	}
+	if r := recs[0]; r.EndCause != "node restarted" || r.EndedAt.IsZero() || !r.AnsweredAt.IsZero() {
+		t.Errorf("record %+v, want never answered, ended by the restart", r)
+	}
+	if term.count(sipmsg.BYE) != 0 {
+		t.Error("a BYE went to a terminal that never answered")
 	}
 }

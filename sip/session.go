@@ -124,6 +124,7 @@ func (c *session) start() {
 		c.post(func() { c.onRouted(ts, err) })
 	}()
 	c.writeRecord()
+	c.saveDialogs()
 	m, err := c.s.media.NewSession(c.ctx, c.origin.callID)
 	if err != nil {
 		var f *Failure

@@ -170,8 +170,11 @@ func (w *snapshotter) flush(ctx context.Context) error {
 	}
 }
 
-// saveDialogs snapshots the session's confirmed legs: called when the call
-// is answered, so that a crash from now on leaves enough to end it.
+// saveDialogs snapshots the session's confirmed legs. It is called when the
+// call starts, with no leg confirmed yet, so that a crash while it rings
+// leaves its record to be closed after the restart; and when it is
+// answered, so that a crash from then on leaves enough to end both legs.
+// A call that fails within the writer's window costs no write.
 func (c *session) saveDialogs() {
 	if c.s.snaps == nil {
 		return
