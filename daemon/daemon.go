@@ -86,6 +86,10 @@ type Config struct {
 	// MediaTimeout ends an answered call whose media stopped; 0: 60s.
 	MediaTimeout time.Duration
 	Logger       *slog.Logger
+	// NodeID names this node in the dialog snapshots of the store, the
+	// same across restarts and distinct per node sharing a store; "" :
+	// the host name.
+	NodeID string
 
 	// SIPLimits are the per-source limits of untrusted SIP sources
 	// (request rate, failed authentications); zero: none.
@@ -120,7 +124,10 @@ type Daemon struct {
 	httpDone chan struct{} // closed when the HTTP server has stopped
 	stopMsg  context.CancelFunc
 	msgDone  chan error
-	once     sync.Once
+
+	stopRecover context.CancelFunc // ends endLeftovers
+	recoverDone chan struct{}
+	once        sync.Once
 }
 
 // Start opens the registry, builds the SCP backend and the B2BUA, and
@@ -222,6 +229,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	mux.HandleFunc("GET /metrics", d.serveMetrics)
 
+	node, err := nodeID(cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
 	var tlsConf *tls.Config
 	if cfg.TLSListen != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -237,6 +248,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Terminals:   store,
 		Bindings:    store,
 		Calls:       store,
+		Dialogs:     dialogStore(store),
+		Node:        node,
 		Locator:     d.loc,
 		Auth:        auth,
 		IsStale:     func(err error) bool { return errors.Is(err, digest.ErrStale) },
@@ -299,7 +312,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	mctx, stopMsg := context.WithCancel(context.Background())
 	d.stopMsg, d.msgDone = stopMsg, make(chan error, 1)
 	go func() { d.msgDone <- d.msg.Run(mctx) }()
-	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media)
+	d.endLeftovers()
+	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media, "node", node)
 	ok = true
 	return d, nil
 }
@@ -349,6 +363,7 @@ func (d *Daemon) Close() error {
 		cancel()
 		d.stopMsg()
 		<-d.msgDone
+		d.waitLeftovers()
 		d.cancel()
 		<-d.sipDone
 		d.closeResources()

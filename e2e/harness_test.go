@@ -113,6 +113,7 @@ type node struct {
 	rtpMin   int // --rtp-ports, set by serve
 	rtpMax   int
 	log      *os.File
+	proc     *os.Process // the latest serve
 }
 
 // newNode prepares a registry in a fresh directory; provision it with
@@ -201,6 +202,7 @@ func (n *node) serve(o serveOpts) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	n.proc = cmd.Process
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {

@@ -344,7 +344,7 @@ type CallRecord struct {
 	TerminalID int64  // 0 when no terminal was chosen
 	SCPOutcome string // e.g. "online 127.0.0.1:5062", "busy", "unknown", "timeout"; empty for smart terminals
 	StartedAt  time.Time
-	AnsweredAt time.Time // zero if never answered
+	AnsweredAt time.Time // zero if never answered, or the caller never ACKed the answer
 	EndedAt    time.Time // zero while the call is up
 	EndCause   string    // e.g. "caller BYE", "486 busy", "media timeout"
 	Stats      string    // JSON with per-leg media counters, may be empty

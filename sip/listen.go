@@ -135,14 +135,20 @@ func (s *Server) Serve(ctx context.Context) error {
 		time.Sleep(time.Millisecond)
 	}
 	recCtx, stopRec := context.WithCancel(context.Background())
-	recDone := make(chan struct{})
+	recDone := make(chan struct{}, 2)
 	go func() {
-		defer close(recDone)
+		defer func() { recDone <- struct{}{} }()
 		if s.rec != nil {
 			s.rec.run(recCtx)
 		}
 	}()
-	defer func() { stopRec(); <-recDone }()
+	go func() {
+		defer func() { recDone <- struct{}{} }()
+		if s.snaps != nil {
+			s.snaps.run(recCtx)
+		}
+	}()
+	defer func() { stopRec(); <-recDone; <-recDone }()
 	close(s.ready)
 	s.log.Info("SIP listening", "udp", udp.LocalAddr().String(), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
 	var err error

@@ -131,6 +131,7 @@ func (c *session) onRelayed(from, to *leg, sr *serverReq, out *sipmsg.Request, r
 	if req.Method == sipmsg.INVITE && res.StatusCode >= 200 && res.StatusCode < 300 {
 		to.updateTarget(res.Contact())
 		ack = to.newRequest(sipmsg.ACK, out.CSeq().SeqNo)
+		c.refreshDialogs()
 	}
 	// A re-INVITE without SDP gets the other side's offer in the 2xx; the
 	// requester answers it in its ACK (RFC 3261 §14.1, RFC 3264 §2).

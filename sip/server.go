@@ -60,10 +60,17 @@ type Authenticator interface {
 // Config is what a Server needs. Domain, Terminals and Locator are
 // required; the rest have defaults.
 type Config struct {
-	Domain    string           // the IM domain: users are sip:<im-id>@Domain
-	Terminals TerminalFinder   // the registry's ActiveTerminal
-	Bindings  BindingStore     // registrations of smart terminals; nil: REGISTER answered 501
-	Calls     CallRecorder     // call records; nil: none written
+	Domain    string         // the IM domain: users are sip:<im-id>@Domain
+	Terminals TerminalFinder // the registry's ActiveTerminal
+	Bindings  BindingStore   // registrations of smart terminals; nil: REGISTER answered 501
+	Calls     CallRecorder   // call records; nil: none written
+	// Dialogs keeps a snapshot of every confirmed call, so that the node
+	// restarted after a crash ends them (EndLeftovers); nil: none kept.
+	Dialogs DialogStore
+	// Node names this node in Dialogs, which nodes may share: a restarted
+	// node ends only the calls it held itself. Required with Dialogs, and
+	// the same across restarts.
+	Node      string
 	Locator   scp.Locator      // the SCP
 	Auth      Authenticator    // nil: nobody is challenged
 	Trusted   []netip.Prefix   // sources that are not challenged (a Kamailio in front)
@@ -77,6 +84,10 @@ type Config struct {
 
 	RingTimeout time.Duration // terminal rings this long before the call fails with 480; 0: 60s
 	SCPTimeout  time.Duration // deadline of one SCP query; 0: 2s
+	// T1 is RFC 3261's round-trip estimate (§17.1.1.1), the first
+	// interval of our 2xx retransmissions; 0: 500ms. The defaults of
+	// AckTimeout and TxTimeout are 64*T1.
+	T1 time.Duration
 	// AckTimeout is how long the B2BUA retransmits a 2xx waiting for the
 	// caller's ACK before it ends the call (RFC 3261 §13.3.1.4: 64*T1).
 	AckTimeout time.Duration
@@ -113,9 +124,10 @@ type Server struct {
 	srv *sipgo.Server
 	cli *sipgo.Client
 
-	rec   *recorder // nil without Config.Calls
-	lim   limiters  // per-source limits (ratelimit.go)
-	token string    // marks our Via branches, to detect loops
+	rec   *recorder    // nil without Config.Calls
+	snaps *snapshotter // nil without Config.Dialogs
+	lim   limiters     // per-source limits (ratelimit.go)
+	token string       // marks our Via branches, to detect loops
 
 	mu      sync.Mutex
 	udp     net.PacketConn
@@ -145,6 +157,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Locator == nil {
 		return nil, errors.New("sip: Config.Locator is required")
 	}
+	if cfg.Dialogs != nil && cfg.Node == "" {
+		return nil, errors.New("sip: Config.Node is required with Config.Dialogs")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -157,11 +172,14 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.RingTimeout <= 0 {
 		cfg.RingTimeout = 60 * time.Second
 	}
+	if cfg.T1 <= 0 {
+		cfg.T1 = sipmsg.T1
+	}
 	if cfg.AckTimeout <= 0 {
-		cfg.AckTimeout = 64 * sipmsg.T1
+		cfg.AckTimeout = 64 * cfg.T1
 	}
 	if cfg.TxTimeout <= 0 {
-		cfg.TxTimeout = 64 * sipmsg.T1
+		cfg.TxTimeout = 64 * cfg.T1
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 60 * time.Second
@@ -201,6 +219,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Calls != nil {
 		s.rec = newRecorder(cfg.Calls, cfg.Logger)
+	}
+	if cfg.Dialogs != nil {
+		s.snaps = newSnapshotter(cfg.Dialogs, cfg.Node, cfg.Logger)
 	}
 	quiet := sipgoLogger(cfg.Logger) // no credentials in its log (logredact.go)
 	ua, err := sipgo.NewUA(

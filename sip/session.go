@@ -31,6 +31,8 @@ type session struct {
 	callee string // the callee's IM ID
 	policy bridgePolicy
 	media  MediaSession
+	// mediaClosed: media is closed; the session ends without it.
+	mediaClosed bool
 
 	origin *uasLeg   // the leg the call came in on
 	uas    []*uasLeg // every leg that reached us, origin first
@@ -51,6 +53,7 @@ type session struct {
 
 	rec      registry.CallRecord
 	recState callRecord
+	snapped  bool // a dialog snapshot of the call was handed to the store
 }
 
 // call is what an IM notice needs of a session (sendNotice): the dialog
@@ -121,6 +124,7 @@ func (c *session) start() {
 		c.post(func() { c.onRouted(ts, err) })
 	}()
 	c.writeRecord()
+	c.saveDialogs()
 	m, err := c.s.media.NewSession(c.ctx, c.origin.callID)
 	if err != nil {
 		var f *Failure
@@ -240,6 +244,11 @@ func (c *session) end(cause string) {
 		return
 	}
 	c.ending = true
+	// The call is over now, whatever its legs' BYEs take to be answered
+	// (up to TxTimeout from a peer that is gone): the record ends here and
+	// the media anchor lets the ports go.
+	c.rec.EndedAt = time.Now().UTC()
+	c.closeMedia()
 	c.stopRing()
 	c.releaseAcks()
 	for _, u := range c.uas {
@@ -351,14 +360,13 @@ func (c *session) cleanup() {
 	}
 	// The record is final before the session stops counting as live, so
 	// whoever waits for the server to go idle reads a finished record.
-	c.rec.EndedAt = time.Now().UTC()
-	c.rec.EndCause = c.endCause
-	if st, ok := c.media.(MediaStatser); ok {
-		if b, err := json.Marshal(st.MediaStats()); err == nil {
-			c.rec.Stats = string(b)
-		}
+	if c.rec.EndedAt.IsZero() {
+		c.rec.EndedAt = time.Now().UTC()
 	}
+	c.rec.EndCause = c.endCause
+	c.closeMedia()
 	c.writeRecord()
+	c.dropDialogs()
 	var keys []string
 	for _, u := range c.uas {
 		keys = append(keys, u.key())
@@ -375,15 +383,27 @@ func (c *session) cleanup() {
 		l.end(c.endCause)
 	}
 	c.s.removeSession(c, keys)
-	if c.media != nil {
-		if err := c.media.Close(); err != nil {
-			c.log.Warn("media close", "err", err)
-		}
-	}
 	c.cancel(errors.New(c.endCause))
 	c.tasks.close()
 	close(c.ended)
 	c.log.Debug("call ended", "cause", c.endCause)
+}
+
+// closeMedia takes the media counters into the record and closes the
+// media session, once.
+func (c *session) closeMedia() {
+	if c.media == nil || c.mediaClosed {
+		return
+	}
+	c.mediaClosed = true
+	if st, ok := c.media.(MediaStatser); ok {
+		if b, err := json.Marshal(st.MediaStats()); err == nil {
+			c.rec.Stats = string(b)
+		}
+	}
+	if err := c.media.Close(); err != nil {
+		c.log.Warn("media close", "err", err)
+	}
 }
 
 func copyHeader(from, to sipmsg.Message, name string) {

@@ -233,6 +233,7 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	c.rec.AnsweredAt = time.Now().UTC()
 	c.rec.TerminalID = l.target.Terminal.ID // the branch that took the call
 	c.writeRecord()
+	c.saveDialogs()
 	c.log.Debug("call answered", "leg", l.id)
 }
 

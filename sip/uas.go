@@ -92,11 +92,14 @@ func (c *session) uasResponse(u *uasLeg, code int, phrase string, body []byte) *
 // forward the 2xx statelessly to a caller on UDP, so it is retransmitted
 // on every transport.
 func (c *session) expectAck(l *leg, tx sipmsg.ServerTransaction, res *sipmsg.Response) {
+	t1 := c.s.cfg.T1
+	// T2 is 4s for the default T1; a shortened T1 shortens it alike.
+	t2 := min(8*t1, sipmsg.T2)
 	aw := &await2xx{
 		tx:       tx,
 		res:      res,
 		seq:      res.CSeq().SeqNo,
-		interval: sipmsg.T1,
+		interval: t1,
 		deadline: time.Now().Add(c.s.cfg.AckTimeout),
 	}
 	if old := l.await; old != nil {
@@ -110,15 +113,26 @@ func (c *session) expectAck(l *leg, tx sipmsg.ServerTransaction, res *sipmsg.Res
 		}
 		if time.Now().After(aw.deadline) {
 			l.await = nil
-			c.log.Info("no ACK for 2xx: ending call", "leg", l.id)
-			c.legEnded(l, "ACK timeout")
+			c.noAck(l, aw.seq)
 			return
 		}
 		_ = aw.tx.Respond(aw.res)
-		aw.interval = min(2*aw.interval, sipmsg.T2)
+		aw.interval = min(2*aw.interval, t2)
 		aw.timer = c.after(min(time.Until(aw.deadline), aw.interval), tick)
 	}
 	aw.timer = c.after(min(c.s.cfg.AckTimeout, aw.interval), tick)
+}
+
+// noAck ends the call whose 2xx on l was never ACKed. RFC 3261 §13.3.1.4:
+// the dialog is confirmed and then ended with BYE, on both legs. A call
+// whose caller never ACKed its answer never started: its record has no
+// answer time (talk time zero) and "ACK timeout" as its end cause.
+func (c *session) noAck(l *leg, seq uint32) {
+	c.log.Info("no ACK for 2xx: ending call", "leg", l.id)
+	if l.uas != nil && l.uas == c.origin && seq == c.origin.inv.CSeq().SeqNo {
+		c.rec.AnsweredAt = time.Time{}
+	}
+	c.legEnded(l, "ACK timeout")
 }
 
 // ackArrived stops the retransmission of l's 2xx to the INVITE with CSeq

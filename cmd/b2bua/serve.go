@@ -43,6 +43,7 @@ type serveOptions struct {
 	rtp          rtpOptions
 	limits       limitOptions // serve_limits.go
 	pprof        string       // serve_pprof.go
+	nodeID       string       // names the node in the store's call snapshots
 }
 
 // rtpOptions are the flags of call media (the RTP proxy).
@@ -78,7 +79,9 @@ The provisioning API token is taken from B2BUA_API_TOKEN, else from
 path is logged, the token never is).
 
 The first SIGINT or SIGTERM stops taking calls (new INVITEs get 503 with
-Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
+Retry-After) and waits for live calls to end; a second one ends them with BYE.
+Calls that a crash (or a second signal cut short) left behind are ended at
+the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd, root, o)
@@ -115,6 +118,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.rtp.ports, "rtp-ports", envOr("B2BUA_RTP_PORTS", "20000-29999"), "UDP port range of the RTP proxy, MIN-MAX (env B2BUA_RTP_PORTS)")
 	f.StringVar(&o.rtp.timeout, "media-timeout", envOr("B2BUA_MEDIA_TIMEOUT", "60s"), "an answered call whose RTP stopped this long ends with BYE to both sides (env B2BUA_MEDIA_TIMEOUT)")
 	o.limits.register(f)
+	f.StringVar(&o.nodeID, "node-id", envOr("B2BUA_NODE_ID", ""), "this node's name in the store's call snapshots, kept across restarts so that a restarted node ends the calls it held; distinct per node sharing a store (default the host name) (env B2BUA_NODE_ID)")
 	f.StringVar(&o.pprof, "pprof", "", "debug: serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	return cmd
 }
@@ -204,6 +208,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		RTPPortMax:       rtp.RTPPortMax,
 		MediaTimeout:     rtp.MediaTimeout,
 		Logger:           log,
+		NodeID:           o.nodeID,
 		SIPLimits:        limits,
 	})
 	if err != nil {

@@ -182,6 +182,19 @@ DROP TABLE bindings;
 ALTER TABLE bindings_v4 RENAME TO bindings;
 CREATE INDEX bindings_terminal ON bindings(terminal_id);
 `},
+	{name: "dialog snapshots", sql: `
+-- The confirmed calls each node holds, kept so that a node restarted after
+-- a crash can end them with BYE on every leg. legs is JSON: the dialogs are
+-- read back only whole, by the node that wrote them.
+CREATE TABLE dialog_snapshots (
+	node    TEXT NOT NULL,
+	key     TEXT NOT NULL,
+	call_id TEXT NOT NULL,
+	started INTEGER NOT NULL,
+	legs    TEXT NOT NULL,
+	PRIMARY KEY (node, key)
+) STRICT;
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

@@ -1,0 +1,36 @@
+package registry
+
+import "time"
+
+// DialogLeg is what a node needs to end one leg of a confirmed call with
+// BYE after it restarted (RFC 3261 §12.2.1.1): the dialog's identifiers,
+// our last CSeq on it, the remote target and route set, and where requests
+// on it go.
+type DialogLeg struct {
+	CallID     string
+	LocalURI   string // our URI on this dialog (From of our requests)
+	LocalName  string
+	LocalTag   string
+	RemoteURI  string // the peer's URI (To of our requests)
+	RemoteName string
+	RemoteTag  string
+	LocalSeq   uint32   // the CSeq of our last request on the dialog when it was kept
+	Target     string   // the remote target: the peer's Contact URI
+	RouteSet   []string // Route values, in the order they are sent
+	Dest       string   // host:port requests go to when RouteSet is empty
+	Transport  string   // "UDP", "TCP", "TLS"
+}
+
+// DialogSnapshot is one confirmed call a node holds: every leg of it with
+// a dialog, the caller's Call-ID that names its call record, and the node
+// that holds it.
+type DialogSnapshot struct {
+	Node      string // the node that held the call (nodes may share a store)
+	Key       string // the session's key: unique per node
+	CallID    string // the caller's Call-ID, as in the call record
+	StartedAt time.Time
+	Legs      []DialogLeg
+}
+
+// DialogKey names one snapshot.
+type DialogKey struct{ Node, Key string }

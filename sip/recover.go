@@ -1,0 +1,114 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/imcall/b2bua/registry"
+)
+
+// RestartCause is the end cause of the call records of calls ended by
+// EndLeftovers, and the text of their BYEs' Reason.
+const RestartCause = "node restarted"
+
+// leftoverSeqStep is how far past the kept CSeq a leftover BYE goes: the
+// snapshot is taken when the call is answered, and in-dialog requests sent
+// after it (a relayed re-INVITE, INFO) raised the leg's CSeq unseen. A UAS
+// accepts any higher CSeq (RFC 3261 §12.2.2), but rejects a lower one with
+// 500, which would leave the dialog up.
+const leftoverSeqStep = 1000
+
+// maxLeftoverCalls bounds the leftover calls ended at once, so that a node
+// that held thousands of calls does not open thousands of transactions in
+// the same instant.
+const maxLeftoverCalls = 64
+
+// EndLeftovers ends every call this node held in its previous life, as its
+// dialog snapshots tell (Config.Dialogs, Config.Node): BYE on each leg with
+// Reason Q.850 cause 41 "node restarted", then the call's record is closed
+// and its snapshot deleted. A BYE that gets no answer before ctx is done
+// (or Timer F) does not keep the record open: the calls are over either
+// way, their media went with the process. Call it once the server is
+// Ready; it returns the number of calls ended.
+func (s *Server) EndLeftovers(ctx context.Context) (int, error) {
+	if s.cfg.Dialogs == nil {
+		return 0, nil
+	}
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	list, err := s.cfg.Dialogs.Dialogs(ctx, s.cfg.Node)
+	if err != nil {
+		return 0, fmt.Errorf("sip: leftover calls: %w", err)
+	}
+	if len(list) == 0 {
+		return 0, nil
+	}
+	s.log.Info("ending calls left from before the restart", "calls", len(list), "node", s.cfg.Node)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, maxLeftoverCalls)
+	)
+	for _, d := range list {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.endLeftover(ctx, d); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return len(list) - len(errs), errors.Join(errs...)
+}
+
+// endLeftover sends BYE on every leg of d, waits for the answers, and
+// closes d's record.
+func (s *Server) endLeftover(ctx context.Context, d registry.DialogSnapshot) error {
+	bctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range d.Legs {
+		dlg, err := dialogOf(l)
+		if err != nil {
+			s.log.Warn("leftover call: leg unusable", "call", d.CallID, "err", err)
+			continue
+		}
+		dlg.laddr = s.laddr(dlg.transport)
+		req := dlg.newRequest(sipmsg.BYE, l.LocalSeq+leftoverSeqStep)
+		req.AppendHeader(sipmsg.NewHeader("Reason", reasonValue(CauseTemporaryFailure, RestartCause)))
+		wg.Add(1)
+		s.request(bctx, req, nil, func(res *sipmsg.Response, err error) {
+			defer wg.Done()
+			if err != nil {
+				s.log.Info("leftover call: BYE unanswered", "call", l.CallID, "err", err)
+				return
+			}
+			s.log.Debug("leftover call: BYE answered", "call", l.CallID, "status", res.StatusCode)
+		})
+	}
+	wg.Wait()
+	// The record is closed even when the server is stopping: the
+	// BYEs are out, and a second restart would only send them again.
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	if err := s.cfg.Dialogs.EndLeftover(wctx, d, time.Now().UTC(), RestartCause); err != nil {
+		return fmt.Errorf("sip: leftover call %s: %w", d.CallID, err)
+	}
+	return nil
+}
