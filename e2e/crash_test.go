@@ -25,14 +25,13 @@ func TestCrashLosesNoCall(t *testing.T) {
 	const calls = 20
 	const nodeID = "e2e-crash"
 	n := provision(t)
-	port := freePort(t)
+	port := pickPort(t)
 	subs := []subscriber{online(bobIMSI, port)}
 	n.serve(serveOpts{subscribers: subs, extra: []string{"--node-id", nodeID}})
 	sipAddr := n.sipAddr
 
-	term := startSipp(t, "terminal", port, "terminal_answer_restart_bye.xml", "-m", strconv.Itoa(calls))
-	term.waitBound()
-	caller := startSipp(t, "caller", 0, "caller_restart_bye.xml",
+	term := runSipp(t, "terminal", port, "terminal_answer_restart_bye.xml", "-m", strconv.Itoa(calls))
+	caller := runSipp(t, "caller", 0, "caller_restart_bye.xml",
 		"-m", strconv.Itoa(calls), "-r", "10", "-l", strconv.Itoa(calls),
 		"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain,
 		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@"+domain,
