@@ -8,6 +8,7 @@ import (
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/qrcard"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/stores"
 	"github.com/spf13/cobra"
 )
 
@@ -60,16 +61,14 @@ func newContactImportCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			c, err := st.AddContact(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), c.ID)
 			return err
-		}
-		defer st.Close()
-		if c, err = st.AddContact(cmd.Context(), c); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(cmd.OutOrStdout(), c.ID)
-		return err
+		})
 	}
 	return cmd
 }
@@ -78,37 +77,30 @@ func newContactListCmd(opts *rootOptions) *cobra.Command {
 	var owner string
 	cmd := &cobra.Command{Use: "list --owner IMID [--output json]", Short: "List a user's contacts", Args: args()}
 	cmd.Flags().StringVar(&owner, "owner", "", "IM ID whose address book to list (required)")
-	output := outputFlag(cmd)
+	out := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		out, err := output()
-		if err != nil {
+		if err := out.check(); err != nil {
 			return err
 		}
 		owner, err := parseOwner(cmd, owner)
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		cs, err := st.Contacts(cmd.Context(), owner)
-		if err != nil {
-			return err
-		}
-		if out == "json" {
-			return writeJSON(cmd.OutOrStdout(), provision.NewContactList(cs))
-		}
-		rows := [][]string{}
-		for _, c := range cs {
-			mid := "-"
-			if !c.MobileID.IsZero() {
-				mid = c.MobileID.String()
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			cs, err := st.Contacts(cmd.Context(), owner)
+			if err != nil {
+				return err
 			}
-			rows = append(rows, []string{fmt.Sprint(c.ID), c.IMID, dash(c.Domain), mid, dash(c.Display)})
-		}
-		return table(cmd.OutOrStdout(), []string{"ID", "IM ID", "DOMAIN", "MOBILE ID", "DISPLAY"}, rows)
+			rows := [][]string{}
+			for _, c := range cs {
+				mid := "-"
+				if !c.MobileID.IsZero() {
+					mid = c.MobileID.String()
+				}
+				rows = append(rows, []string{fmt.Sprint(c.ID), c.IMID, dash(c.Domain), mid, dash(c.Display)})
+			}
+			return out.write(cmd.OutOrStdout(), provision.NewContactList(cs), []string{"ID", "IM ID", "DOMAIN", "MOBILE ID", "DISPLAY"}, rows)
+		})
 	}
 	return cmd
 }

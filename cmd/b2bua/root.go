@@ -31,11 +31,16 @@ type rootOptions struct {
 	Domain string
 }
 
-// openStore opens the registry the global flags name. Commands call it only
-// after every argument has been validated, so a bad argument never touches
-// the database.
-func (o *rootOptions) openStore(ctx context.Context) (stores.Store, error) {
-	return stores.Open(ctx, o.DBPath, stores.Options{})
+// withStore opens the registry the global flags name, runs fn on it and
+// closes it. Commands call it only after every argument has been validated,
+// so a bad argument never touches the database.
+func (o *rootOptions) withStore(ctx context.Context, fn func(stores.Store) error) error {
+	st, err := stores.Open(ctx, o.DBPath, stores.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
 }
 
 // realm validates the --domain flag for use as a digest realm.
@@ -103,26 +108,53 @@ func requireFlag(cmd *cobra.Command, name string) error {
 	return nil
 }
 
-// outputFlag adds --output to cmd and returns a function that validates it.
-func outputFlag(cmd *cobra.Command) func() (string, error) {
-	out := cmd.Flags().StringP("output", "o", "table", "output format: table or json")
-	return func() (string, error) {
-		switch *out {
-		case "table", "json":
-			return *out, nil
+// keyCmd completes cmd, which takes one argument, into a command that
+// validates the argument with parse and hands it to do with the store open:
+// remove, activate and the like.
+func keyCmd[K any](opts *rootOptions, cmd *cobra.Command, parse func(string) (K, error), do func(stores.Store, context.Context, K) error) *cobra.Command {
+	cmd.RunE = func(cmd *cobra.Command, a []string) error {
+		k, err := parse(a[0])
+		if err != nil {
+			return err
 		}
-		return "", &registry.ValidationError{Field: "output", Rule: "must be table or json"}
+		return opts.withStore(cmd.Context(), func(st stores.Store) error { return do(st, cmd.Context(), k) })
 	}
+	return cmd
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// imFilter validates an optional --im: not given, it is empty and means
+// every user.
+func imFilter(cmd *cobra.Command, im string) (string, error) {
+	if !cmd.Flags().Changed("im") {
+		return im, nil
+	}
+	return registry.ParseIMID(im)
 }
 
-// table writes rows as aligned columns under a header.
-func table(w io.Writer, header []string, rows [][]string) error {
+// output is the --output flag of a listing command.
+type output struct{ format *string }
+
+// outputFlag adds --output to cmd.
+func outputFlag(cmd *cobra.Command) output {
+	return output{cmd.Flags().StringP("output", "o", "table", "output format: table or json")}
+}
+
+// check validates the flag, before the store is opened.
+func (o output) check() error {
+	switch *o.format {
+	case "table", "json":
+		return nil
+	}
+	return &registry.ValidationError{Field: "output", Rule: "must be table or json"}
+}
+
+// write prints v as indented JSON, or header and rows as aligned columns.
+func (o output) write(w io.Writer, v any, header []string, rows [][]string) error {
+	if *o.format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
