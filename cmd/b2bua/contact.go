@@ -77,9 +77,10 @@ func newContactListCmd(opts *rootOptions) *cobra.Command {
 	var owner string
 	cmd := &cobra.Command{Use: "list --owner IMID [--output json]", Short: "List a user's contacts", Args: args()}
 	cmd.Flags().StringVar(&owner, "owner", "", "IM ID whose address book to list (required)")
-	out := outputFlag(cmd)
+	output := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := out.check(); err != nil {
+		out, err := output()
+		if err != nil {
 			return err
 		}
 		owner, err := parseOwner(cmd, owner)
@@ -99,7 +100,7 @@ func newContactListCmd(opts *rootOptions) *cobra.Command {
 				}
 				rows = append(rows, []string{fmt.Sprint(c.ID), c.IMID, dash(c.Domain), mid, dash(c.Display)})
 			}
-			return out.write(cmd.OutOrStdout(), provision.NewContactList(cs), []string{"ID", "IM ID", "DOMAIN", "MOBILE ID", "DISPLAY"}, rows)
+			return render(cmd.OutOrStdout(), out, provision.NewContactList(cs), []string{"ID", "IM ID", "DOMAIN", "MOBILE ID", "DISPLAY"}, rows)
 		})
 	}
 	return cmd

@@ -47,9 +47,10 @@ func newTrunkAddCmd(opts *rootOptions) *cobra.Command {
 
 func newTrunkListCmd(opts *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "list [--output json]", Short: "List trunks", Args: args()}
-	out := outputFlag(cmd)
+	output := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := out.check(); err != nil {
+		out, err := output()
+		if err != nil {
 			return err
 		}
 		return opts.withStore(cmd.Context(), func(st stores.Store) error {
@@ -62,7 +63,7 @@ func newTrunkListCmd(opts *rootOptions) *cobra.Command {
 			for _, t := range l.Trunks {
 				rows = append(rows, []string{t.Name, strings.Join(t.CIDRs, ","), dash(t.CountryCode), t.Identity})
 			}
-			return out.write(cmd.OutOrStdout(), l, []string{"NAME", "CIDRS", "COUNTRY CODE", "IDENTITY"}, rows)
+			return render(cmd.OutOrStdout(), out, l, []string{"NAME", "CIDRS", "COUNTRY CODE", "IDENTITY"}, rows)
 		})
 	}
 	return cmd
@@ -109,9 +110,10 @@ func newDIDListCmd(opts *rootOptions) *cobra.Command {
 	var im string
 	cmd := &cobra.Command{Use: "list [--im IMID] [--output json]", Short: "List numbers, of one user or of all", Args: args()}
 	cmd.Flags().StringVar(&im, "im", "", "only the numbers of this IM ID")
-	out := outputFlag(cmd)
+	output := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := out.check(); err != nil {
+		out, err := output()
+		if err != nil {
 			return err
 		}
 		im, err := imFilter(cmd, im)
@@ -128,7 +130,7 @@ func newDIDListCmd(opts *rootOptions) *cobra.Command {
 			for _, d := range l.DIDs {
 				rows = append(rows, []string{d.Number, d.IMID, d.Fallback})
 			}
-			return out.write(cmd.OutOrStdout(), l, []string{"NUMBER", "IM ID", "FALLBACK"}, rows)
+			return render(cmd.OutOrStdout(), out, l, []string{"NUMBER", "IM ID", "FALLBACK"}, rows)
 		})
 	}
 	return cmd
@@ -149,12 +151,13 @@ func newClientListCmd(opts *rootOptions) *cobra.Command {
 	var im string
 	cmd := &cobra.Command{Use: "list --im IMID [--output json]", Short: "List where a user is logged in now", Args: args()}
 	cmd.Flags().StringVar(&im, "im", "", "IM ID of the user (required)")
-	out := outputFlag(cmd)
+	output := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := requireFlag(cmd, "im"); err != nil {
 			return err
 		}
-		if err := out.check(); err != nil {
+		out, err := output()
+		if err != nil {
 			return err
 		}
 		im, err := registry.ParseIMID(im)
@@ -178,7 +181,7 @@ func newClientListCmd(opts *rootOptions) *cobra.Command {
 				left := c.ExpiresAt.Sub(now).Round(time.Second)
 				rows = append(rows, []string{dash(c.Instance), c.Contact, dash(c.Source), dash(c.Transport), left.String()})
 			}
-			return out.write(cmd.OutOrStdout(), l, []string{"INSTANCE", "CONTACT", "SOURCE", "TRANSPORT", "EXPIRES IN"}, rows)
+			return render(cmd.OutOrStdout(), out, l, []string{"INSTANCE", "CONTACT", "SOURCE", "TRANSPORT", "EXPIRES IN"}, rows)
 		})
 	}
 	return cmd

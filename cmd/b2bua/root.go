@@ -131,30 +131,35 @@ func imFilter(cmd *cobra.Command, im string) (string, error) {
 	return registry.ParseIMID(im)
 }
 
-// output is the --output flag of a listing command.
-type output struct{ format *string }
-
-// outputFlag adds --output to cmd.
-func outputFlag(cmd *cobra.Command) output {
-	return output{cmd.Flags().StringP("output", "o", "table", "output format: table or json")}
+// outputFlag adds --output to cmd and returns a function that validates it.
+func outputFlag(cmd *cobra.Command) func() (string, error) {
+	out := cmd.Flags().StringP("output", "o", "table", "output format: table or json")
+	return func() (string, error) {
+		switch *out {
+		case "table", "json":
+			return *out, nil
+		}
+		return "", &registry.ValidationError{Field: "output", Rule: "must be table or json"}
+	}
 }
 
-// check validates the flag, before the store is opened.
-func (o output) check() error {
-	switch *o.format {
-	case "table", "json":
-		return nil
+// render prints a listing as out (the validated --output) asks: v as JSON,
+// or header and rows as a table.
+func render(w io.Writer, out string, v any, header []string, rows [][]string) error {
+	if out == "json" {
+		return writeJSON(w, v)
 	}
-	return &registry.ValidationError{Field: "output", Rule: "must be table or json"}
+	return table(w, header, rows)
 }
 
-// write prints v as indented JSON, or header and rows as aligned columns.
-func (o output) write(w io.Writer, v any, header []string, rows [][]string) error {
-	if *o.format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes rows as aligned columns under a header.
+func table(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {

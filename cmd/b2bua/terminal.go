@@ -91,9 +91,10 @@ func newTerminalListCmd(opts *rootOptions) *cobra.Command {
 	var im string
 	cmd := &cobra.Command{Use: "list [--im IMID] [--output json]", Short: "List terminals, of one user or of all", Args: args()}
 	cmd.Flags().StringVar(&im, "im", "", "only the terminals of this IM ID")
-	out := outputFlag(cmd)
+	output := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := out.check(); err != nil {
+		out, err := output()
+		if err != nil {
 			return err
 		}
 		im, err := imFilter(cmd, im)
@@ -105,7 +106,7 @@ func newTerminalListCmd(opts *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return out.write(cmd.OutOrStdout(), provision.NewTerminalList(ts), terminalHeader, terminalRows(ts))
+			return render(cmd.OutOrStdout(), out, provision.NewTerminalList(ts), terminalHeader, terminalRows(ts))
 		})
 	}
 	return cmd
@@ -113,9 +114,10 @@ func newTerminalListCmd(opts *rootOptions) *cobra.Command {
 
 func newTerminalShowCmd(opts *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "show ID [--output json]", Short: "Show one terminal", Args: args("ID")}
-	out := outputFlag(cmd)
+	output := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, a []string) error {
-		if err := out.check(); err != nil {
+		out, err := output()
+		if err != nil {
 			return err
 		}
 		id, err := provision.ParseTerminalID(a[0])
@@ -127,7 +129,7 @@ func newTerminalShowCmd(opts *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return out.write(cmd.OutOrStdout(), provision.NewTerminalView(t), terminalHeader, terminalRows([]registry.Terminal{t}))
+			return render(cmd.OutOrStdout(), out, provision.NewTerminalView(t), terminalHeader, terminalRows([]registry.Terminal{t}))
 		})
 	}
 	return cmd

@@ -77,9 +77,10 @@ func newUserAddCmd(opts *rootOptions) *cobra.Command {
 
 func newUserListCmd(opts *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "list [--output json]", Short: "List users", Args: args()}
-	out := outputFlag(cmd)
+	output := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := out.check(); err != nil {
+		out, err := output()
+		if err != nil {
 			return err
 		}
 		return opts.withStore(cmd.Context(), func(st stores.Store) error {
@@ -91,7 +92,7 @@ func newUserListCmd(opts *rootOptions) *cobra.Command {
 			for _, u := range us {
 				rows = append(rows, []string{u.IMID, dash(u.Display), dash(u.Creds.Realm)})
 			}
-			return out.write(cmd.OutOrStdout(), provision.NewUserList(us), []string{"IM ID", "DISPLAY", "REALM"}, rows)
+			return render(cmd.OutOrStdout(), out, provision.NewUserList(us), []string{"IM ID", "DISPLAY", "REALM"}, rows)
 		})
 	}
 	return cmd
