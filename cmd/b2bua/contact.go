@@ -8,6 +8,7 @@ import (
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/qrcard"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/stores"
 	"github.com/spf13/cobra"
 )
 
@@ -60,16 +61,14 @@ func newContactImportCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			c, err := st.AddContact(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), c.ID)
 			return err
-		}
-		defer st.Close()
-		if c, err = st.AddContact(cmd.Context(), c); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(cmd.OutOrStdout(), c.ID)
-		return err
+		})
 	}
 	return cmd
 }
@@ -88,27 +87,21 @@ func newContactListCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		cs, err := st.Contacts(cmd.Context(), owner)
-		if err != nil {
-			return err
-		}
-		if out == "json" {
-			return writeJSON(cmd.OutOrStdout(), provision.NewContactList(cs))
-		}
-		rows := [][]string{}
-		for _, c := range cs {
-			mid := "-"
-			if !c.MobileID.IsZero() {
-				mid = c.MobileID.String()
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			cs, err := st.Contacts(cmd.Context(), owner)
+			if err != nil {
+				return err
 			}
-			rows = append(rows, []string{fmt.Sprint(c.ID), c.IMID, dash(c.Domain), mid, dash(c.Display)})
-		}
-		return table(cmd.OutOrStdout(), []string{"ID", "IM ID", "DOMAIN", "MOBILE ID", "DISPLAY"}, rows)
+			rows := [][]string{}
+			for _, c := range cs {
+				mid := "-"
+				if !c.MobileID.IsZero() {
+					mid = c.MobileID.String()
+				}
+				rows = append(rows, []string{fmt.Sprint(c.ID), c.IMID, dash(c.Domain), mid, dash(c.Display)})
+			}
+			return render(cmd.OutOrStdout(), out, provision.NewContactList(cs), []string{"ID", "IM ID", "DOMAIN", "MOBILE ID", "DISPLAY"}, rows)
+		})
 	}
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/stores"
 	"github.com/spf13/cobra"
 )
 
@@ -36,13 +37,10 @@ func newTrunkAddCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			_, err := st.AddTrunk(cmd.Context(), t)
 			return err
-		}
-		defer st.Close()
-		_, err = st.AddTrunk(cmd.Context(), t)
-		return err
+		})
 	}
 	return cmd
 }
@@ -55,46 +53,25 @@ func newTrunkListCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		ts, err := st.Trunks(cmd.Context())
-		if err != nil {
-			return err
-		}
-		l := provision.NewTrunkList(ts)
-		if out == "json" {
-			return writeJSON(cmd.OutOrStdout(), l)
-		}
-		rows := [][]string{}
-		for _, t := range l.Trunks {
-			rows = append(rows, []string{t.Name, strings.Join(t.CIDRs, ","), dash(t.CountryCode), t.Identity})
-		}
-		return table(cmd.OutOrStdout(), []string{"NAME", "CIDRS", "COUNTRY CODE", "IDENTITY"}, rows)
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			ts, err := st.Trunks(cmd.Context())
+			if err != nil {
+				return err
+			}
+			l := provision.NewTrunkList(ts)
+			rows := [][]string{}
+			for _, t := range l.Trunks {
+				rows = append(rows, []string{t.Name, strings.Join(t.CIDRs, ","), dash(t.CountryCode), t.Identity})
+			}
+			return render(cmd.OutOrStdout(), out, l, []string{"NAME", "CIDRS", "COUNTRY CODE", "IDENTITY"}, rows)
+		})
 	}
 	return cmd
 }
 
 func newTrunkRemoveCmd(opts *rootOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Remove a trunk",
-		Args:  args("NAME"),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			name, err := registry.ParseTrunkName(a[0])
-			if err != nil {
-				return err
-			}
-			st, err := opts.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			return st.RemoveTrunk(cmd.Context(), name)
-		},
-	}
+	return keyCmd(opts, &cobra.Command{Use: "remove NAME", Short: "Remove a trunk", Args: args("NAME")},
+		registry.ParseTrunkName, stores.Store.RemoveTrunk)
 }
 
 func newDIDCmd(opts *rootOptions) *cobra.Command {
@@ -121,13 +98,10 @@ func newDIDAddCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			_, err := st.AddDID(cmd.Context(), d)
 			return err
-		}
-		defer st.Close()
-		_, err = st.AddDID(cmd.Context(), d)
-		return err
+		})
 	}
 	return cmd
 }
@@ -142,51 +116,29 @@ func newDIDListCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if cmd.Flags().Changed("im") {
-			if im, err = registry.ParseIMID(im); err != nil {
+		im, err := imFilter(cmd, im)
+		if err != nil {
+			return err
+		}
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			ds, err := st.DIDs(cmd.Context(), im)
+			if err != nil {
 				return err
 			}
-		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		ds, err := st.DIDs(cmd.Context(), im)
-		if err != nil {
-			return err
-		}
-		l := provision.NewDIDList(ds)
-		if out == "json" {
-			return writeJSON(cmd.OutOrStdout(), l)
-		}
-		rows := [][]string{}
-		for _, d := range l.DIDs {
-			rows = append(rows, []string{d.Number, d.IMID, d.Fallback})
-		}
-		return table(cmd.OutOrStdout(), []string{"NUMBER", "IM ID", "FALLBACK"}, rows)
+			l := provision.NewDIDList(ds)
+			rows := [][]string{}
+			for _, d := range l.DIDs {
+				rows = append(rows, []string{d.Number, d.IMID, d.Fallback})
+			}
+			return render(cmd.OutOrStdout(), out, l, []string{"NUMBER", "IM ID", "FALLBACK"}, rows)
+		})
 	}
 	return cmd
 }
 
 func newDIDRemoveCmd(opts *rootOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "remove +E164",
-		Short: "Free a number",
-		Args:  args("NUMBER"),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			n, err := registry.ParseE164(a[0])
-			if err != nil {
-				return err
-			}
-			st, err := opts.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			return st.RemoveDID(cmd.Context(), n)
-		},
-	}
+	return keyCmd(opts, &cobra.Command{Use: "remove +E164", Short: "Free a number", Args: args("NUMBER")},
+		registry.ParseE164, stores.Store.RemoveDID)
 }
 
 func newClientCmd(opts *rootOptions) *cobra.Command {
@@ -208,34 +160,29 @@ func newClientListCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if im, err = registry.ParseIMID(im); err != nil {
-			return err
-		}
-		st, err := opts.openStore(cmd.Context())
+		im, err := registry.ParseIMID(im)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
-		// Bindings answers an unknown user with an empty list; here a
-		// typo must say so.
-		if _, err := st.User(cmd.Context(), im); err != nil {
-			return err
-		}
-		now := time.Now()
-		bs, err := st.Bindings(cmd.Context(), im, now)
-		if err != nil {
-			return err
-		}
-		l := provision.NewClientList(bs)
-		if out == "json" {
-			return writeJSON(cmd.OutOrStdout(), l)
-		}
-		rows := [][]string{}
-		for _, c := range l.Clients {
-			left := c.ExpiresAt.Sub(now).Round(time.Second)
-			rows = append(rows, []string{dash(c.Instance), c.Contact, dash(c.Source), dash(c.Transport), left.String()})
-		}
-		return table(cmd.OutOrStdout(), []string{"INSTANCE", "CONTACT", "SOURCE", "TRANSPORT", "EXPIRES IN"}, rows)
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			// Bindings answers an unknown user with an empty list; here a
+			// typo must say so.
+			if _, err := st.User(cmd.Context(), im); err != nil {
+				return err
+			}
+			now := time.Now()
+			bs, err := st.Bindings(cmd.Context(), im, now)
+			if err != nil {
+				return err
+			}
+			l := provision.NewClientList(bs)
+			rows := [][]string{}
+			for _, c := range l.Clients {
+				left := c.ExpiresAt.Sub(now).Round(time.Second)
+				rows = append(rows, []string{dash(c.Instance), c.Contact, dash(c.Source), dash(c.Transport), left.String()})
+			}
+			return render(cmd.OutOrStdout(), out, l, []string{"INSTANCE", "CONTACT", "SOURCE", "TRANSPORT", "EXPIRES IN"}, rows)
+		})
 	}
 	return cmd
 }

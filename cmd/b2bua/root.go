@@ -31,11 +31,16 @@ type rootOptions struct {
 	Domain string
 }
 
-// openStore opens the registry the global flags name. Commands call it only
-// after every argument has been validated, so a bad argument never touches
-// the database.
-func (o *rootOptions) openStore(ctx context.Context) (stores.Store, error) {
-	return stores.Open(ctx, o.DBPath, stores.Options{})
+// withStore opens the registry the global flags name, runs fn on it and
+// closes it. Commands call it only after every argument has been validated,
+// so a bad argument never touches the database.
+func (o *rootOptions) withStore(ctx context.Context, fn func(stores.Store) error) error {
+	st, err := stores.Open(ctx, o.DBPath, stores.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
 }
 
 // realm validates the --domain flag for use as a digest realm.
@@ -103,6 +108,29 @@ func requireFlag(cmd *cobra.Command, name string) error {
 	return nil
 }
 
+// keyCmd completes cmd, which takes one argument, into a command that
+// validates the argument with parse and hands it to do with the store open:
+// remove, activate and the like.
+func keyCmd[K any](opts *rootOptions, cmd *cobra.Command, parse func(string) (K, error), do func(stores.Store, context.Context, K) error) *cobra.Command {
+	cmd.RunE = func(cmd *cobra.Command, a []string) error {
+		k, err := parse(a[0])
+		if err != nil {
+			return err
+		}
+		return opts.withStore(cmd.Context(), func(st stores.Store) error { return do(st, cmd.Context(), k) })
+	}
+	return cmd
+}
+
+// imFilter validates an optional --im: not given, it is empty and means
+// every user.
+func imFilter(cmd *cobra.Command, im string) (string, error) {
+	if !cmd.Flags().Changed("im") {
+		return im, nil
+	}
+	return registry.ParseIMID(im)
+}
+
 // outputFlag adds --output to cmd and returns a function that validates it.
 func outputFlag(cmd *cobra.Command) func() (string, error) {
 	out := cmd.Flags().StringP("output", "o", "table", "output format: table or json")
@@ -113,6 +141,15 @@ func outputFlag(cmd *cobra.Command) func() (string, error) {
 		}
 		return "", &registry.ValidationError{Field: "output", Rule: "must be table or json"}
 	}
+}
+
+// render prints a listing as out (the validated --output) asks: v as JSON,
+// or header and rows as a table.
+func render(w io.Writer, out string, v any, header []string, rows [][]string) error {
+	if out == "json" {
+		return writeJSON(w, v)
+	}
+	return table(w, header, rows)
 }
 
 func writeJSON(w io.Writer, v any) error {

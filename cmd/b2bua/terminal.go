@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/qrcard"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/stores"
 	"github.com/spf13/cobra"
 )
 
@@ -59,17 +61,14 @@ func newTerminalAddCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			t, err := st.AddTerminal(cmd.Context(), nt)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), t.ID)
 			return err
-		}
-		defer st.Close()
-		t, err := st.AddTerminal(cmd.Context(), nt)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(cmd.OutOrStdout(), t.ID)
-		return err
+		})
 	}
 	return cmd
 }
@@ -98,24 +97,17 @@ func newTerminalListCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if cmd.Flags().Changed("im") {
-			if im, err = registry.ParseIMID(im); err != nil {
+		im, err := imFilter(cmd, im)
+		if err != nil {
+			return err
+		}
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			ts, err := st.Terminals(cmd.Context(), im)
+			if err != nil {
 				return err
 			}
-		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		ts, err := st.Terminals(cmd.Context(), im)
-		if err != nil {
-			return err
-		}
-		if out == "json" {
-			return writeJSON(cmd.OutOrStdout(), provision.NewTerminalList(ts))
-		}
-		return table(cmd.OutOrStdout(), terminalHeader, terminalRows(ts))
+			return render(cmd.OutOrStdout(), out, provision.NewTerminalList(ts), terminalHeader, terminalRows(ts))
+		})
 	}
 	return cmd
 }
@@ -132,70 +124,33 @@ func newTerminalShowCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		t, err := st.Terminal(cmd.Context(), id)
-		if err != nil {
-			return err
-		}
-		if out == "json" {
-			return writeJSON(cmd.OutOrStdout(), provision.NewTerminalView(t))
-		}
-		return table(cmd.OutOrStdout(), terminalHeader, terminalRows([]registry.Terminal{t}))
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			t, err := st.Terminal(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), out, provision.NewTerminalView(t), terminalHeader, terminalRows([]registry.Terminal{t}))
+		})
 	}
 	return cmd
 }
 
 func newTerminalSetActiveCmd(opts *rootOptions, active bool) *cobra.Command {
-	use, short := "deactivate ID", "Deactivate a terminal"
+	cmd := &cobra.Command{Use: "deactivate ID", Short: "Deactivate a terminal", Args: args("ID")}
+	set := stores.Store.Deactivate
 	if active {
-		use, short = "activate ID", "Make a terminal its user's active one, deactivating the others"
+		cmd.Use, cmd.Short = "activate ID", "Make a terminal its user's active one, deactivating the others"
+		set = stores.Store.Activate
 	}
-	return &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  args("ID"),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			id, err := provision.ParseTerminalID(a[0])
-			if err != nil {
-				return err
-			}
-			st, err := opts.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if active {
-				_, err = st.Activate(cmd.Context(), id)
-			} else {
-				_, err = st.Deactivate(cmd.Context(), id)
-			}
-			return err
-		},
-	}
+	return keyCmd(opts, cmd, provision.ParseTerminalID, func(st stores.Store, ctx context.Context, id int64) error {
+		_, err := set(st, ctx, id)
+		return err
+	})
 }
 
 func newTerminalRemoveCmd(opts *rootOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "remove ID",
-		Short: "Remove a terminal",
-		Args:  args("ID"),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			id, err := provision.ParseTerminalID(a[0])
-			if err != nil {
-				return err
-			}
-			st, err := opts.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			return st.RemoveTerminal(cmd.Context(), id)
-		},
-	}
+	return keyCmd(opts, &cobra.Command{Use: "remove ID", Short: "Remove a terminal", Args: args("ID")},
+		provision.ParseTerminalID, stores.Store.RemoveTerminal)
 }
 
 func newTerminalQRCmd(opts *rootOptions) *cobra.Command {
@@ -227,28 +182,25 @@ func newTerminalQRCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		t, err := st.Terminal(cmd.Context(), id)
-		if err != nil {
-			return err
-		}
-		u, err := st.User(cmd.Context(), t.IMID)
-		if err != nil {
-			return err
-		}
-		card := qrcard.Card{IMID: t.IMID, Domain: domain, MobileID: t.MobileID, Kind: t.Kind, Display: u.Display}
-		if png == "" {
-			return qrcard.WriteTerminal(cmd.OutOrStdout(), card, invert)
-		}
-		b, err := qrcard.EncodePNG(card, size)
-		if err != nil {
-			return err
-		}
-		return writeFileAtomic(png, b)
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			t, err := st.Terminal(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			u, err := st.User(cmd.Context(), t.IMID)
+			if err != nil {
+				return err
+			}
+			card := qrcard.Card{IMID: t.IMID, Domain: domain, MobileID: t.MobileID, Kind: t.Kind, Display: u.Display}
+			if png == "" {
+				return qrcard.WriteTerminal(cmd.OutOrStdout(), card, invert)
+			}
+			b, err := qrcard.EncodePNG(card, size)
+			if err != nil {
+				return err
+			}
+			return writeFileAtomic(png, b)
+		})
 	}
 	return cmd
 }

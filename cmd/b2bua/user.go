@@ -7,6 +7,7 @@ import (
 
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/stores"
 	"github.com/spf13/cobra"
 )
 
@@ -66,13 +67,10 @@ func newUserAddCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			_, err := st.AddUser(cmd.Context(), u)
 			return err
-		}
-		defer st.Close()
-		_, err = st.AddUser(cmd.Context(), u)
-		return err
+		})
 	}
 	return cmd
 }
@@ -85,45 +83,24 @@ func newUserListCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		us, err := st.Users(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if out == "json" {
-			return writeJSON(cmd.OutOrStdout(), provision.NewUserList(us))
-		}
-		rows := [][]string{}
-		for _, u := range us {
-			rows = append(rows, []string{u.IMID, dash(u.Display), dash(u.Creds.Realm)})
-		}
-		return table(cmd.OutOrStdout(), []string{"IM ID", "DISPLAY", "REALM"}, rows)
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			us, err := st.Users(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rows := [][]string{}
+			for _, u := range us {
+				rows = append(rows, []string{u.IMID, dash(u.Display), dash(u.Creds.Realm)})
+			}
+			return render(cmd.OutOrStdout(), out, provision.NewUserList(us), []string{"IM ID", "DISPLAY", "REALM"}, rows)
+		})
 	}
 	return cmd
 }
 
 func newUserRemoveCmd(opts *rootOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "remove IMID",
-		Short: "Remove a user with its terminals and contacts",
-		Args:  args("IMID"),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			im, err := registry.ParseIMID(a[0])
-			if err != nil {
-				return err
-			}
-			st, err := opts.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			return st.RemoveUser(cmd.Context(), im)
-		},
-	}
+	return keyCmd(opts, &cobra.Command{Use: "remove IMID", Short: "Remove a user with its terminals and contacts", Args: args("IMID")},
+		registry.ParseIMID, stores.Store.RemoveUser)
 }
 
 func newUserPasswdCmd(opts *rootOptions) *cobra.Command {
@@ -149,12 +126,9 @@ func newUserPasswdCmd(opts *rootOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		st, err := opts.openStore(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		return st.SetCredentials(cmd.Context(), im, registry.NewCredentials(im, realm, pw))
+		return opts.withStore(cmd.Context(), func(st stores.Store) error {
+			return st.SetCredentials(cmd.Context(), im, registry.NewCredentials(im, realm, pw))
+		})
 	}
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -51,12 +52,7 @@ var constructors = map[string]Constructor{
 
 // Schemes lists the known schemes, sorted.
 func Schemes() []string {
-	out := make([]string, 0, len(constructors))
-	for s := range constructors {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(constructors))
 }
 
 // schemePattern is a URI scheme (RFC 3986 section 3.1). What precedes the
@@ -86,15 +82,9 @@ func Open(ctx context.Context, spec string, opts Options) (Store, error) {
 	return open(ctx, rest, opts)
 }
 
+// schemeList names the schemes as they are written in a spec: "sqlite:".
 func schemeList() string {
-	var b strings.Builder
-	for i, s := range Schemes() {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(s + ":")
-	}
-	return b.String()
+	return strings.Join(Schemes(), ":, ") + ":"
 }
 
 func openSQLite(ctx context.Context, path string, opts Options) (Store, error) {

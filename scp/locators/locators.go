@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -59,12 +60,7 @@ var constructors = map[string]Constructor{
 
 // Schemes lists the known schemes, sorted.
 func Schemes() []string {
-	out := make([]string, 0, len(constructors))
-	for s := range constructors {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(constructors))
 }
 
 // Open returns the backend that spec names. The "sim" backend returns a
