@@ -139,19 +139,26 @@ func ackFor(inv, resp string) string {
 	}, "\r\n") + "\r\n\r\n"
 }
 
-var readyLine = regexp.MustCompile(`msg="b2bua ready" sip=(\S+)`)
+var readyLine = regexp.MustCompile(`msg="b2bua ready" sip=(\S+) http=(\S+)`)
 
 // readyAddr waits for serve's ready line and returns its SIP address, so
 // that serve can listen on port 0.
 func readyAddr(t *testing.T, log *lockedBuffer) string {
 	t.Helper()
+	sip, _ := readyAddrs(t, log)
+	return sip
+}
+
+// readyAddrs is readyAddr with the HTTP address too.
+func readyAddrs(t *testing.T, log *lockedBuffer) (sip, http string) {
+	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if m := readyLine.FindStringSubmatch(log.String()); m != nil {
-			return m[1]
+			return m[1], m[2]
 		}
 	}
 	t.Fatalf("b2bua serve did not become ready\nlog:\n%s", log.String())
-	return ""
+	return "", ""
 }
 
 // TestSCPTimeoutDocumented: the README gives the default that serve uses.

@@ -85,8 +85,7 @@ func TestServeSCPToken(t *testing.T) {
 		{"no token", nil, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sipAddr, httpAddr := freePort(t), freePort(t)
-			args := append([]string{"--db", db, "serve", "--sip-listen", sipAddr, "--http-listen", httpAddr,
+			args := append([]string{"--db", db, "serve", "--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
 				"--scp", scpSrv.URL, "--trusted", "127.0.0.0/8", "--media", "passthrough", "--log-level", "debug",
 				"--api-token-file", filepath.Join(dir, "api.token")}, tc.args...)
 			cmd := exec.Command(binary, args...)
@@ -113,6 +112,7 @@ func TestServeSCPToken(t *testing.T) {
 				}
 			}
 			defer stop()
+			sipAddr, httpAddr := readyAddrs(t, &stderr)
 			waitReady(t, httpAddr, &stderr)
 
 			caller, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -170,7 +170,7 @@ func TestServeSCPTokenErrors(t *testing.T) {
 		{[]string{"--scp", "sim", "--scp-token-file", tok}, "", "the sim backend sends no token"},
 		{[]string{"--scp", "http://127.0.0.1:1?token=url-secret"}, "", "does not belong in the URL"},
 	} {
-		cmd := exec.Command(binary, append([]string{"--db", db, "serve", "--sip-listen", freePort(t), "--http-listen", freePort(t)}, tc.args...)...)
+		cmd := exec.Command(binary, append([]string{"--db", db, "serve", "--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, tc.args...)...)
 		cmd.Dir = dir
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
 		if tc.env != "" {
