@@ -83,6 +83,9 @@ type Config struct {
 	// SIPLimits are the per-source limits of untrusted SIP sources
 	// (request rate, failed authentications); zero: none.
 	SIPLimits sip.Limits
+	// SIPConns bounds SIP's TCP and TLS connections (counts, idle and
+	// message timeouts); zero fields: sip's defaults.
+	SIPConns sip.ConnLimits
 	// HTTP bounds the HTTP listener (timeouts, sizes, open connections);
 	// zero fields: httpserver's defaults.
 	HTTP httpserver.Config
@@ -109,7 +112,9 @@ type Daemon struct {
 	TokenFile string // where the API token was written; "" when given
 
 	cancel   context.CancelFunc
-	sipDone  chan error
+	sipDone  chan error    // Serve's result, taken by Close
+	sipDown  chan struct{} // closed when Serve has returned
+	sipErr   error         // Serve's result, once sipDown is closed
 	httpDone chan struct{} // closed when the HTTP server has stopped
 	stopMsg  context.CancelFunc
 	msgDone  chan error
@@ -143,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.Media = MediaAnchor
 	}
 	log := cfg.Logger
-	d := &Daemon{log: log, sipDone: make(chan error, 1)}
+	d := &Daemon{log: log, sipDone: make(chan error, 1), sipDown: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -234,6 +239,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		IsStale:     func(err error) bool { return errors.Is(err, digest.ErrStale) },
 		Trusted:     cfg.Trusted,
 		Limits:      cfg.SIPLimits,
+		Conns:       cfg.SIPConns,
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,
 		Media:       anchor,
@@ -255,6 +261,14 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
+		case <-d.sipDown:
+			// A listener died (or serving stopped): not ready, so that a
+			// load balancer stops sending here and a supervisor restarts it.
+			http.Error(w, "sip down", http.StatusServiceUnavailable)
+			return
+		default:
+		}
+		select {
 		case <-d.sip.Ready():
 			w.Header().Set("Content-Type", "text/plain")
 			fmt.Fprintln(w, "ready")
@@ -272,7 +286,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	go func() { d.sipDone <- d.sip.Serve(sctx) }()
+	go func() {
+		err := d.sip.Serve(sctx)
+		d.sipErr = err
+		close(d.sipDown)
+		d.sipDone <- err
+	}()
 	d.httpDone = make(chan struct{})
 	go func() {
 		defer close(d.httpDone)
@@ -309,6 +328,21 @@ func apisFirst(mux http.Handler, apis map[string]http.Handler) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// SIPDown is closed when SIP has stopped serving: after Close, or on its
+// own when a listener died; SIPErr then says why.
+func (d *Daemon) SIPDown() <-chan struct{} { return d.sipDown }
+
+// SIPErr is why SIP stopped, valid once SIPDown is closed; nil after a
+// clean stop.
+func (d *Daemon) SIPErr() error {
+	select {
+	case <-d.sipDown:
+		return d.sipErr
+	default:
+		return nil
+	}
 }
 
 // SIPAddr is where SIP listens (UDP and TCP).

@@ -93,7 +93,8 @@ type Config struct {
 	// like the Router's (a *Failure knows its answer).
 	Route func(ctx context.Context, imID string) ([]Target, error)
 
-	Limits Limits // per-source limits of untrusted sources (ratelimit.go); zero: none
+	Limits Limits     // per-source limits of untrusted sources (ratelimit.go); zero: none
+	Conns  ConnLimits // SIP TCP/TLS connections: counts and timeouts (listen_guard.go)
 
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
 	MaxExpires     time.Duration // longer ones are shortened; 0: 2h

@@ -41,6 +41,7 @@ type serveOptions struct {
 	media        mediaOptions
 	rtp          rtpOptions
 	limits       limitOptions // serve_limits.go
+	conns        connOptions  // serve_conns.go
 	pprof        string       // serve_pprof.go
 }
 
@@ -109,6 +110,7 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.rtp.ports, "rtp-ports", envOr("B2BUA_RTP_PORTS", "20000-29999"), "UDP port range of the RTP proxy, MIN-MAX (env B2BUA_RTP_PORTS)")
 	f.StringVar(&o.rtp.timeout, "media-timeout", envOr("B2BUA_MEDIA_TIMEOUT", "60s"), "an answered call whose RTP stopped this long ends with BYE to both sides (env B2BUA_MEDIA_TIMEOUT)")
 	o.limits.register(f)
+	o.conns.register(f)
 	f.StringVar(&o.pprof, "pprof", "", "debug: serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	return cmd
 }
@@ -123,6 +125,10 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return usageError(cmd, err.Error())
 	}
 	limits, err := o.limits.limits()
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
+	conns, err := o.conns.limits()
 	if err != nil {
 		return usageError(cmd, err.Error())
 	}
@@ -149,6 +155,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return usageError(cmd, err.Error())
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	raiseNofile(log)
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
 		if err != nil {
@@ -192,11 +199,19 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		MediaTimeout:     rtp.MediaTimeout,
 		Logger:           log,
 		SIPLimits:        limits,
+		SIPConns:         conns,
 	})
 	if err != nil {
 		return err
 	}
-	<-sigs
+	select {
+	case <-sigs:
+	case <-d.SIPDown():
+		// A dead listener: exit non-zero so that a supervisor restarts us.
+		err := d.SIPErr()
+		d.Close()
+		return fmt.Errorf("sip stopped: %w", err)
+	}
 	// Besides live calls, relayed requests in progress are waited for: at
 	// most Timer F, 32 s (RFC 3261 §17.1.2.2); unanswered IM notices are not.
 	log.Info("shutting down: refusing new calls, waiting for live calls and relayed requests in progress; signal again to end them now")
