@@ -176,3 +176,111 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// TestServeSlowConnections runs b2bua serve with short connection timeouts
+// and holds SIP TCP connections open the ways a slowloris does: each is
+// closed by the server within its bound, while a connection kept alive by
+// RFC 5626 keep-alives stays open and is still served.
+func TestServeSlowConnections(t *testing.T) {
+	const idleT, msgT = 1500 * time.Millisecond, 800 * time.Millisecond
+	sipAddr, log, _ := startServe(t, 4096, "--sip-idle-timeout", idleT.String(), "--sip-message-timeout", msgT.String())
+	const slack = 1500 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		send  func(c net.Conn, stop <-chan struct{}) // what the client does until stop
+		bound time.Duration                         // the server closes within bound(+slack), not before
+	}{
+		{"silent after connect", func(net.Conn, <-chan struct{}) {}, msgT},
+		{"idle after a message", func(c net.Conn, _ <-chan struct{}) {
+			c.Write([]byte(options("TCP", c.LocalAddr().String(), "idle-after")))
+		}, idleT},
+		{"headers a byte at a time", func(c net.Conn, stop <-chan struct{}) {
+			msg := options("TCP", c.LocalAddr().String(), "trickle")
+			for i := 0; i < len(msg)-4; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if _, err := c.Write([]byte{msg[i]}); err != nil {
+					return
+				}
+			}
+		}, msgT},
+		{"body short of its Content-Length", func(c net.Conn, _ <-chan struct{}) {
+			msg := strings.Replace(options("TCP", c.LocalAddr().String(), "short-body"), "Content-Length: 0", "Content-Length: 100", 1)
+			c.Write([]byte(msg + "only ten b"))
+		}, msgT},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", sipAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			stop := make(chan struct{})
+			defer close(stop)
+			go tc.send(c, stop)
+			c.SetReadDeadline(start.Add(tc.bound + slack + 2*time.Second))
+			buf := make([]byte, 4096)
+			var err2 error
+			for err2 == nil {
+				_, err2 = c.Read(buf)
+			}
+			took := time.Since(start)
+			if isTimeout(err2) || took > tc.bound+slack {
+				t.Fatalf("connection still open after %v, want closed within %v\nlog:\n%s", took, tc.bound, log.String())
+			}
+			if took < tc.bound-100*time.Millisecond {
+				t.Fatalf("connection closed after %v, before its %v bound", took, tc.bound)
+			}
+			t.Logf("closed after %v (bound %v)", took.Round(time.Millisecond), tc.bound)
+		})
+	}
+	t.Run("kept alive by CRLF", func(t *testing.T) {
+		c, err := net.Dial("tcp", sipAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		c.Write([]byte(options("TCP", c.LocalAddr().String(), "ka-1")))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "SIP/2.0 200") {
+			t.Fatalf("first OPTIONS: %q", line)
+		}
+		// RFC 5626 §4.4.1: a double-CRLF ping, answered by a CRLF pong, for
+		// twice the idle timeout.
+		for end := time.Now().Add(2 * idleT); time.Now().Before(end); time.Sleep(idleT / 3) {
+			if _, err := c.Write([]byte("\r\n\r\n")); err != nil {
+				t.Fatalf("keep-alive: %v", err)
+			}
+		}
+		c.Write([]byte(options("TCP", c.LocalAddr().String(), "ka-2")))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("the kept-alive connection was closed: %v", err)
+			}
+			if strings.HasPrefix(line, "SIP/2.0") {
+				if !strings.HasPrefix(line, "SIP/2.0 200") || !strings.Contains(readHead(r), "ka-2") {
+					t.Fatalf("second OPTIONS: %q", line)
+				}
+				break
+			}
+		}
+	})
+}
+
+// readHead reads header lines up to the empty line and returns them.
+func readHead(r *bufio.Reader) string {
+	var b strings.Builder
+	for {
+		l, err := r.ReadString('\n')
+		b.WriteString(l)
+		if err != nil || l == "\r\n" {
+			return b.String()
+		}
+	}
+}
