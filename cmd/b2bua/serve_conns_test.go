@@ -104,7 +104,7 @@ func TestServeDescriptorExhaustion(t *testing.T) {
 		name    string
 		nofile  int
 		args    []string
-		refused bool   // connections past the limit are closed at once
+		refused bool     // connections past the limit are closed at once
 		logs    []string // what the log must show
 	}{
 		{"default limits", 128, nil, true, []string{"nofile=128", "max_conns=32 max_conns_per_source=32"}},
@@ -188,7 +188,7 @@ func TestServeSlowConnections(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		send  func(c net.Conn, stop <-chan struct{}) // what the client does until stop
-		bound time.Duration                         // the server closes within bound(+slack), not before
+		bound time.Duration                          // the server closes within bound(+slack), not before
 	}{
 		{"silent after connect", func(net.Conn, <-chan struct{}) {}, msgT},
 		{"idle after a message", func(c net.Conn, _ <-chan struct{}) {
