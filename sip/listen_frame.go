@@ -2,7 +2,6 @@ package sip
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -16,7 +15,7 @@ import (
 // end of the headers and the Content-Length of the body (RFC 3261 §7.5,
 // §18.3); the parsing proper is sipgo's.
 //
-// When the peer closes, the EOF is held for CloseGrace (or until sipgo
+// When the peer closes or resets, the error is held for CloseGrace (or until sipgo
 // closes the connection) so that the connection stays in sipgo's pool while
 // the requests it carried get their server transactions: without it, sipgo
 // finds no connection and opens one to the host of the top Via, an address
@@ -60,18 +59,24 @@ func (c *frameConn) Read(b []byte) (int, error) {
 	if n > 0 {
 		c.scan(b[:n])
 	}
-	if err != nil && errors.Is(err, io.EOF) && n == 0 {
-		// Hold the EOF: see the type's comment.
+	if err == nil {
+		return n, nil
+	}
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		if c.inMsg {
+			err = errors.Join(errMessageTimeout, err)
+		}
+	case n == 0 && !errors.Is(err, net.ErrClosed):
+		// The peer closed (EOF) or reset: hold the error, see the type's
+		// comment.
 		t := time.NewTimer(c.lim.CloseGrace)
 		select {
 		case <-t.C:
 		case <-c.closed:
 			t.Stop()
 		}
-	}
-	var ne net.Error
-	if err != nil && c.inMsg && errors.As(err, &ne) && ne.Timeout() {
-		err = errors.Join(errMessageTimeout, err)
 	}
 	return n, err
 }

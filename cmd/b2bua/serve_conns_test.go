@@ -284,3 +284,54 @@ func readHead(r *bufio.Reader) string {
 		}
 	}
 }
+
+// TestServeTCPResponseNotReflected sends requests over TCP whose connection
+// is reset right after the request is written, each with a top Via naming
+// another host (127.0.0.2) that listens. RFC 3261 §18.2.2: the answer goes
+// on the request's connection, never to an address taken only from the
+// message: the host in the Via receives no connection.
+func TestServeTCPResponseNotReflected(t *testing.T) {
+	decoy, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer decoy.Close()
+	reached := make(chan string, 100)
+	go func() {
+		for {
+			c, err := decoy.Accept()
+			if err != nil {
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			b := make([]byte, 200)
+			n, _ := c.Read(b)
+			reached <- string(b[:n])
+			c.Close()
+		}
+	}()
+	sipAddr, log, _ := startServe(t, 4096)
+	for i := range 20 {
+		c, err := net.Dial("tcp", sipAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := options("TCP", decoy.Addr().String(), fmt.Sprintf("gone-%d", i))
+		if i%2 == 1 {
+			// A received and rport of its own making are no better.
+			req = strings.Replace(req, "Via: SIP/2.0/TCP "+decoy.Addr().String(), "Via: SIP/2.0/TCP "+decoy.Addr().String()+";received=127.0.0.2;rport=1", 1)
+		}
+		c.Write([]byte(req))
+		c.(*net.TCPConn).SetLinger(0) // close with RST: the connection is gone at once
+		c.Close()
+	}
+	select {
+	case got := <-reached:
+		t.Fatalf("the host named in the Via received a connection: %q\nlog:\n%s", got, log.String())
+	case <-time.After(4 * time.Second):
+	}
+	// The server still answers on a live connection.
+	if got := tcpOptions(sipAddr, "alive"); !strings.HasPrefix(got, "SIP/2.0 200") {
+		t.Fatalf("TCP OPTIONS afterwards: %q", got)
+	}
+}
