@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -36,7 +37,14 @@ func (s *Server) badRequestFilter(props sipmsg.TransportReadProps, data []byte) 
 	bad := checkRequest(data, !stream)
 	if bad == nil {
 		if fixed := rfc2543Branch(data); fixed != nil {
-			return fixed, nil
+			data = fixed
+		}
+		if stream {
+			if ap, err := netip.ParseAddrPort(props.RemoteAddr.String()); err == nil {
+				if fixed := viaReceived(data, ap.Addr()); fixed != nil {
+					data = fixed
+				}
+			}
 		}
 		return data, nil
 	}
