@@ -30,7 +30,7 @@ func TestTorture(t *testing.T) {
 		why        string
 	}{
 		{"mismatch01", []string{"UDP", "TCP"}, []int{400}, nil, "RFC 4475 §3.1.2.17: CSeq method differs from the start line"},
-		{"mcl01", []string{"UDP"}, []int{400}, nil, "RFC 4475 §3.3.9: two different Content-Lengths"},
+		{"mcl01", []string{"UDP", "TCP"}, []int{400}, nil, "RFC 4475 §3.3.9: two different Content-Lengths"},
 		{"badvers", []string{"UDP", "TCP"}, []int{505}, func(t *testing.T, res string) {
 			if !strings.HasPrefix(res, "SIP/2.0 505 ") || strings.Contains(res, "SIP/7.0 505") {
 				t.Errorf("505 must be SIP/2.0, never the unknown version:\n%s", res)

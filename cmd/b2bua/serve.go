@@ -155,7 +155,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return usageError(cmd, err.Error())
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	raiseNofile(log)
+	logNofile := raiseNofile()
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
 		if err != nil {
@@ -204,6 +204,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	logNofile(log)
 	select {
 	case <-sigs:
 	case <-d.SIPDown():

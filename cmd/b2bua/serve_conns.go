@@ -34,23 +34,27 @@ func (o *connOptions) limits() (sip.ConnLimits, error) {
 	return sip.ConnLimits{MaxConns: o.maxConns, MaxConnsPerSource: o.perSource, IdleTimeout: o.idle, MessageTimeout: o.message}, nil
 }
 
-// raiseNofile raises the soft descriptor limit to the hard one and logs the
-// figure. Go's runtime does the raise itself since 1.19 (and restores the
-// old limit for the programs it starts); doing it here too keeps it true
-// whatever starts us, and the log line says what the limits are sized from.
-func raiseNofile(log *slog.Logger) {
+// raiseNofile raises the soft descriptor limit to the hard one and returns
+// what to log, once serve is up (an error before that must stay the only
+// line on stderr). Go's runtime does the raise itself since 1.19 (and
+// restores the old limit for the programs it starts); doing it here too
+// keeps it true whatever starts us, and the log line says what the
+// connection limits are sized from.
+func raiseNofile() func(*slog.Logger) {
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-		log.Warn("descriptor limit unknown", "err", err)
-		return
+		return func(log *slog.Logger) { log.Warn("descriptor limit unknown", "err", err) }
 	}
 	before := r.Cur
 	if r.Cur < r.Max {
 		r.Cur = r.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-			log.Warn("descriptor limit not raised", "soft", before, "hard", r.Max, "err", err)
-			return
+			return func(log *slog.Logger) {
+				log.Warn("descriptor limit not raised", "soft", before, "hard", r.Max, "err", err)
+			}
 		}
 	}
-	log.Info("descriptor limit", "nofile", r.Cur, "hard", r.Max, "soft_at_start", before)
+	return func(log *slog.Logger) {
+		log.Info("descriptor limit", "nofile", r.Cur, "hard", r.Max, "soft_at_start", before)
+	}
 }
