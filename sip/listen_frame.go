@@ -2,6 +2,8 @@ package sip
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -43,9 +45,12 @@ func newFrameConn(c net.Conn, lim ConnLimits, now func() time.Time) *frameConn {
 		deadline: now().Add(lim.MessageTimeout)}
 }
 
-// errMessageTimeout wraps the read timeout of a message that did not
-// complete in time.
-var errMessageTimeout = errors.New("sip: message not complete within the message timeout")
+// The read timeouts of a message that did not complete in time, and of a
+// connection idle too long.
+var (
+	errMessageTimeout = errors.New("sip: message not complete within the message timeout")
+	errIdleTimeout    = errors.New("sip: connection idle past the idle timeout")
+)
 
 func (c *frameConn) Read(b []byte) (int, error) {
 	dl := c.deadline
@@ -65,8 +70,13 @@ func (c *frameConn) Read(b []byte) (int, error) {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
+		// Our own policy, not a fault: wrapped as an EOF, sipgo closes
+		// the connection and logs it at debug level, so a slowloris
+		// flood does not flood the log.
 		if c.inMsg {
-			err = errors.Join(errMessageTimeout, err)
+			err = fmt.Errorf("%w: %w: %w", io.EOF, errMessageTimeout, err)
+		} else {
+			err = fmt.Errorf("%w: %w: %w", io.EOF, errIdleTimeout, err)
 		}
 	case n == 0 && !errors.Is(err, net.ErrClosed):
 		// The peer closed (EOF) or reset: hold the error, see the type's
