@@ -94,6 +94,9 @@ type Config struct {
 	// SIPLimits are the per-source limits of untrusted SIP sources
 	// (request rate, failed authentications); zero: none.
 	SIPLimits sip.Limits
+	// SIPConns bounds SIP's TCP and TLS connections (counts, idle and
+	// message timeouts); zero fields: sip's defaults.
+	SIPConns sip.ConnLimits
 	// HTTP bounds the HTTP listener (timeouts, sizes, open connections);
 	// zero fields: httpserver's defaults.
 	HTTP httpserver.Config
@@ -120,7 +123,9 @@ type Daemon struct {
 	TokenFile string // where the API token was written; "" when given
 
 	cancel   context.CancelFunc
-	sipDone  chan error
+	sipDone  chan error    // Serve's result, taken by Close
+	sipDown  chan struct{} // closed when Serve has returned
+	sipErr   error         // Serve's result, once sipDown is closed
 	httpDone chan struct{} // closed when the HTTP server has stopped
 	stopMsg  context.CancelFunc
 	msgDone  chan error
@@ -157,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.Media = MediaAnchor
 	}
 	log := cfg.Logger
-	d := &Daemon{log: log, sipDone: make(chan error, 1)}
+	d := &Daemon{log: log, sipDone: make(chan error, 1), sipDown: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -256,6 +261,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Trusted:     cfg.Trusted,
 		Proxies:     cfg.Proxies,
 		Limits:      cfg.SIPLimits,
+		Conns:       cfg.SIPConns,
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,
 		Media:       anchor,
@@ -277,6 +283,14 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
+		case <-d.sipDown:
+			// A listener died (or serving stopped): not ready, so that a
+			// load balancer stops sending here and a supervisor restarts it.
+			http.Error(w, "sip down", http.StatusServiceUnavailable)
+			return
+		default:
+		}
+		select {
 		case <-d.sip.Ready():
 			w.Header().Set("Content-Type", "text/plain")
 			fmt.Fprintln(w, "ready")
@@ -294,7 +308,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	go func() { d.sipDone <- d.sip.Serve(sctx) }()
+	go func() {
+		err := d.sip.Serve(sctx)
+		d.sipErr = err
+		close(d.sipDown)
+		d.sipDone <- err
+	}()
 	d.httpDone = make(chan struct{})
 	go func() {
 		defer close(d.httpDone)
@@ -332,6 +351,21 @@ func apisFirst(mux http.Handler, apis map[string]http.Handler) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// SIPDown is closed when SIP has stopped serving: after Close, or on its
+// own when a listener died; SIPErr then says why.
+func (d *Daemon) SIPDown() <-chan struct{} { return d.sipDown }
+
+// SIPErr is why SIP stopped, valid once SIPDown is closed; nil after a
+// clean stop.
+func (d *Daemon) SIPErr() error {
+	select {
+	case <-d.sipDown:
+		return d.sipErr
+	default:
+		return nil
+	}
 }
 
 // SIPAddr is where SIP listens (UDP and TCP).

@@ -107,7 +107,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
 		return
 	}
-	if req.Contact() == nil {
+	if req.Contact() == nil && !rfc2543Contact(req) { // malformed_2543.go
 		s.respond(tx, req, 400, "INVITE without Contact")
 		return
 	}

@@ -2,7 +2,6 @@ package sip
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -51,14 +50,20 @@ func (s *Server) Listen(addr string) error {
 		_ = uc.SetReadBuffer(4 << 20)
 		_ = uc.SetWriteBuffer(4 << 20)
 	}
+	lim := s.cfg.Conns.withDefaults()
 	var tlsL net.Listener
 	if s.cfg.TLSConfig != nil && s.cfg.TLSAddr != "" {
-		if tlsL, err = tls.Listen("tcp", s.cfg.TLSAddr, s.cfg.TLSConfig); err != nil {
+		raw, err := net.Listen("tcp", s.cfg.TLSAddr)
+		if err != nil {
 			udp.Close()
 			tcp.Close()
 			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLSAddr, err)
 		}
+		tlsL = newGuardListener(raw, s.cfg.TLSConfig, lim, s.log.With("transport", "tls"))
 	}
+	tcp = newGuardListener(tcp, nil, lim, s.log.With("transport", "tcp"))
+	s.log.Info("SIP stream connection limits", "max_conns", lim.MaxConns, "max_conns_per_source", lim.MaxConnsPerSource,
+		"idle_timeout", lim.IdleTimeout, "message_timeout", lim.MessageTimeout)
 	ua := udp.LocalAddr().(*net.UDPAddr)
 	adv := ua.IP.String()
 	if ua.IP.IsUnspecified() {
@@ -156,6 +161,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 		n--
+		// A listener that ends on its own is SIP gone for good over it:
+		// Serve returns the error so that the process can exit and be
+		// restarted, rather than stay up deaf (the accept loops retry
+		// every error but a close, listen_guard.go).
+		if err == nil {
+			err = errors.New("listener stopped")
+		}
+		s.log.Error("SIP listener stopped: SIP is down", "err", err)
 	}
 	udp.Close()
 	tcp.Close()
@@ -166,7 +179,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		<-errc
 	}
 	s.ua.Close()
-	if err != nil && !errors.Is(err, net.ErrClosed) {
+	if err != nil {
 		return fmt.Errorf("sip: serve: %w", err)
 	}
 	return nil

@@ -32,11 +32,11 @@ func TestCheckAddrHeader(t *testing.T) {
 
 func TestCheckRequestAddrHeaders(t *testing.T) {
 	bad := strings.Replace(goodOptions, "To: <sip:b2bua@127.0.0.1>", "To: <<sip:b2bua@127.0.0.1>", 1)
-	if err := checkRequest([]byte(bad)); err != errAddr {
+	if err := checkRequest([]byte(bad), true); err == nil || err.err != errAddr {
 		t.Errorf("unbalanced To: %v", err)
 	}
 	folded := strings.Replace(goodOptions, "To: <sip:b2bua@127.0.0.1>", "To: Bob\r\n <sip:b2bua@127.0.0.1>", 1)
-	if err := checkRequest([]byte(folded)); err != nil {
+	if err := checkRequest([]byte(folded), true); err != nil {
 		t.Errorf("folded To: %v", err)
 	}
 }

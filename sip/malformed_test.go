@@ -15,7 +15,8 @@ func TestCheckRequest(t *testing.T) {
 	}{
 		{"valid", goodOptions, true},
 		{"compact and tabbed CSeq", strings.Replace(goodOptions, "CSeq: 7 OPTIONS", "cseq :\t7\tOPTIONS", 1), true},
-		{"lower-case method", strings.Replace(goodOptions, "OPTIONS sip:", "options sip:", 1), false},
+		// A token, so a method (unknown: 405, RFC 4475 §3.1.1.2).
+		{"lower-case method", strings.Replace(goodOptions, "OPTIONS sip:", "options sip:", 1), true},
 		{"no URI", strings.Replace(goodOptions, "OPTIONS sip:b2bua@127.0.0.1 SIP/2.0", "OPTIONS SIP/2.0", 1), false},
 		{"space in URI", strings.Replace(goodOptions, "sip:b2bua@127.0.0.1", "sip:b2 bua@127.0.0.1", 1), false},
 		{"wrong version", strings.Replace(goodOptions, "SIP/2.0\r\nVia", "SIP/3.0\r\nVia", 1), false},
@@ -24,15 +25,16 @@ func TestCheckRequest(t *testing.T) {
 		{"cut short", goodOptions[:60], false},
 	}
 	for _, tc := range tests {
-		if err := checkRequest([]byte(tc.msg)); (err == nil) != tc.ok {
+		if err := checkRequest([]byte(tc.msg), true); (err == nil) != tc.ok {
 			t.Errorf("%s: checkRequest = %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}
-	// A well-formed version other than 2.0 gets 505 (RFC 3261 §21.5.6); a
-	// malformed one is a malformed request line.
-	for v, want := range map[string]error{"SIP/3.0": errVersion, "sip/99999.0": errVersion, "SIP/2.": errRequestLine, "SIP/2.0a": errRequestLine, "/2.0": errRequestLine} {
-		if err := checkRequest([]byte(strings.Replace(goodOptions, "SIP/2.0\r\nVia", v+"\r\nVia", 1))); err != want {
-			t.Errorf("version %q: checkRequest = %v, want %v", v, err, want)
+	// A well-formed version other than 2.0 gets 505 (RFC 3261 §21.5.7); a
+	// malformed one is a malformed request line (400).
+	for v, want := range map[string]int{"SIP/3.0": 505, "sip/99999.0": 505, "SIP/2.": 400, "SIP/2.0a": 400, "/2.0": 400} {
+		bad := checkRequest([]byte(strings.Replace(goodOptions, "SIP/2.0\r\nVia", v+"\r\nVia", 1)), true)
+		if bad == nil || bad.status != want {
+			t.Errorf("version %q: checkRequest = %+v, want status %d", v, bad, want)
 		}
 	}
 }
@@ -53,7 +55,7 @@ func FuzzCheckRequest(f *testing.F) {
 	f.Add([]byte(goodOptions))
 	f.Add([]byte("INVITE sip:x SIP/2.0\r\nCSeq: 1\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_ = checkRequest(data)
+		_ = checkRequest(data, true)
 		if res := badRequest(data, "fuzz"); res != nil && !strings.HasPrefix(string(res), "SIP/2.0 400 ") {
 			t.Fatalf("bad response %q", res)
 		}

@@ -105,7 +105,8 @@ type Config struct {
 	// like the Router's (a *Failure knows its answer).
 	Route func(ctx context.Context, imID string) ([]Target, error)
 
-	Limits Limits // per-source limits of untrusted sources (ratelimit.go); zero: none
+	Limits Limits     // per-source limits of untrusted sources (ratelimit.go); zero: none
+	Conns  ConnLimits // SIP TCP/TLS connections: counts and timeouts (listen_guard.go)
 
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
 	MaxExpires     time.Duration // longer ones are shortened; 0: 2h
@@ -268,6 +269,9 @@ func NewServer(cfg Config) (*Server, error) {
 // must carry (RFC 3261 §8.1.1); sipgo itself only insists on Via and CSeq.
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		if s.refuseParsed(req, tx) { // malformed_parsed.go
+			return
+		}
 		var missing string
 		switch {
 		case req.CallID() == nil:
@@ -417,6 +421,9 @@ func (s *Server) respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, statu
 		res.AppendHeader(sipmsg.NewHeader("Warning", `399 b2bua "`+strings.ReplaceAll(text, `"`, `'`)+`"`))
 	}
 	if err := tx.Respond(res); err != nil {
+		if errors.Is(err, sipmsg.ErrUDPMTUCongestion) && s.sendLargeUDP(res) { // udp_large.go
+			return
+		}
 		s.log.Debug("respond failed", "status", status, "err", err)
 	}
 }

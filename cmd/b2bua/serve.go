@@ -42,6 +42,7 @@ type serveOptions struct {
 	media        mediaOptions
 	rtp          rtpOptions
 	limits       limitOptions // serve_limits.go
+	conns        connOptions  // serve_conns.go
 	pprof        string       // serve_pprof.go
 	nodeID       string       // names the node in the store's call snapshots
 }
@@ -119,6 +120,7 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	f.StringVar(&o.rtp.timeout, "media-timeout", envOr("B2BUA_MEDIA_TIMEOUT", "60s"), "an answered call whose RTP stopped this long ends with BYE to both sides (env B2BUA_MEDIA_TIMEOUT)")
 	o.limits.register(f)
 	f.StringVar(&o.nodeID, "node-id", envOr("B2BUA_NODE_ID", ""), "this node's name in the store's call snapshots, kept across restarts so that a restarted node ends the calls it held; distinct per node sharing a store (default the host name) (env B2BUA_NODE_ID)")
+	o.conns.register(f)
 	f.StringVar(&o.pprof, "pprof", "", "debug: serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	return cmd
 }
@@ -137,6 +139,10 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return usageError(cmd, err.Error())
 	}
 	limits, err := o.limits.limits()
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
+	conns, err := o.conns.limits()
 	if err != nil {
 		return usageError(cmd, err.Error())
 	}
@@ -163,6 +169,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return usageError(cmd, err.Error())
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logNofile := raiseNofile()
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
 		if err != nil {
@@ -210,11 +217,20 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		Logger:           log,
 		NodeID:           o.nodeID,
 		SIPLimits:        limits,
+		SIPConns:         conns,
 	})
 	if err != nil {
 		return err
 	}
-	<-sigs
+	logNofile(log)
+	select {
+	case <-sigs:
+	case <-d.SIPDown():
+		// A dead listener: exit non-zero so that a supervisor restarts us.
+		err := d.SIPErr()
+		d.Close()
+		return fmt.Errorf("sip stopped: %w", err)
+	}
 	// Besides live calls, relayed requests in progress are waited for: at
 	// most Timer F, 32 s (RFC 3261 §17.1.2.2); unanswered IM notices are not.
 	log.Info("shutting down: refusing new calls, waiting for live calls and relayed requests in progress; signal again to end them now")
