@@ -230,6 +230,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Bindings:    store,
 		Calls:       store,
 		Locator:     d.loc,
+		Numbers:     store,
 		Auth:        auth,
 		IsStale:     func(err error) bool { return errors.Is(err, digest.ErrStale) },
 		Trusted:     cfg.Trusted,

@@ -121,7 +121,7 @@ func (s *Server) Authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 
 // Route routes imID like a call.
 func (s *Server) Route(ctx context.Context, imID string) (Target, error) {
-	return s.router.Route(ctx, imID)
+	return s.routeMessage(ctx, imID)
 }
 
 // RelayInDialog hands a request within a dialog to its call, which relays
