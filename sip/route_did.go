@@ -278,8 +278,15 @@ func (c *session) watchBranches() {
 	}
 }
 
+// watchExpiry checks l's login again at at. A login that outlasts the
+// ring timeout needs no timer: the ring timeout ends the branch first, and
+// a timer left armed would keep the ended session in memory until it fires.
 func (c *session) watchExpiry(l *uacLeg, at time.Time) {
-	c.after(at.Sub(c.s.router.now()), func() { c.onBranchExpiry(l) })
+	d := at.Sub(c.s.router.now())
+	if d >= c.s.cfg.RingTimeout {
+		return
+	}
+	c.after(d, func() { c.onBranchExpiry(l) })
 }
 
 // onBranchExpiry asks the registry whether l's client is still logged in:
