@@ -93,6 +93,7 @@ func (s *Server) sendNotice(c *call, f *Failure) {
 
 // onRegistered is called after a REGISTER stored a binding of imID.
 func (s *Server) onRegistered(imID string) {
+	s.loginsChanged(imID) // a login that ended stops ringing (route_did.go)
 	if s.msgs.observer != nil {
 		s.msgs.observer.Registered(imID)
 	}

@@ -278,6 +278,33 @@ func (c *session) watchBranches() {
 	}
 }
 
+// loginsChanged has every call ringing imID's clients check their logins
+// again: a REGISTER of imID may have ended one (Expires: 0) or moved it.
+func (s *Server) loginsChanged(imID string) {
+	s.mu.Lock()
+	var ringing []*session
+	for c := range s.calls {
+		if c.callee == imID { // set before the session is listed, never changed
+			ringing = append(ringing, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range ringing {
+		c.post(c.recheckLogins)
+	}
+}
+
+func (c *session) recheckLogins() {
+	if c.in.did == nil || c.winner != nil || c.ending {
+		return
+	}
+	for _, l := range c.uac {
+		if l.target.Client != "" && l.trying() {
+			c.onBranchExpiry(l)
+		}
+	}
+}
+
 // watchExpiry checks l's login again at at. A login that outlasts the
 // ring timeout needs no timer: the ring timeout ends the branch first, and
 // a timer left armed would keep the ended session in memory until it fires.
@@ -315,10 +342,14 @@ func (c *session) onBranchChecked(l *uacLeg, bs []registry.Binding, err error) {
 		c.log.Warn("client login not re-checked", "leg", l.id, "err", err)
 		return
 	}
+	// bs holds only logins live now. One that moved to another address
+	// is rung there on the next call, not on this branch.
 	for _, b := range bs {
-		if b.Key() == l.target.Client && b.Source == l.target.Dest && b.Expires.After(l.target.Expires) {
-			l.target.Expires = b.Expires
-			c.watchExpiry(l, b.Expires)
+		if b.Key() == l.target.Client && b.Source == l.target.Dest {
+			if !b.Expires.Equal(l.target.Expires) {
+				l.target.Expires = b.Expires
+				c.watchExpiry(l, b.Expires)
+			}
 			return
 		}
 	}

@@ -3,7 +3,9 @@ package sip_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
+	"fmt"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/sqlite"
 )
 
 const bobDID = "+15550001111"
@@ -19,9 +22,7 @@ const bobDID = "+15550001111"
 // on a client at each of peers, whose logins end after the given spans.
 func didEnv(t *testing.T, logins map[string]time.Duration) *env {
 	t.Helper()
-	held := &lazyNumbers{}
-	e := newEnv(t, func(c *b2bConfig) { c.Numbers = held })
-	held.e.Store(e)
+	e := newEnv(t, func(c *b2bConfig) { c.Numbers = c.Terminals.(*sqlite.Store) })
 	e.addUser("bob")
 	ctx := context.Background()
 	if _, err := e.store.AddDID(ctx, registry.DID{Number: bobDID, IMID: "bob"}); err != nil {
@@ -29,7 +30,7 @@ func didEnv(t *testing.T, logins map[string]time.Duration) *env {
 	}
 	now := time.Now()
 	for addr, span := range logins {
-		b := registry.Binding{IMID: "bob", Contact: "<sip:bob@" + addr + ">", Instance: "urn:uuid:" + addr,
+		b := registry.Binding{IMID: "bob", Contact: "sip:bob@" + addr, Instance: instanceOf(addr),
 			Source: addr, Transport: "udp", Expires: now.Add(span), UpdatedAt: now}
 		if err := e.store.PutBinding(ctx, b); err != nil {
 			t.Fatal(err)
@@ -38,16 +39,9 @@ func didEnv(t *testing.T, logins map[string]time.Duration) *env {
 	return e
 }
 
-// lazyNumbers reads the env's store, which exists only once the server
-// does.
-type lazyNumbers struct{ e atomic.Pointer[env] }
-
-func (l *lazyNumbers) Trunks(ctx context.Context) ([]registry.Trunk, error) {
-	return l.e.Load().store.Trunks(ctx)
-}
-
-func (l *lazyNumbers) DID(ctx context.Context, number string) (registry.DID, error) {
-	return l.e.Load().store.DID(ctx, number)
+// instanceOf is the +sip.instance of the test client at addr.
+func instanceOf(addr string) string {
+	return fmt.Sprintf("urn:uuid:00000000-0000-4000-8000-%012d", netip.MustParseAddrPort(addr).Port())
 }
 
 // A client whose login ends while it rings is CANCELed (with no "completed
@@ -95,7 +89,7 @@ func TestDIDBranchRefreshedLoginRingsOn(t *testing.T) {
 	inv := client.next(sipmsg.INVITE, 5*time.Second)
 	client.respond(inv, 180, "Ringing")
 	now := time.Now()
-	if err := e.store.PutBinding(ctx, registry.Binding{IMID: "bob", Contact: "<sip:bob@" + client.addr + ">", Instance: "urn:uuid:" + client.addr,
+	if err := e.store.PutBinding(ctx, registry.Binding{IMID: "bob", Contact: "sip:bob@" + client.addr, Instance: instanceOf(client.addr),
 		Source: client.addr, Transport: "udp", Expires: now.Add(time.Hour), UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,5 +135,58 @@ func TestDIDDeclineEndsFork(t *testing.T) {
 	if !errors.As(r.err, &de) || r.res == nil || r.res.StatusCode != 603 {
 		t.Fatalf("caller got %v (%v), want 603", r.res, r.err)
 	}
+	waitIdle(t, e)
+}
+
+// A client that logs out (REGISTER with Expires: 0 and its instance, RFC
+// 5626 §6) while it rings is CANCELed at once; the other client still
+// rings and takes the call.
+func TestDIDBranchEndsWithLogout(t *testing.T) {
+	leaving, staying := newRawPeer(t), newRawPeer(t)
+	caller := newPeer(t, "alice")
+	e := didEnv(t, map[string]time.Duration{leaving.addr: time.Hour, staying.addr: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := inviteAsync(ctx, caller, e.uri(bobDID))
+
+	li := leaving.next(sipmsg.INVITE, 5*time.Second)
+	leaving.respond(li, 180, "Ringing")
+	si := staying.next(sipmsg.INVITE, 5*time.Second)
+	staying.respond(si, 180, "Ringing")
+	// The leaving client logs out itself, from the address it rings at.
+	logout := "REGISTER sip:im.test SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + leaving.addr + ";branch=z9hG4bK-logout\r\n" +
+		"From: <sip:bob@im.test>;tag=logout\r\n" +
+		"To: <sip:bob@im.test>\r\n" +
+		"Call-ID: logout-" + leaving.addr + "\r\n" +
+		"CSeq: 2 REGISTER\r\n" +
+		"Contact: <sip:bob@" + leaving.addr + ">;+sip.instance=\"<" + instanceOf(leaving.addr) + ">\"\r\n" +
+		"Expires: 0\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+	m, err := sipmsg.ParseMessage([]byte(logout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaving.send(m, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(e.addr)))
+	if res := leaving.nextResponse(200, 3*time.Second); res.StatusCode != 200 || res.CSeq().MethodName != sipmsg.REGISTER {
+		t.Fatalf("REGISTER Expires: 0 answered %d %s", res.StatusCode, res.CSeq().MethodName)
+	}
+	can := leaving.next(sipmsg.CANCEL, 3*time.Second)
+	leaving.respond(can, 200, "OK")
+	leaving.respond(li, 487, "Request Terminated")
+	leaving.next(sipmsg.ACK, 3*time.Second)
+	if n := staying.count(sipmsg.CANCEL); n != 0 {
+		t.Fatalf("the client still logged in got %d CANCELs", n)
+	}
+	staying.respondDialog(si, 200, "answer")
+	staying.nextOn(sipmsg.ACK, "answer", 3*time.Second)
+	r := <-done
+	if r.err != nil || r.res.StatusCode != 200 {
+		t.Fatalf("call: %v (response %v)", r.err, r.res)
+	}
+	if err := r.dlg.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bye := staying.nextOn(sipmsg.BYE, "answer", 3*time.Second)
+	staying.respond(bye, 200, "OK")
 	waitIdle(t, e)
 }

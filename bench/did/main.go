@@ -110,7 +110,7 @@ func run(n, calls int) ([]time.Duration, error) {
 		defer c.Close()
 		addr := c.LocalAddr().String()
 		now := time.Now()
-		if err := st.PutBinding(ctx, registry.Binding{IMID: "bob", Contact: "<sip:bob@" + addr + ">",
+		if err := st.PutBinding(ctx, registry.Binding{IMID: "bob", Contact: "sip:bob@" + addr,
 			Instance: "urn:uuid:bench-" + strconv.Itoa(i), Source: addr, Transport: "udp",
 			Expires: now.Add(time.Hour), UpdatedAt: now}); err != nil {
 			return nil, err
