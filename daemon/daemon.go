@@ -256,6 +256,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Dialogs:     dialogStore(store),
 		Node:        node,
 		Locator:     d.loc,
+		Numbers:     store,
 		Auth:        auth,
 		IsStale:     func(err error) bool { return errors.Is(err, digest.ErrStale) },
 		Trusted:     cfg.Trusted,

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
-
-	"github.com/imcall/b2bua/registry"
 )
 
 // route gives the targets of a call to imID.
@@ -116,13 +114,8 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
 		return
 	}
-	caller, ok := s.authenticate(req, tx, "Proxy-Authorization", 407)
+	in, ok := s.classify(req, tx) // trunk or challenged caller (route_did.go)
 	if !ok {
-		return
-	}
-	callee, err := registry.ParseIMID(req.Recipient.User)
-	if err != nil {
-		s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
 		return
 	}
 	// Counted before the call exists, so that Shutdown, once it has seen
@@ -132,10 +125,11 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	defer s.wg.Done()
-	c := newSession(s, req, tx, caller, callee)
+	c := newSession(s, req, tx, in.caller, in.callee)
 	if c == nil {
 		return
 	}
+	c.in = in
 	c.run()
 }
 

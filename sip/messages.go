@@ -93,6 +93,7 @@ func (s *Server) sendNotice(c *call, f *Failure) {
 
 // onRegistered is called after a REGISTER stored a binding of imID.
 func (s *Server) onRegistered(imID string) {
+	s.loginsChanged(imID) // a login that ended stops ringing (route_did.go)
 	if s.msgs.observer != nil {
 		s.msgs.observer.Registered(imID)
 	}
@@ -121,7 +122,7 @@ func (s *Server) Authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 
 // Route routes imID like a call.
 func (s *Server) Route(ctx context.Context, imID string) (Target, error) {
-	return s.router.Route(ctx, imID)
+	return s.routeMessage(ctx, imID)
 }
 
 // RelayInDialog hands a request within a dialog to its call, which relays

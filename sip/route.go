@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -32,6 +31,11 @@ type Target struct {
 	Dest       string     // host:port the INVITE is sent to
 	Transport  string     // "UDP", "TCP" or "TLS"
 	SCPOutcome string     // what the SCP said, for the call record; "" for smart terminals
+	// Client is the key of the logged-in client's binding (its
+	// +sip.instance or Contact), Expires when that login ends; zero for a
+	// target that is no login.
+	Client  string
+	Expires time.Time
 }
 
 // Router makes the routing decision: callee IM ID → registry → active
@@ -98,29 +102,9 @@ func (r *Router) routeSmart(ctx context.Context, t registry.Terminal) (Target, e
 	if chosen == nil {
 		return target, &Failure{Status: 480, Cause: CauseSubscriberAbsent, Text: "terminal not registered"}
 	}
-	var u sipmsg.Uri
-	if err := sipmsg.ParseUri(strings.Trim(chosen.Contact, "<>"), &u); err != nil || u.Host == "" || (u.Scheme != "sip" && u.Scheme != "sips") {
-		if err == nil {
-			err = fmt.Errorf("contact %q is not a SIP URI with a host", chosen.Contact)
-		}
-		return target, &Failure{Status: 480, Cause: CauseSubscriberAbsent, Text: "terminal registered an unusable contact", Err: err}
-	}
-	target.URI = u
-	target.Transport = strings.ToUpper(chosen.Transport)
-	if tp, ok := u.UriParams.Get("transport"); ok && target.Transport == "" {
-		target.Transport = strings.ToUpper(tp)
-	}
-	if target.Transport == "" {
-		target.Transport = "UDP"
-	}
-	// Send to where the REGISTER came from: a terminal behind NAT
-	// registers a private Contact that only its source address reaches
-	// (RFC 5626 §5 uses the flow the registration arrived on).
-	target.Dest = chosen.Source
-	if target.Dest == "" {
-		target.Dest = u.HostPort()
-	}
-	return target, nil
+	bt, err := bindingTarget(*chosen)
+	bt.Terminal, bt.Client, bt.Expires = t, "", time.Time{}
+	return bt, err
 }
 
 func (r *Router) routeLegacy(ctx context.Context, t registry.Terminal) (Target, error) {

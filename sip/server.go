@@ -105,6 +105,15 @@ type Config struct {
 	// like the Router's (a *Failure knows its answer).
 	Route func(ctx context.Context, imID string) ([]Target, error)
 
+	// Numbers, when set, routes calls to phone numbers (route_did.go):
+	// INVITEs from a trunk's addresses are taken unchallenged and name a
+	// DID; others naming a number are challenged first. nil: every
+	// Request-URI names an IM user.
+	Numbers NumberDirectory
+	// TrunkTTL is how long the trunk list is used before it is read
+	// again; 0: 2s.
+	TrunkTTL time.Duration
+
 	Limits Limits     // per-source limits of untrusted sources (ratelimit.go); zero: none
 	Conns  ConnLimits // SIP TCP/TLS connections: counts and timeouts (listen_guard.go)
 
@@ -125,10 +134,11 @@ type Server struct {
 	srv *sipgo.Server
 	cli *sipgo.Client
 
-	rec   *recorder    // nil without Config.Calls
-	snaps *snapshotter // nil without Config.Dialogs
-	lim   limiters     // per-source limits (ratelimit.go)
-	token string       // marks our Via branches, to detect loops
+	rec    *recorder    // nil without Config.Calls
+	snaps  *snapshotter // nil without Config.Dialogs
+	trunks *trunkCache  // nil without Config.Numbers
+	lim    limiters     // per-source limits (ratelimit.go)
+	token  string       // marks our Via branches, to detect loops
 
 	mu      sync.Mutex
 	udp     net.PacketConn
@@ -223,6 +233,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Dialogs != nil {
 		s.snaps = newSnapshotter(cfg.Dialogs, cfg.Node, cfg.Logger)
+	}
+	if cfg.Numbers != nil {
+		s.trunks = newTrunkCache(cfg.Numbers, cfg.TrunkTTL, nil, cfg.Logger)
 	}
 	quiet := sipgoLogger(cfg.Logger) // no credentials in its log (logredact.go)
 	ua, err := sipgo.NewUA(

@@ -27,8 +27,9 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	caller string // the caller's identity (authenticated user or From user)
-	callee string // the callee's IM ID
+	caller string  // the caller's identity (authenticated user or From user)
+	in     inbound // what the INVITE called and who from (route_did.go)
+	callee string  // the callee's IM ID
 	policy bridgePolicy
 	media  MediaSession
 	// mediaClosed: media is closed; the session ends without it.
@@ -119,7 +120,7 @@ func (c *session) start() {
 		// The registry has no deadline of its own; a call must not wait
 		// for it forever.
 		ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.TxTimeout)
-		ts, err := c.s.route(ctx, c.callee)
+		ts, err := c.routeTargets(ctx)
 		cancel()
 		c.post(func() { c.onRouted(ts, err) })
 	}()
@@ -172,6 +173,7 @@ func (c *session) onRouted(ts []Target, err error) {
 	}
 	if !c.ending {
 		c.ringTimer = c.after(c.s.cfg.RingTimeout, c.onRingTimeout)
+		c.watchBranches()
 	}
 }
 
@@ -225,7 +227,8 @@ func (c *session) unbridge(l *leg) {
 func (c *session) fail(f *Failure, notice bool) {
 	if !c.origin.final {
 		c.respondUAS(c.origin, f)
-		if notice {
+		// A trunk's caller is on the telephone network: no IM notice.
+		if notice && c.in.trunk == nil {
 			c.s.sendNotice(&call{a: &c.origin.dialogState, callee: c.callee}, f)
 		}
 	}

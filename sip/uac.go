@@ -300,7 +300,9 @@ func (c *session) uacFailed(l *uacLeg, f *Failure) {
 		return
 	}
 	c.forkFailure = betterFailure(c.forkFailure, f)
-	if c.policy.legEnded(c, &l.leg) {
+	// RFC 3261 §16.7 step 5: a 6xx ends the fork, the other branches are
+	// CANCELed.
+	if f.Status >= 600 || c.policy.legEnded(c, &l.leg) {
 		c.stopRing()
 		c.fail(c.forkFailure, true)
 		return
@@ -412,6 +414,11 @@ func (c *session) sendCancel(l *uacLeg) {
 	mf := sipmsg.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	sipmsg.CopyHeaders("Route", inv, req)
+	if c.winner != nil && c.winner != l {
+		// RFC 3326 §2: another branch took the call, so the client does
+		// not show it as missed.
+		req.AppendHeader(sipmsg.NewHeader("Reason", `SIP;cause=200;text="Call completed elsewhere"`))
+	}
 	req.SetTransport(inv.Transport())
 	req.SetDestination(inv.Destination())
 	req.Laddr = inv.Laddr
