@@ -120,7 +120,11 @@ func TestManagerOperations(t *testing.T) {
 	if got, ok := m.ByToken(c.Token); !ok || got.ID() != c.ID {
 		t.Error("token does not find the conference")
 	}
-	if _, ok := m.ByToken(c.Token[:42] + "A"); ok {
+	last := "A"
+	if c.Token[42:] == last {
+		last = "B" // the token's own last character would find it
+	}
+	if _, ok := m.ByToken(c.Token[:42] + last); ok {
 		t.Error("a wrong token found a conference")
 	}
 	if _, err := m.Create(ctx, "alice", []string{"not a number"}); err == nil {

@@ -87,14 +87,15 @@ func TestLogHoldsNoSecrets(t *testing.T) {
 		name, network, msg string
 		event              func(local string) string // the log line's pattern
 	}{
-		{"short body", "udp", shortBody, func(string) string {
-			return `msg="failed to parse" .*Transport<UDP>.*data="INVITE sip:bob@` + domain + ` SIP/2\.0`
+		{"short body", "udp", shortBody, func(local string) string {
+			return `msg="malformed request refused" .*from=` + regexp.QuoteMeta(local) + ` status=400\b`
 		}},
 		{"bad headers", "udp", badHeaders, func(local string) string {
-			return `msg="malformed request answered with 400" .*from=` + regexp.QuoteMeta(local) + `\b`
+			return `msg="malformed request refused" .*from=` + regexp.QuoteMeta(local) + ` status=400\b`
 		}},
-		{"bad headers", "tcp", badHeaders, func(string) string {
-			return `msg="failed to parse" .*Transport<TCP>.*data="REGISTER sip:` + domain + ` SIP/2\.0`
+		{"bad headers", "tcp", badHeaders, func(local string) string {
+			return `msg="malformed request refused" .*from=` + regexp.QuoteMeta(local) + ` status=400\b|` +
+				`msg="failed to parse" .*Transport<TCP>.*data="REGISTER sip:` + domain + ` SIP/2\.0`
 		}},
 	} {
 		c, err := net.Dial(tc.network, n.sipAddr)
