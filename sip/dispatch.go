@@ -26,6 +26,10 @@ func (s *Server) addSession(c *session) {
 }
 
 func (s *Server) removeSession(c *session, keys []string) {
+	s.joins.remove(c)
+	if c.dual != nil && c.dual.two {
+		s.pathMetrics.twoPaths.Add(-1)
+	}
 	s.mu.Lock()
 	delete(s.calls, c)
 	for _, k := range keys {
@@ -116,13 +120,17 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
 		return
 	}
-	caller, ok := s.authenticate(req, tx, "Proxy-Authorization", 407)
+	caller, dev, ok := s.nearIdentity(req, tx)
 	if !ok {
 		return
 	}
 	callee, err := registry.ParseIMID(req.Recipient.User)
 	if err != nil {
 		s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
+		return
+	}
+	join, ok := s.joinOf(req, tx, dev, callee)
+	if !ok {
 		return
 	}
 	// Counted before the call exists, so that Shutdown, once it has seen
@@ -132,10 +140,15 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	defer s.wg.Done()
+	if join != nil {
+		s.joinLeg(join, req, tx, dev)
+		return
+	}
 	c := newSession(s, req, tx, caller, callee)
 	if c == nil {
 		return
 	}
+	c.initDual(dev)
 	c.run()
 }
 

@@ -51,6 +51,8 @@ type session struct {
 
 	rec      registry.CallRecord
 	recState callRecord
+
+	dual *dualState // dual-path state (dualpath.go); nil when off
 }
 
 // call is what an IM notice needs of a session (sendNotice): the dialog
@@ -197,10 +199,12 @@ func (c *session) legEnded(l *leg, reason string) {
 	}
 	if c.policy.legEnded(c, l) {
 		c.end(reason)
+		c.publishView()
 		return
 	}
 	c.unbridge(l)
 	c.media.Release(l.id)
+	c.nearEnded(l)
 	c.maybeFinish()
 }
 
@@ -346,6 +350,7 @@ func (c *session) cleanup() {
 		c.respondUAS(c.origin, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "call ended"})
 	}
 	c.stopRing()
+	c.stopPaths()
 	if c.giveUp != nil {
 		c.giveUp.Stop()
 	}
