@@ -32,6 +32,7 @@ type serveOptions struct {
 	trusted      string
 	ringTimeout  time.Duration
 	drainTimeout time.Duration
+	dualPath     daemon.DualPath
 	scpTimeout   time.Duration
 	scpTokenFile string // serve_scp.go
 	tokenFile    string
@@ -91,6 +92,9 @@ Retry-After) and waits for live calls to end; a second one ends them with BYE.`,
 	f.StringVar(&o.subscribers, "scp-subscribers", envOr("B2BUA_SCP_SUBSCRIBERS", ""), "JSON file seeding the in-process SCP simulator, e.g. testdata/scp/subscribers.json (env B2BUA_SCP_SUBSCRIBERS)")
 	f.StringVar(&o.trusted, "trusted", envOr("B2BUA_TRUSTED", ""), "comma-separated CIDRs of peers that are not challenged for authentication (env B2BUA_TRUSTED)")
 	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
+	f.DurationVar(&o.dualPath.Window, "dual-path-window", 10*time.Second, "a device's second path (carrier or data) joins its call within this long of the first; 0: dual-path calls off")
+	f.DurationVar(&o.dualPath.LegMediaTimeout, "leg-media-timeout", 2*time.Second, "a path of a dual-path call silent this long stops being a media source")
+	f.DurationVar(&o.dualPath.LegTimeout, "leg-timeout", 30*time.Second, "a path of a dual-path call silent this long is ended with BYE")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "after the first SIGINT/SIGTERM, end the live calls after this long (0: wait for them, or for a second signal)")
 	f.DurationVar(&o.scpTimeout, "scp-timeout", scp.DefaultTimeout, "deadline of one SCP query, for every backend; past it the caller gets 503")
 	f.StringVar(&o.scpTokenFile, "scp-token-file", envOr("B2BUA_SCP_TOKEN_FILE", ""), "file holding the bearer token sent to an http(s) SCP; B2BUA_SCP_TOKEN gives it directly (env B2BUA_SCP_TOKEN_FILE)")
@@ -173,6 +177,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		SCPSubscribers:   o.subscribers,
 		Trusted:          trusted,
 		RingTimeout:      o.ringTimeout,
+		DualPath:         o.dualPath,
 		SCPTimeout:       o.scpTimeout,
 		SCPToken:         scpToken,
 		APIToken:         os.Getenv("B2BUA_API_TOKEN"),
