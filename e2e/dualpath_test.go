@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+const aliceMSISDN = "+15550001111"
+
+// TestDualPathCall: alice's phone calls bob over the data network
+// (digest-authenticated, 127.0.0.1) and a second later over the carrier
+// network (a trunk at 127.0.0.2 asserting alice's MSISDN). Both legs join
+// one call: bob's SIPp terminal sees exactly one INVITE and no re-INVITE.
+// The data path's audio ends first and it stays silent: the far party is
+// switched to the carrier path (/metrics counts the switch). The carrier
+// path hangs up and the call goes on; the data path hangs up and bob gets
+// the BYE.
+func TestDualPathCall(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(g711aPCAP); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("SIPp's %s is required under CI=true (apt-get install sip-tester): %v", g711aPCAP, err)
+		}
+		t.Skipf("SIPp's %s not installed: %v", g711aPCAP, err)
+	}
+	n := provision(t)
+	n.cli("", "terminal", "add", "--im", "alice", "--msisdn", aliceMSISDN, "--kind", "legacy", "--active")
+	n.cli("", "trunk", "add", "carrier", "--cidr", "127.0.0.2/32")
+	far := freePort(t)
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, far)},
+		extra: []string{"--rtp-ports", "38400-38499", "--dual-path-window", "10s"}})
+	bob := terminal(t, "terminal_answer.xml", far)
+
+	data := startSipp(t, "data", 0, "dual_data_path.xml",
+		"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain,
+		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@"+domain,
+		"-mp", strconv.Itoa(freePort(t)), "-d", "10000", n.sipAddr)
+	waitLog(t, filepath.Join(bob.dir, "messages.log"), "ACK sip:", 1, 10*time.Second)
+	time.Sleep(time.Second) // the second path comes a second after the first was answered
+	carrier := startSipp(t, "carrier", 0, "dual_carrier_path.xml",
+		"-i", "127.0.0.2", "-s", "bob", "-key", "msisdn", aliceMSISDN, "-key", "domain", domain,
+		"-mp", strconv.Itoa(freePort(t)), "-d", "8000", n.sipAddr)
+	carrier.wait()
+	select {
+	case <-bob.exited:
+		t.Fatalf("bob's call ended with the carrier path\n%s", bob.logs())
+	default:
+	}
+	data.wait()
+	bob.wait()
+
+	msgs, _ := os.ReadFile(filepath.Join(bob.dir, "messages.log"))
+	received := regexp.MustCompile(`(?m)^\s*(INVITE|BYE) sip:`).FindAllStringSubmatch(string(msgs), -1)
+	var invites, byes int
+	for _, m := range received {
+		if m[1] == "INVITE" {
+			invites++
+		} else {
+			byes++
+		}
+	}
+	if invites != 1 || byes != 1 {
+		t.Errorf("bob's terminal got %d INVITEs and %d BYEs, want one of each", invites, byes)
+	}
+	if v := metric(t, n, "b2bua_dual_path_switches_total"); v < 1 {
+		t.Errorf("no path switch counted after the data path went silent")
+	}
+}
+
+// metric reads one value from n's /metrics.
+func metric(t *testing.T, n *node, name string) int {
+	t.Helper()
+	res, err := http.Get("http://" + n.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\d+)$`).FindStringSubmatch(string(body))
+	if m == nil {
+		t.Fatalf("/metrics lacks %s:\n%s", name, body)
+	}
+	v, _ := strconv.Atoi(m[1])
+	return v
+}
