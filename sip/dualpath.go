@@ -35,8 +35,8 @@ type DualPathConfig struct {
 	// --leg-timeout). 0: 2s and 30s.
 	LegMediaTimeout, LegTimeout time.Duration
 	// SwitchAfter: the near leg the far party hears is switched once it
-	// has been silent this long while another path carries media; 0: 40ms
-	// (two packets of 20 ms).
+	// has been silent this long while another path carries media; 0: 30ms
+	// (one and a half packets of 20 ms: a path that lost one packet stays).
 	SwitchAfter time.Duration
 }
 
@@ -48,7 +48,7 @@ func (d *DualPathConfig) setDefaults() {
 		d.LegTimeout = 30 * time.Second
 	}
 	if d.SwitchAfter <= 0 {
-		d.SwitchAfter = 40 * time.Millisecond
+		d.SwitchAfter = 30 * time.Millisecond
 	}
 }
 
@@ -110,8 +110,9 @@ type dualState struct {
 	firstAt time.Time
 	dev     map[*uasLeg]device
 	joined  map[*uasLeg]time.Time
-	paths   pathState // pathmedia.go
-	two     bool      // counted in pathMetrics.twoPaths
+	left    map[*uasLeg]time.Time // near legs that ended before the session
+	paths   pathState             // pathmedia.go
+	two     bool                  // counted in pathMetrics.twoPaths
 }
 
 // trunkOf gives the trunk src belongs to.
@@ -199,6 +200,7 @@ func (c *session) initDual(dev device) {
 		firstAt: time.Now(),
 		dev:     map[*uasLeg]device{c.origin: dev},
 		joined:  map[*uasLeg]time.Time{c.origin: time.Now()},
+		left:    map[*uasLeg]time.Time{},
 	}
 	c.publishView()
 }
@@ -328,6 +330,7 @@ func (c *session) nearEnded(l *leg) {
 	if c.dual == nil || l.uas == nil {
 		return
 	}
+	c.dual.left[l.uas] = time.Now()
 	live := c.liveNear()
 	if len(live) > 0 && l.uas == c.origin {
 		// The session's answer and provisionals go to its origin: a near

@@ -40,7 +40,7 @@ type pathState struct {
 // a fraction of SwitchAfter, so a dead path is left within about
 // SwitchAfter of its last packet.
 func (c *session) pathPoll() time.Duration {
-	return max(c.s.cfg.DualPath.SwitchAfter/4, time.Millisecond)
+	return max(c.s.cfg.DualPath.SwitchAfter/6, time.Millisecond)
 }
 
 // upNear gives the answered near legs that live.

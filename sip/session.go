@@ -359,7 +359,7 @@ func (c *session) cleanup() {
 	c.rec.EndedAt = time.Now().UTC()
 	c.rec.EndCause = c.endCause
 	if st, ok := c.media.(MediaStatser); ok {
-		if b, err := json.Marshal(st.MediaStats()); err == nil {
+		if b, err := json.Marshal(c.recordStats(st.MediaStats())); err == nil {
 			c.rec.Stats = string(b)
 		}
 	}
