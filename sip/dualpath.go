@@ -391,3 +391,17 @@ func (s *Server) nearIdentity(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	}
 	return caller, dev, ok
 }
+
+// answerPathProbe answers an in-dialog OPTIONS on a near leg of a
+// dual-path session itself: the device probes its own path to us, and a
+// second path has no peer to relay it to (a 481 would end that path's
+// dialog, RFC 5057 §5.1). True when it has answered.
+func (c *session) answerPathProbe(from *leg, sr *serverReq) bool {
+	if c.dual == nil || len(c.uas) < 2 || from.uas == nil || sr.req.Method != sipmsg.OPTIONS || c.ending || !from.up {
+		return false
+	}
+	res := c.response(sr.req, 200, "", nil)
+	res.AppendHeader(sipmsg.NewHeader("Allow", allowed))
+	sr.respond(res)
+	return true
+}
