@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -88,4 +89,100 @@ func metric(t *testing.T, n *node, name string) int {
 	}
 	v, _ := strconv.Atoi(m[1])
 	return v
+}
+
+// dualNode is a node with alice's MSISDN, the trunk at 127.0.0.2, mallory,
+// and bob's SIPp terminal running sf with -d ring.
+func dualNode(t *testing.T, sf string, ring time.Duration) (*node, *sipp) {
+	t.Helper()
+	if _, err := os.Stat(g711aPCAP); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("SIPp's %s is required under CI=true (apt-get install sip-tester): %v", g711aPCAP, err)
+		}
+		t.Skipf("SIPp's %s not installed: %v", g711aPCAP, err)
+	}
+	n := provision(t)
+	n.addUser("mallory", "secret")
+	n.cli("", "terminal", "add", "--im", "alice", "--msisdn", aliceMSISDN, "--kind", "legacy", "--active")
+	n.cli("", "trunk", "add", "carrier", "--cidr", "127.0.0.2/32")
+	far := freePort(t)
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, far)}})
+	bob := startSipp(t, strings.TrimSuffix(sf, ".xml"), far, sf, "-d", strconv.Itoa(int(ring/time.Millisecond)))
+	bob.waitBound()
+	return n, bob
+}
+
+func (n *node) dataPath(name, sf, user string, hangAfter time.Duration, extra ...string) *sipp {
+	args := []string{"-s", "bob", "-key", "caller", user, "-key", "domain", domain,
+		"-au", user, "-ap", "secret", "-auth_uri", "bob@" + domain,
+		"-mp", strconv.Itoa(freePort(n.t)), "-d", strconv.Itoa(int(hangAfter / time.Millisecond))}
+	return startSipp(n.t, name, 0, sf, append(append(args, extra...), n.sipAddr)...)
+}
+
+func (n *node) carrierPath(hangAfter time.Duration) *sipp {
+	return startSipp(n.t, "carrier", 0, "dual_carrier_path.xml",
+		"-i", "127.0.0.2", "-s", "bob", "-key", "msisdn", aliceMSISDN, "-key", "domain", domain,
+		"-mp", strconv.Itoa(freePort(n.t)), "-d", strconv.Itoa(int(hangAfter/time.Millisecond)), n.sipAddr)
+}
+
+// farCounts is how many INVITEs and BYEs bob's terminal received.
+func farCounts(s *sipp) (invites, byes int) {
+	msgs, _ := os.ReadFile(filepath.Join(s.dir, "messages.log"))
+	for _, m := range regexp.MustCompile(`(?m)^\s*(INVITE|BYE) sip:`).FindAllStringSubmatch(string(msgs), -1) {
+		if m[1] == "INVITE" {
+			invites++
+		} else {
+			byes++
+		}
+	}
+	return invites, byes
+}
+
+// TestDualPathSecondLegWhileRinging: the carrier path calls first; the
+// data path joins while bob's phone rings; bob's answer reaches both.
+func TestDualPathSecondLegWhileRinging(t *testing.T) {
+	t.Parallel()
+	n, bob := dualNode(t, "terminal_ring_answer.xml", 3*time.Second)
+	carrier := n.carrierPath(4 * time.Second)
+	waitLog(t, filepath.Join(bob.dir, "messages.log"), "INVITE sip:", 1, 10*time.Second)
+	data := n.dataPath("data", "dual_data_path.xml", "alice", 2*time.Second)
+	data.wait()
+	carrier.wait()
+	bob.wait()
+	if inv, byes := farCounts(bob); inv != 1 || byes != 1 {
+		t.Errorf("bob's terminal got %d INVITEs and %d BYEs, want one of each", inv, byes)
+	}
+}
+
+var (
+	sentAck = regexp.MustCompile(`(?s)ACK sip:\S+ SIP/2.0.*?Call-ID: (\S+).*?CSeq: 2 ACK`)
+	fromTag = regexp.MustCompile(`(?m)^\s*From: .*;tag=(\S+)`)
+	toTag   = regexp.MustCompile(`(?m)^\s*To: .*;tag=(\S+)`)
+)
+
+// TestDualPathJoinHeader: alice's second client names the first path's
+// dialog in Join (RFC 3911) and joins the call; mallory naming it is
+// refused with 403.
+func TestDualPathJoinHeader(t *testing.T) {
+	t.Parallel()
+	n, bob := dualNode(t, "terminal_answer.xml", 0)
+	first := n.dataPath("first", "dual_data_path.xml", "alice", 6*time.Second)
+	log := filepath.Join(first.dir, "messages.log")
+	waitLog(t, log, "CSeq: 2 ACK", 1, 10*time.Second)
+	b, _ := os.ReadFile(log)
+	// the ACK of the 200, not of the 407 before it
+	blocks := strings.Split(string(b), "ACK sip:")
+	ack := "ACK sip:" + blocks[len(blocks)-1]
+	cid, ft, tt := sentAck.FindStringSubmatch(ack), fromTag.FindStringSubmatch(ack), toTag.FindStringSubmatch(ack)
+	if cid == nil || ft == nil || tt == nil {
+		t.Fatalf("no dialog in the first path's ACK:\n%s", ack)
+	}
+	join := cid[1] + ";to-tag=" + tt[1] + ";from-tag=" + ft[1]
+	n.dataPath("mallory", "caller_join_refused.xml", "mallory", 0, "-key", "join", join).wait()
+	n.dataPath("second", "dual_join_path.xml", "alice", time.Second, "-key", "join", join).wait()
+	first.wait()
+	bob.wait()
+	if inv, byes := farCounts(bob); inv != 1 || byes != 1 {
+		t.Errorf("bob's terminal got %d INVITEs and %d BYEs, want one of each", inv, byes)
+	}
 }
