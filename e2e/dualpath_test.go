@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 const aliceMSISDN = "+15550001111"
@@ -72,6 +75,27 @@ func TestDualPathCall(t *testing.T) {
 	if v := metric(t, n, "b2bua_dual_path_switches_total"); v < 1 {
 		t.Errorf("no path switch counted after the data path went silent")
 	}
+	// One call record: both paths, the carrier path left first, and the
+	// switches with the silence of the path each one left.
+	rec := n.lastCall(func(r registry.CallRecord) bool { return !r.EndedAt.IsZero() })
+	var st struct {
+		Paths []struct {
+			Path   string    `json:"path"`
+			LeftAt time.Time `json:"left_at"`
+		} `json:"paths"`
+		Switches int     `json:"switches"`
+		GapsMs   []int64 `json:"switch_gaps_ms"`
+	}
+	if err := json.Unmarshal([]byte(rec.Stats), &st); err != nil {
+		t.Fatalf("record stats %q: %v", rec.Stats, err)
+	}
+	if len(st.Paths) != 2 || st.Paths[0].Path != "data" || st.Paths[1].Path != "carrier" || !st.Paths[1].LeftAt.Before(st.Paths[0].LeftAt) {
+		t.Errorf("record paths %+v", st.Paths)
+	}
+	if st.Switches < 1 || len(st.GapsMs) != st.Switches {
+		t.Errorf("record: %d switches, gaps %v", st.Switches, st.GapsMs)
+	}
+	t.Logf("path switches %d, silence of the path left at each (ms): %v", st.Switches, st.GapsMs)
 }
 
 // metric reads one value from n's /metrics.

@@ -203,8 +203,8 @@ func (c *session) legEnded(l *leg, reason string) {
 		return
 	}
 	c.unbridge(l)
+	c.nearEnded(l) // before Release: the far party's source moves first
 	c.media.Release(l.id)
-	c.nearEnded(l)
 	c.maybeFinish()
 }
 
