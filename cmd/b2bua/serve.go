@@ -144,6 +144,9 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err := checkRTPBind(o.sipListen, rtp); err != nil {
 		return usageError(cmd, err.Error())
 	}
+	if err := checkDualPath(o.dualPath, rtp.MediaTimeout); err != nil {
+		return usageError(cmd, err.Error())
+	}
 	algs, err := parseDigestAlgorithms(o.digestAlgs)
 	if err != nil {
 		return usageError(cmd, err.Error())
