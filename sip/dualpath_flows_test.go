@@ -207,3 +207,60 @@ func hangUp(ctx context.Context, dlg *sipgo.DialogClientSession) {
 		_ = dlg.Bye(ctx)
 	}
 }
+
+// TestDualPathFirstLegCancelledWhileRinging: the data path joins while
+// the far party rings, then the carrier path gives up (CANCEL): the call
+// goes on for the data path, which gets the far party's answer and media.
+func TestDualPathFirstLegCancelledWhileRinging(t *testing.T) {
+	d := newDualEnv(t, 700*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	carrier, data := newPeerAt(t, "carrier", "127.0.0.2"), newPeer(t, "alice")
+	cr, dr := newRTPSock(t, "127.0.0.1"), newRTPSock(t, "127.0.0.1")
+	cctx, giveUp := context.WithCancel(ctx)
+	first := make(chan dialResult, 1)
+	go func() {
+		dlg, res, err := dial(cctx, d, carrier, cr, "", pai(aliceMSISDN))
+		first <- dialResult{dlg, res, err}
+	}()
+	waitFor(t, func() bool { return d.farInvites() == 1 })
+	second := make(chan dialResult, 1)
+	go func() {
+		dlg, res, err := dial(ctx, d, data, dr, "alice")
+		second <- dialResult{dlg, res, err}
+	}()
+	// joined: the far party alerted, so the data path hears 180
+	waitFor(t, func() bool {
+		data.mu.Lock()
+		defer data.mu.Unlock()
+		for _, m := range data.wire {
+			if r, ok := m.(*sipmsg.Response); ok && r.StatusCode == 180 {
+				return true
+			}
+		}
+		return false
+	})
+	giveUp()
+	if c := <-first; c.err == nil {
+		t.Fatal("the cancelled carrier path was answered")
+	}
+	s := <-second
+	if s.err != nil {
+		t.Fatalf("data path after the carrier path's CANCEL: %v (%v)", s.err, s.res)
+	}
+	defer func() {
+		hangUp(ctx, s.dlg)
+		d.far.waitRequest(sipmsg.BYE, 5*time.Second)
+	}()
+	if n := d.farInvites(); n != 1 {
+		t.Fatalf("far party got %d INVITEs, want 1", n)
+	}
+	farDlg := <-d.dlgs
+	stop := make(chan struct{})
+	done := dr.stream(proxyPort(t, s.res), 'D', stop)
+	farDone := d.farRTP.stream(proxyPort(t, d.farRTP.lastOffer(t, farDlg)), 'F', stop)
+	waitFor(t, func() bool { return countFrom(d.farRTP.arrivals(), 'D') > 5 && countFrom(dr.arrivals(), 'F') > 5 })
+	close(stop)
+	<-done
+	<-farDone
+}
