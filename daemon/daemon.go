@@ -52,6 +52,7 @@ type Config struct {
 	Trusted        []netip.Prefix // peers not challenged
 	Proxies        []netip.Prefix // proxies in front, challenged; limits apply to the senders they report
 	RingTimeout    time.Duration  // 0: 60s
+	DualPath       DualPath       // dual-path calls; zero Window: off
 	SCPTimeout     time.Duration  // 0: scp.DefaultTimeout (2s), for every backend
 	APIToken       string         // "" : read or create TokenFile
 	TokenFile      string         // "" : b2bua.token beside the SQLite file
@@ -100,6 +101,13 @@ type Config struct {
 	// HTTP bounds the HTTP listener (timeouts, sizes, open connections);
 	// zero fields: httpserver's defaults.
 	HTTP httpserver.Config
+}
+
+// DualPath configures dual-path calls (sip.DualPathConfig).
+type DualPath struct {
+	Window          time.Duration // --dual-path-window; 0: off
+	LegMediaTimeout time.Duration // --leg-media-timeout; 0: 2s
+	LegTimeout      time.Duration // --leg-timeout; 0: 30s
 }
 
 // Media modes of Config.Media.
@@ -265,8 +273,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Conns:       cfg.SIPConns,
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,
-		Media:       anchor,
-		Logger:      log.With("component", "sip"),
+		DualPath: sip.DualPathConfig{
+			Window: cfg.DualPath.Window, Trunks: store.Trunks, Terminals: store,
+			LegMediaTimeout: cfg.DualPath.LegMediaTimeout, LegTimeout: cfg.DualPath.LegTimeout,
+		},
+		Media:  anchor,
+		Logger: log.With("component", "sip"),
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 
 	"github.com/imcall/b2bua/rtpproxy"
 	"github.com/imcall/b2bua/sip"
@@ -68,6 +69,20 @@ func (d *Daemon) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, kind, name, v)
 	}
 	metric("b2bua_calls_active", "gauge", "Calls the SIP side holds now, from the INVITE accepted until both legs are ended.", d.sip.ActiveCalls())
+	pm := d.sip.PathMetrics()
+	metric("b2bua_dual_path_sessions_two_paths", "gauge", "Dual-path calls with two answered near legs.", pm.TwoPaths)
+	metric("b2bua_dual_path_switches_total", "counter", "Media source switches between the paths of dual-path calls.", pm.Switches)
+	fmt.Fprintf(w, "# HELP b2bua_dual_path_switch_gap_ms Silence of the path left at a switch.\n# TYPE b2bua_dual_path_switch_gap_ms histogram\n")
+	var cum uint64
+	for i, n := range pm.GapBuckets {
+		cum += n
+		le := "+Inf"
+		if i < len(pm.GapBounds) {
+			le = strconv.Itoa(pm.GapBounds[i])
+		}
+		fmt.Fprintf(w, "b2bua_dual_path_switch_gap_ms_bucket{le=%q} %d\n", le, cum)
+	}
+	fmt.Fprintf(w, "b2bua_dual_path_switch_gap_ms_sum %d\nb2bua_dual_path_switch_gap_ms_count %d\n", pm.GapSumMs, cum)
 	if d.rtp == nil {
 		return
 	}

@@ -37,6 +37,7 @@ func TestMetricsDocumented(t *testing.T) {
 			help, typ := map[string]string{}, map[string]string{}
 			helpOf := map[string]string{} // HELP text → series
 			samples := 0
+			seen := map[string]bool{}
 			name := regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
 			sc := bufio.NewScanner(res.Body)
 			for sc.Scan() {
@@ -64,7 +65,7 @@ func TestMetricsDocumented(t *testing.T) {
 						if !strings.HasSuffix(n, "_total") {
 							t.Errorf("counter %s is not named *_total", n)
 						}
-					case "gauge":
+					case "gauge", "histogram":
 					default:
 						t.Errorf("%s: TYPE %q", n, kind)
 					}
@@ -73,16 +74,27 @@ func TestMetricsDocumented(t *testing.T) {
 				default:
 					samples++
 					n, _, _ := strings.Cut(line, " ")
+					if i := strings.IndexByte(n, '{'); i > 0 && strings.HasSuffix(n, "}") {
+						n = n[:i] // labels: le of a histogram's buckets
+					}
 					if !name.MatchString(n) {
 						t.Errorf("sample %q: bad metric name", line)
+					}
+					// A histogram's series are its family's name plus
+					// _bucket, _sum and _count.
+					for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+						if base, ok := strings.CutSuffix(n, suffix); ok && typ[base] == "histogram" {
+							n = base
+						}
 					}
 					if help[n] == "" || typ[n] == "" {
 						t.Errorf("sample %q comes without a HELP and a TYPE before it", line)
 					}
+					seen[n] = true
 				}
 			}
-			if samples == 0 || samples != len(help) || samples != len(typ) {
-				t.Errorf("%d samples, %d HELP, %d TYPE lines: want one of each per series", samples, len(help), len(typ))
+			if samples == 0 || len(seen) != len(help) || len(seen) != len(typ) {
+				t.Errorf("%d series, %d HELP, %d TYPE lines: want one of each per series", len(seen), len(help), len(typ))
 			}
 			if _, ok := typ["b2bua_rtp_packets_dropped_total"]; ok != (media == MediaAnchor) {
 				t.Errorf("RTP proxy counters present=%v with media %s", ok, media)

@@ -24,6 +24,10 @@ func (s *Server) addSession(c *session) {
 }
 
 func (s *Server) removeSession(c *session, keys []string) {
+	s.joins.remove(c)
+	if c.dual != nil && c.dual.two {
+		s.pathMetrics.twoPaths.Add(-1)
+	}
 	s.mu.Lock()
 	delete(s.calls, c)
 	for _, k := range keys {
@@ -118,6 +122,11 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if !ok {
 		return
 	}
+	dev := s.deviceOf(req, in)
+	join, ok := s.joinOf(req, tx, dev, in.callee)
+	if !ok {
+		return
+	}
 	// Counted before the call exists, so that Shutdown, once it has seen
 	// no live call, either waits for this one or refuses it here.
 	if !s.wg.TryAdd() {
@@ -125,11 +134,16 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	defer s.wg.Done()
+	if join != nil {
+		s.joinLeg(join, req, tx, dev)
+		return
+	}
 	c := newSession(s, req, tx, in.caller, in.callee)
 	if c == nil {
 		return
 	}
 	c.in = in
+	c.initDual(dev)
 	c.run()
 }
 

@@ -21,11 +21,20 @@
 //	 is its end reason, its own LegID towards the media anchor
 //
 // The bridge policy (policy.go) says what a leg's fate does to the rest:
-// twoParty, today's only policy, rings every routed target at once, lets
+// twoParty, the policy of an ordinary call, rings every routed target at once, lets
 // the first 2xx win and CANCELs the others, and ends the session on either
 // side's BYE. peer says who is bridged with whom; an in-dialog request on a
 // leg is relayed to its peer (relay.go), with SDP rewritten by the media
 // anchor and a delayed offer answered in the ACK (offeranswer.go).
+//
+// Dual-path calls (dualpath.go, join.go, pathmedia.go): a device that
+// reaches us over a trunk (carrier path) and digest-authenticated (data
+// path), or names its first dialog in a Join header (RFC 3911), gets one
+// session with two near legs and one far leg. correlate decides the join
+// as a plain function over views the sessions publish; dualPath, the
+// policy of such a session, ends it when the last near leg or the far leg
+// ends. The far party hears one near leg (PathSelector.Select), switched
+// when it falls silent; it reaches every near leg.
 //
 // # Media per leg
 //

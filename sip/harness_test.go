@@ -168,13 +168,19 @@ type peer struct {
 
 func newPeer(t *testing.T, name string) *peer {
 	t.Helper()
+	return newPeerAt(t, name, "127.0.0.1")
+}
+
+// newPeerAt is newPeer on another loopback address (a trunk's).
+func newPeerAt(t *testing.T, name, host string) *peer {
+	t.Helper()
 	p := &peer{t: t, name: name, requests: make(chan *sipmsg.Request, 64)}
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	conn, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.addr = conn.LocalAddr().String()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(name), sipgo.WithUserAgentHostname("127.0.0.1"),
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(name), sipgo.WithUserAgentHostname(host),
 		sipgo.WithUserAgentTransactionLayerOptions(sipmsg.WithTransactionLayerLogger(slog.New(slog.DiscardHandler))),
 		sipgo.WithUserAgentTransportLayerOptions(sipmsg.WithTransportLayerLogger(slog.New(slog.DiscardHandler))))
 	if err != nil {
@@ -189,7 +195,7 @@ func newPeer(t *testing.T, name string) *peer {
 	p.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(slog.New(slog.DiscardHandler)))
 	p.cli, _ = sipgo.NewClient(ua, sipgo.WithClientLogger(slog.New(slog.DiscardHandler)), sipgo.WithClientConnectionAddr(p.addr))
 	ap := netip.MustParseAddrPort(p.addr)
-	p.contact = sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: name, Host: "127.0.0.1", Port: int(ap.Port())}}
+	p.contact = sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: name, Host: host, Port: int(ap.Port())}}
 	p.dc = sipgo.NewDialogClientCache(p.cli, p.contact)
 	p.ds = sipgo.NewDialogServerCache(p.cli, p.contact)
 	note := func(req *sipmsg.Request) {

@@ -41,6 +41,9 @@ func (c *session) onRequest(req *sipmsg.Request, sr *serverReq) {
 		c.legEnded(from, from.name+" BYE")
 		return
 	}
+	if c.answerPathProbe(from, sr) {
+		return
+	}
 	to := c.peer[from]
 	if c.ending || !from.up || to == nil || !to.up {
 		sr.respond(c.response(req, 481, "call not established", nil))

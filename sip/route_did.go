@@ -36,7 +36,7 @@ type inbound struct {
 // to a DID, or a challenged caller's call to an IM ID or to a DID. ok is
 // false when it has answered the INVITE already.
 func (s *Server) classify(req *sipmsg.Request, tx sipmsg.ServerTransaction) (inbound, bool) {
-	if s.trunks != nil {
+	if s.trunks != nil || s.cfg.DualPath.Trunks != nil {
 		trunk, isTrunk, err := s.trunkOf(req)
 		if err != nil {
 			s.log.Warn("trunk list unavailable", "err", err)
@@ -74,6 +74,10 @@ func (s *Server) trunkOf(req *sipmsg.Request) (registry.Trunk, bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.TxTimeout)
 	defer cancel()
+	if s.trunks == nil {
+		t, ok := s.dualTrunk(ctx, req.Source())
+		return t, ok, nil
+	}
 	return s.trunks.match(ctx, ap.Addr())
 }
 
@@ -82,9 +86,21 @@ func (s *Server) trunkOf(req *sipmsg.Request) (registry.Trunk, bool, error) {
 // the trunk is configured (RFC 3325 §9.1), the called number normalised
 // with the trunk's country code.
 func (s *Server) classifyTrunk(req *sipmsg.Request, tx sipmsg.ServerTransaction, t registry.Trunk) (inbound, bool) {
-	in, ok := s.lookupDID(req, tx, t)
-	if !ok {
-		return in, false
+	var in inbound
+	// Digits alone are a number (a national one): a trunk dials numbers.
+	if imID, err := registry.ParseIMID(req.Recipient.User); err == nil && !isNumberURI(req.Recipient) && strings.Trim(imID, "0123456789") != "" {
+		// An IM user named by a trunk: a device's carrier path
+		// (dualpath.go), its caller the number the trunk asserts.
+		in.callee = imID
+	} else {
+		var ok bool
+		if s.cfg.Numbers == nil {
+			s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
+			return in, false
+		}
+		if in, ok = s.lookupDID(req, tx, t); !ok {
+			return in, false
+		}
 	}
 	in.trunk = &t
 	in.identity = TrunkCaller(req, t)

@@ -117,6 +117,8 @@ type Config struct {
 	Limits Limits     // per-source limits of untrusted sources (ratelimit.go); zero: none
 	Conns  ConnLimits // SIP TCP/TLS connections: counts and timeouts (listen_guard.go)
 
+	DualPath DualPathConfig // dual-path calls (dualpath.go); zero: off
+
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
 	MaxExpires     time.Duration // longer ones are shortened; 0: 2h
 	DefaultExpires time.Duration // when the UA gives none; 0: 1h
@@ -151,6 +153,9 @@ type Server struct {
 	dialogs map[string]*session // dialog key (Call-ID, our tag) → session
 	binv    sync.Map            // Call-ID of a placed leg → *session, read by onWire
 
+	joins       joinIndex   // sessions a second path may join (dualpath.go)
+	pathMetrics pathMetrics // their source switches
+
 	draining atomic.Bool
 	wg       workGroup     // call loops and background senders (workgroup.go)
 	idle     chan struct{} // signalled when a call ends
@@ -162,6 +167,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Domain == "" {
 		return nil, errors.New("sip: Config.Domain is required")
 	}
+	cfg.DualPath.setDefaults()
 	if cfg.Terminals == nil {
 		return nil, errors.New("sip: Config.Terminals is required")
 	}

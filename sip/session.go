@@ -55,6 +55,8 @@ type session struct {
 	rec      registry.CallRecord
 	recState callRecord
 	snapped  bool // a dialog snapshot of the call was handed to the store
+
+	dual *dualState // dual-path state (dualpath.go); nil when off
 }
 
 // call is what an IM notice needs of a session (sendNotice): the dialog
@@ -203,9 +205,11 @@ func (c *session) legEnded(l *leg, reason string) {
 	}
 	if c.policy.legEnded(c, l) {
 		c.end(reason)
+		c.publishView()
 		return
 	}
 	c.unbridge(l)
+	c.nearEnded(l) // before Release: the far party's source moves first
 	c.media.Release(l.id)
 	c.maybeFinish()
 }
@@ -358,6 +362,7 @@ func (c *session) cleanup() {
 		c.respondUAS(c.origin, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "call ended"})
 	}
 	c.stopRing()
+	c.stopPaths()
 	if c.giveUp != nil {
 		c.giveUp.Stop()
 	}
@@ -400,7 +405,7 @@ func (c *session) closeMedia() {
 	}
 	c.mediaClosed = true
 	if st, ok := c.media.(MediaStatser); ok {
-		if b, err := json.Marshal(st.MediaStats()); err == nil {
+		if b, err := json.Marshal(c.recordStats(st.MediaStats())); err == nil {
 			c.rec.Stats = string(b)
 		}
 	}

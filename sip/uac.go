@@ -230,6 +230,7 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	}
 	c.expectAck(&o.leg, o.tx, out)
 	c.mediaAnswered()
+	c.farAnswered()
 	c.rec.AnsweredAt = time.Now().UTC()
 	c.rec.TerminalID = l.target.Terminal.ID // the branch that took the call
 	c.writeRecord()

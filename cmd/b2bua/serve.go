@@ -33,6 +33,7 @@ type serveOptions struct {
 	proxies      string
 	ringTimeout  time.Duration
 	drainTimeout time.Duration
+	dualPath     daemon.DualPath
 	scpTimeout   time.Duration
 	scpTokenFile string // serve_scp.go
 	tokenFile    string
@@ -99,6 +100,9 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	f.StringVar(&o.trusted, "trusted", envOr("B2BUA_TRUSTED", ""), "comma-separated CIDRs of peers that are not challenged for authentication (env B2BUA_TRUSTED)")
 	f.StringVar(&o.proxies, "proxies", envOr("B2BUA_PROXIES", ""), "comma-separated CIDRs of proxies in front that are challenged like anyone: limits apply to the sender each reports in the bottom Via (received, else sent-by), never to the proxy as one source (env B2BUA_PROXIES)")
 	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
+	f.DurationVar(&o.dualPath.Window, "dual-path-window", 10*time.Second, "a device's second path (carrier or data) joins its call within this long of the first; 0: dual-path calls off")
+	f.DurationVar(&o.dualPath.LegMediaTimeout, "leg-media-timeout", 2*time.Second, "a path of a dual-path call silent this long stops being a media source")
+	f.DurationVar(&o.dualPath.LegTimeout, "leg-timeout", 30*time.Second, "a path of a dual-path call silent this long is ended with BYE")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "after the first SIGINT/SIGTERM, end the live calls after this long (0: wait for them, or for a second signal)")
 	f.DurationVar(&o.scpTimeout, "scp-timeout", scp.DefaultTimeout, "deadline of one SCP query, for every backend; past it the caller gets 503")
 	f.StringVar(&o.scpTokenFile, "scp-token-file", envOr("B2BUA_SCP_TOKEN_FILE", ""), "file holding the bearer token sent to an http(s) SCP; B2BUA_SCP_TOKEN gives it directly (env B2BUA_SCP_TOKEN_FILE)")
@@ -160,6 +164,9 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err := checkRTPBind(o.sipListen, rtp); err != nil {
 		return usageError(cmd, err.Error())
 	}
+	if err := checkDualPath(o.dualPath, rtp.MediaTimeout); err != nil {
+		return usageError(cmd, err.Error())
+	}
 	algs, err := parseDigestAlgorithms(o.digestAlgs)
 	if err != nil {
 		return usageError(cmd, err.Error())
@@ -195,6 +202,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		Trusted:          trusted,
 		Proxies:          proxies,
 		RingTimeout:      o.ringTimeout,
+		DualPath:         o.dualPath,
 		SCPTimeout:       o.scpTimeout,
 		SCPToken:         scpToken,
 		APIToken:         os.Getenv("B2BUA_API_TOKEN"),

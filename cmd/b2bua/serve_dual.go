@@ -1,0 +1,25 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/imcall/b2bua/daemon"
+)
+
+// checkDualPath validates the dual-path flags against the media timeout:
+// a silent path must be ended (--leg-timeout) before the RTP proxy ends
+// the whole call for that path's silence (--media-timeout).
+func checkDualPath(d daemon.DualPath, mediaTimeout time.Duration) error {
+	switch {
+	case d.Window < 0:
+		return errors.New("--dual-path-window: must not be negative (0 turns dual-path calls off)")
+	case d.LegMediaTimeout <= 0 || d.LegTimeout <= 0:
+		return errors.New("--leg-media-timeout, --leg-timeout: must be positive")
+	case d.LegTimeout < d.LegMediaTimeout:
+		return errors.New("--leg-timeout: must not be shorter than --leg-media-timeout")
+	case d.Window > 0 && mediaTimeout > 0 && d.LegTimeout >= mediaTimeout:
+		return errors.New("--leg-timeout: must be shorter than --media-timeout, or the silence of one path ends the whole call")
+	}
+	return nil
+}
