@@ -164,6 +164,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	if err := checkRTPBind(o.sipListen, rtp); err != nil {
 		return usageError(cmd, err.Error())
 	}
+	o.dualPath = fitDualPath(o.dualPath, rtp.MediaTimeout, cmd.Flags().Changed("leg-timeout"), cmd.Flags().Changed("leg-media-timeout"))
 	if err := checkDualPath(o.dualPath, rtp.MediaTimeout); err != nil {
 		return usageError(cmd, err.Error())
 	}

@@ -32,3 +32,32 @@ func TestCheckDualPath(t *testing.T) {
 		})
 	}
 }
+
+// TestFitDualPath: a short --media-timeout alone pulls the path timeouts
+// left at their defaults under it; values the user gave are kept.
+func TestFitDualPath(t *testing.T) {
+	s := time.Second
+	def := daemon.DualPath{Window: 10 * s, LegMediaTimeout: 2 * s, LegTimeout: 30 * s}
+	tests := []struct {
+		name                  string
+		d                     daemon.DualPath
+		media                 time.Duration
+		legSet, legMediaSet   bool
+		wantLeg, wantLegMedia time.Duration
+	}{
+		{"defaults fit", def, 60 * s, false, false, 30 * s, 2 * s},
+		{"short media timeout", def, s, false, false, s / 2, s / 2},
+		{"media timeout of 10s", def, 10 * s, false, false, 5 * s, 2 * s},
+		{"leg timeout given", def, s, true, false, 30 * s, 2 * s},
+		{"leg media timeout given", def, s, false, true, s / 2, 2 * s},
+		{"dual-path off", daemon.DualPath{LegMediaTimeout: 2 * s, LegTimeout: 30 * s}, s, false, false, 30 * s, 2 * s},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := fitDualPath(tt.d, tt.media, tt.legSet, tt.legMediaSet)
+			if got.LegTimeout != tt.wantLeg || got.LegMediaTimeout != tt.wantLegMedia {
+				t.Fatalf("fitDualPath = leg %v, leg media %v; want %v, %v", got.LegTimeout, got.LegMediaTimeout, tt.wantLeg, tt.wantLegMedia)
+			}
+		})
+	}
+}
