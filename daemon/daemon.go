@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imcall/b2bua/conference"
 	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/provision"
@@ -106,6 +107,7 @@ type Daemon struct {
 	httpL net.Listener // until http owns it
 	loc   scp.Locator
 	rtp   *rtpproxy.Proxy // nil in passthrough mode
+	conf  *conferences
 
 	TokenFile string // where the API token was written; "" when given
 
@@ -186,7 +188,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	mux.Handle(mediastore.PathPrefix, d.media)
-	api := provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")})
+	if d.conf, err = newConferences(cfg.Domain, log.With("component", "conference")); err != nil {
+		return nil, err
+	}
+	mux.Handle(conference.PagePrefix, d.conf.pages)
+	api := provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision"),
+		Routes: d.conf.routes()})
 
 	var auth sip.Authenticator
 	if !cfg.NoAuth {
@@ -272,6 +279,14 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.HTTP.Logger = log.With("component", "http")
 	}
 	d.http = httpserver.New(d.httpL, apisFirst(mux, map[string]http.Handler{"/api": api, "/scp": scpAdmin}), cfg.HTTP)
+	// Event streams of the pages last until the client leaves: end them so
+	// that Shutdown need not wait for them.
+	d.http.RegisterOnShutdown(func() { _ = d.conf.pages.Close() })
+	pageBase := cfg.MediaBaseURL
+	if pageBase == "" {
+		pageBase = "http://" + d.HTTPAddr()
+	}
+	d.conf.serveAPI(pageBase, log.With("component", "conference"))
 
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -353,6 +368,9 @@ func (d *Daemon) Close() error {
 func (d *Daemon) closeResources() {
 	if d.httpL != nil && d.http == nil {
 		d.httpL.Close()
+	}
+	if d.conf != nil {
+		_ = d.conf.pages.Close()
 	}
 	if d.httpDone != nil {
 		d.http.Close()
