@@ -110,7 +110,7 @@ func TestManagerOperations(t *testing.T) {
 	}}
 	m := newManager(t, f)
 	ctx := t.Context()
-	c, err := m.Create(ctx, "Alice", []string{"bob", "+1 555 000 1111"})
+	c, err := m.Create(ctx, "alice", []string{"bob", "+1 555 000 1111"})
 	if err != nil {
 		t.Fatal(err)
 	}

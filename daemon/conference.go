@@ -29,7 +29,7 @@ func (noMedia) Dial(context.Context, string, conference.Participant, conference.
 	return errNoCalls
 }
 func (noMedia) Hangup(context.Context, string, string, conference.Ending) error { return errNoCalls }
-func (noMedia) SetMuted(context.Context, string, string, bool) error           { return errNoCalls }
+func (noMedia) SetMuted(context.Context, string, string, bool) error            { return errNoCalls }
 
 func newConferences(domain string, log *slog.Logger) (*conferences, error) {
 	m, err := conference.NewManager(conference.Config{Domain: domain, Dialer: noMedia{}, Audio: noMedia{},
