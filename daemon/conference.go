@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/imcall/b2bua/conference"
+	"github.com/imcall/b2bua/sip"
+	"github.com/imcall/b2bua/sip/confevent"
 )
 
 // conferences is the daemon's side of the conference bridge: the manager,
@@ -16,6 +18,7 @@ type conferences struct {
 	m     *conference.Manager
 	pages *conference.Pages
 	api   atomic.Pointer[http.Handler] // set once the HTTP address is known
+	subs  *confevent.Service           // SUBSCRIBE to a conference URI
 }
 
 // noMedia stands in for the SIP dialer and the mixer until calls reach
@@ -56,4 +59,21 @@ func (c *conferences) routes() map[string]http.Handler {
 func (c *conferences) serveAPI(pageBase string, log *slog.Logger) {
 	h := conference.NewAPI(c.m, pageBase, log)
 	c.api.Store(&h)
+}
+
+// serveEvents answers SUBSCRIBE to conference URIs (RFC 4575) on srv.
+func (c *conferences) serveEvents(srv *sip.Server, log *slog.Logger) error {
+	subs, err := confevent.New(confevent.Config{SIP: srv, Conferences: c.m, Logger: log})
+	if err != nil {
+		return err
+	}
+	c.subs = subs
+	srv.HandleSubscribe(subs)
+	return nil
+}
+
+func (c *conferences) closeEvents() {
+	if c.subs != nil {
+		_ = c.subs.Close()
+	}
 }

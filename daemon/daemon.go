@@ -260,6 +260,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.sip.HandleMessages(d.msg)
+	if err := d.conf.serveEvents(d.sip, log.With("component", "confevent")); err != nil {
+		return nil, err
+	}
 	if err := d.sip.Listen(cfg.SIPListen); err != nil {
 		return nil, err
 	}
@@ -358,6 +361,7 @@ func (d *Daemon) Close() error {
 		cancel()
 		d.stopMsg()
 		<-d.msgDone
+		d.conf.closeEvents() // their final NOTIFYs go out while SIP still runs
 		d.cancel()
 		<-d.sipDone
 		d.closeResources()
