@@ -119,16 +119,44 @@ func TestMembersHearEachOther(t *testing.T) {
 	go func() { done <- mix.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
+	parties := newParties(t, call, func(p *party, bridge rtpproxy.Leg, codec Codec) error {
+		_, err := Join(call, p.leg, bridge, mix, string(p.leg), codec)
+		return err
+	})
+	call.Answered()
+
+	const frames = 60
+	run(t, parties, mix.State, tick, time.Now(), frames)
+	for _, p := range parties {
+		pcm := receive(t, p, frames-10)
+		tail := pcm[len(pcm)-160*30:] // past the jitter buffer's start
+		for _, q := range parties {
+			a := amplitude(tail, q.freq)
+			if q == p && a > 200 {
+				t.Errorf("%s hears itself (%v Hz at %.0f)", p.leg, q.freq, a)
+			}
+			if q != p && a < 2000 {
+				t.Errorf("%s does not hear %s (%v Hz at %.0f)", p.leg, q.leg, q.freq, a)
+			}
+		}
+	}
+}
+
+// newParties opens three members' sockets, runs each one's exchange with
+// its own bridge leg on call, and joins it.
+func newParties(t *testing.T, call *rtpproxy.Call, join func(p *party, bridge rtpproxy.Leg, c Codec) error) []*party {
+	t.Helper()
 	parties := []*party{
 		{law: mixer.PCMU, freq: 300, leg: "m1"},
 		{law: mixer.PCMA, freq: 500, leg: "m2"},
 		{law: mixer.PCMU, freq: 700, leg: "m3"},
 	}
 	for _, p := range parties {
+		var err error
 		if p.conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
 			t.Fatal(err)
 		}
-		defer p.conn.Close()
+		t.Cleanup(func() { p.conn.Close() })
 		bridge := "bridge-" + p.leg
 		if _, err := call.RewriteOffer(p.leg, bridge, p.sdp()); err != nil {
 			t.Fatal(err)
@@ -141,16 +169,22 @@ func TestMembersHearEachOther(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.dst = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(call.LocalPorts(p.leg)[0]))
-		if _, err := Join(call, p.leg, bridge, mix, string(p.leg), codec); err != nil {
+		if err := join(p, bridge, codec); err != nil {
 			t.Fatal(err)
 		}
 	}
-	call.Answered()
+	return parties
+}
 
-	const frames = 60
-	// The mixer counts frames due by the tick's time: one 20 ms apart each.
-	start := time.Now()
-	received := func(i int) uint64 { return mix.State()[i].Stats.Received }
+// run sends frames from every party, each frame mixed once the mixer has
+// it all, on ticks 20 ms apart from start (the mixer counts frames due by
+// the tick's time).
+func run(t *testing.T, parties []*party, state func() []mixer.ParticipantState, tick chan<- time.Time, start time.Time, frames int) {
+	t.Helper()
+	base := make([]uint64, len(parties))
+	for i, st := range state() {
+		base[i] = st.Stats.Received
+	}
 	for f := 0; f < frames; f++ {
 		for _, p := range parties {
 			p.send(t)
@@ -159,47 +193,41 @@ func TestMembersHearEachOther(t *testing.T) {
 		// (bounded) until the mixer has them, then mix the frame.
 		deadline := time.Now().Add(2 * time.Second)
 		for i := range parties {
-			for received(i) < uint64(f+1) {
+			for state()[i].Stats.Received < base[i]+uint64(f+1) {
 				if time.Now().After(deadline) {
-					t.Fatalf("frame %d: the mixer got %d frames of %s", f, received(i), parties[i].leg)
+					t.Fatalf("frame %d: the mixer lacks %s's", f, parties[i].leg)
 				}
 				time.Sleep(time.Millisecond)
 			}
 		}
 		tick <- start.Add(time.Duration(f) * mixer.FrameDuration)
 	}
-	for _, p := range parties {
-		var pcm []int16
-		buf := make([]byte, 2048)
-		for len(pcm) < 160*(frames-10) {
-			p.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-			n, from, err := p.conn.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				t.Fatalf("%s got %d samples: %v; mixer %+v", p.leg, len(pcm), err, mix.State())
-			}
-			if from != p.dst {
-				t.Fatalf("%s got media from %v, not its endpoint %v", p.leg, from, p.dst)
-			}
-			if pt := buf[1] & 0x7f; (p.law == mixer.PCMA) != (pt == 8) {
-				t.Fatalf("%s (%v) got payload type %d", p.leg, p.law, pt)
-			}
-			f := make([]int16, n-12)
-			if p.law == mixer.PCMA {
-				mixer.DecodeAlaw(f, buf[12:n])
-			} else {
-				mixer.DecodeUlaw(f, buf[12:n])
-			}
-			pcm = append(pcm, f...)
+}
+
+// receive reads frames packets from p's endpoint and decodes them.
+func receive(t *testing.T, p *party, frames int) []int16 {
+	t.Helper()
+	var pcm []int16
+	buf := make([]byte, 2048)
+	for len(pcm) < 160*frames {
+		p.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%s got %d samples: %v", p.leg, len(pcm), err)
 		}
-		tail := pcm[len(pcm)-160*30:] // past the jitter buffer's start
-		for _, q := range parties {
-			a := amplitude(tail, q.freq)
-			if q == p && a > 200 {
-				t.Errorf("%s hears itself (%v Hz at %.0f)", p.leg, q.freq, a)
-			}
-			if q != p && a < 2000 {
-				t.Errorf("%s does not hear %s (%v Hz at %.0f)", p.leg, q.leg, q.freq, a)
-			}
+		if from != p.dst {
+			t.Fatalf("%s got media from %v, not its endpoint %v", p.leg, from, p.dst)
 		}
+		if pt := buf[1] & 0x7f; (p.law == mixer.PCMA) != (pt == 8) {
+			t.Fatalf("%s (%v) got payload type %d", p.leg, p.law, pt)
+		}
+		f := make([]int16, n-12)
+		if p.law == mixer.PCMA {
+			mixer.DecodeAlaw(f, buf[12:n])
+		} else {
+			mixer.DecodeUlaw(f, buf[12:n])
+		}
+		pcm = append(pcm, f...)
 	}
+	return pcm
 }
