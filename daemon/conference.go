@@ -2,45 +2,71 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
 
 	"github.com/imcall/b2bua/conference"
+	"github.com/imcall/b2bua/confmedia"
+	"github.com/imcall/b2bua/rtpproxy"
 	"github.com/imcall/b2bua/sip"
+	"github.com/imcall/b2bua/sip/confcall"
 	"github.com/imcall/b2bua/sip/confevent"
 )
 
 // conferences is the daemon's side of the conference bridge: the manager,
 // its JSON API (mounted by provision behind the API token) and its pages.
 type conferences struct {
-	m     *conference.Manager
-	pages *conference.Pages
-	api   atomic.Pointer[http.Handler] // set once the HTTP address is known
-	subs  *confevent.Service           // SUBSCRIBE to a conference URI
+	m      *conference.Manager
+	pages  *conference.Pages
+	api    atomic.Pointer[http.Handler] // set once the HTTP address is known
+	subs   *confevent.Service           // SUBSCRIBE to a conference URI
+	calls  atomic.Pointer[confcall.Service]
+	bridge *confmedia.Bridge
 }
 
-// noMedia stands in for the SIP dialer and the mixer until calls reach
-// conferences: a dial-out fails at once (the participant shows failed, with
-// this reason), and no participant is ever live to hang up or mute.
-type noMedia struct{}
+// errNoDialOut: the bridge does not place calls yet; a participant added
+// by dial-out shows failed with this reason.
+var errNoDialOut = errors.New("dial-out is not available yet: participants join by calling the conference URI")
 
-var errNoCalls = fmt.Errorf("conference calls are not available on this node: %w", conference.ErrNotLive)
-
-func (noMedia) Dial(context.Context, string, conference.Participant, conference.Leg) error {
-	return errNoCalls
+// Dial is the manager's dial-out; not available yet.
+func (c *conferences) Dial(context.Context, string, conference.Participant, conference.Leg) error {
+	return errNoDialOut
 }
-func (noMedia) Hangup(context.Context, string, string, conference.Ending) error { return errNoCalls }
-func (noMedia) SetMuted(context.Context, string, string, bool) error            { return errNoCalls }
+
+// Hangup ends a participant's call (kick, end).
+func (c *conferences) Hangup(ctx context.Context, confID, pid string, why conference.Ending) error {
+	if calls := c.calls.Load(); calls != nil {
+		return calls.Hangup(ctx, confID, pid, why)
+	}
+	return fmt.Errorf("no conference calls on this node: %w", conference.ErrNotLive)
+}
 
 func newConferences(domain string, log *slog.Logger) (*conferences, error) {
-	m, err := conference.NewManager(conference.Config{Domain: domain, Dialer: noMedia{}, Audio: noMedia{},
-		Logger: log})
+	c := &conferences{bridge: confmedia.NewBridge(confmedia.BridgeConfig{Logger: log})}
+	m, err := conference.NewManager(conference.Config{Domain: domain, Dialer: c, Audio: c.bridge, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	return &conferences{m: m, pages: conference.NewPages(m, log)}, nil
+	c.m, c.pages = m, conference.NewPages(m, log)
+	return c, nil
+}
+
+// serveCalls answers INVITEs to conference URIs on srv, their media
+// anchored on proxy (none in passthrough mode: no conference calls).
+func (c *conferences) serveCalls(srv *sip.Server, proxy *rtpproxy.Proxy, log *slog.Logger) error {
+	if proxy == nil {
+		return nil
+	}
+	calls, err := confcall.New(confcall.Config{SIP: srv, Conferences: c.m, Media: proxy, Mix: c.bridge, Logger: log})
+	if err != nil {
+		return err
+	}
+	c.calls.Store(calls)
+	srv.HandleConferences(calls)
+	return nil
 }
 
 // routes are the conference API's patterns for provision.Config.Routes.
@@ -72,7 +98,12 @@ func (c *conferences) serveEvents(srv *sip.Server, log *slog.Logger) error {
 	return nil
 }
 
-func (c *conferences) closeEvents() {
+// closeCalls hangs up the conference calls (BYE while SIP still runs) and
+// ends the subscriptions with their final NOTIFY.
+func (c *conferences) closeCalls() {
+	if calls := c.calls.Load(); calls != nil {
+		_ = calls.Close()
+	}
 	if c.subs != nil {
 		_ = c.subs.Close()
 	}

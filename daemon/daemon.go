@@ -263,6 +263,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.conf.serveEvents(d.sip, log.With("component", "confevent")); err != nil {
 		return nil, err
 	}
+	if err := d.conf.serveCalls(d.sip, d.rtp, log.With("component", "confcall")); err != nil {
+		return nil, err
+	}
 	if err := d.sip.Listen(cfg.SIPListen); err != nil {
 		return nil, err
 	}
@@ -361,7 +364,7 @@ func (d *Daemon) Close() error {
 		cancel()
 		d.stopMsg()
 		<-d.msgDone
-		d.conf.closeEvents() // their final NOTIFYs go out while SIP still runs
+		d.conf.closeCalls() // their BYEs and final NOTIFYs go out while SIP still runs
 		d.cancel()
 		<-d.sipDone
 		d.closeResources()
@@ -375,6 +378,7 @@ func (d *Daemon) closeResources() {
 	}
 	if d.conf != nil {
 		_ = d.conf.pages.Close()
+		_ = d.conf.bridge.Close()
 	}
 	if d.httpDone != nil {
 		d.http.Close()

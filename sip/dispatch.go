@@ -120,6 +120,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if !ok {
 		return
 	}
+	if s.conferenceInvite(req, tx, caller) {
+		return
+	}
 	callee, err := registry.ParseIMID(req.Recipient.User)
 	if err != nil {
 		s.respondFailure(tx, req, &Failure{Status: 404, Cause: CauseUnallocated, Text: "not an IM user: " + req.Recipient.User})
@@ -184,6 +187,9 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 }
 
 func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.conferenceInDialog(req, tx) {
+		return
+	}
 	if c := s.dialog(req); c != nil {
 		c.post(func() { c.onRequest(req, nil) })
 	}
@@ -192,6 +198,9 @@ func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 // inDialog hands a request within a dialog to its call and waits until the
 // call has answered it: sipgo ends a transaction whose handler returned.
 func (s *Server) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.conferenceInDialog(req, tx) {
+		return
+	}
 	c := s.dialog(req)
 	if c == nil {
 		s.respond(tx, req, 481, "no such dialog")

@@ -107,8 +107,9 @@ type Server struct {
 	log    *slog.Logger
 	router *Router
 	media  MediaAnchor
-	msgs   messageHooks     // the MESSAGE service (messages.go)
-	subs   SubscribeHandler // event subscriptions (subscribe.go); nil: 489
+	msgs   messageHooks      // the MESSAGE service (messages.go)
+	subs   SubscribeHandler  // event subscriptions (subscribe.go); nil: 405
+	confs  ConferenceHandler // calls to conference URIs (conference.go)
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
