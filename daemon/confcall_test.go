@@ -127,6 +127,18 @@ func (m *member) heard(frames int) []int16 {
 	return pcm
 }
 
+// drain drops what is queued on the member's RTP socket: the mix keeps
+// coming every 20 ms, the backlog reads at once.
+func (m *member) drain() {
+	buf := make([]byte, 2048)
+	for {
+		m.rtp.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
+		if _, err := m.rtp.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
 func goertzel(x []int16, freq float64) float64 {
 	w := 2 * math.Pi * freq / 8000
 	c := 2 * math.Cos(w)
@@ -220,9 +232,30 @@ func TestConferenceDialIn(t *testing.T) {
 	_, b = apiDo(t, d, "GET", "/api/v1/conferences/"+c.ID, httpTestToken, "")
 	json.Unmarshal(b, &show)
 	for _, p := range show.Participants {
-		if p.Status != conference.StatusConnected || p.Joined != conference.DialedIn {
-			t.Errorf("participant %+v, want connected, dialed-in", p)
+		if p.Status != conference.StatusConnected || p.Joined != conference.DialedIn || !p.Talking {
+			t.Errorf("participant %+v, want connected, dialed-in, talking", p)
 		}
+	}
+
+	// carol muted: bob no longer hears her tone, still dave's.
+	if code, b := apiDo(t, d, "POST", "/api/v1/conferences/"+c.ID+"/participants/p2/mute", httpTestToken, "{}"); code != 200 || !strings.Contains(string(b), `"muted":true`) {
+		t.Fatalf("mute: %d %s", code, b)
+	}
+	members[0].drain()
+	tick = time.NewTicker(mixer.FrameDuration)
+	for i := 0; i < 60; i++ {
+		<-tick.C
+		for _, m := range members {
+			m.sendTone(t)
+		}
+	}
+	tick.Stop()
+	tail := members[0].heard(50)[160*15:] // past the mixer's playout delay
+	if a := goertzel(tail, 500); a > 300 {
+		t.Errorf("bob still hears muted carol at %.0f", a)
+	}
+	if a := goertzel(tail, 700); a < 2000 {
+		t.Errorf("bob no longer hears dave (%.0f)", a)
 	}
 
 	// bob hangs up; carol is kicked and gets a BYE saying why.

@@ -45,7 +45,12 @@ func (c *conferences) Hangup(ctx context.Context, confID, pid string, why confer
 }
 
 func newConferences(domain string, log *slog.Logger) (*conferences, error) {
-	c := &conferences{bridge: confmedia.NewBridge(confmedia.BridgeConfig{Logger: log})}
+	c := &conferences{}
+	c.bridge = confmedia.NewBridge(confmedia.BridgeConfig{Logger: log, Talking: func(confID, pid string, on bool) {
+		if calls := c.calls.Load(); calls != nil {
+			calls.Talking(confID, pid, on)
+		}
+	}})
 	m, err := conference.NewManager(conference.Config{Domain: domain, Dialer: c, Audio: c.bridge, Logger: log})
 	if err != nil {
 		return nil, err

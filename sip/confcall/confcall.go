@@ -251,6 +251,17 @@ func (s *Service) end(m *member, why conference.Ending) {
 	})
 }
 
+// Talking passes the mixer's speech detection to the participant's state
+// (confmedia.BridgeConfig.Talking); it does not block.
+func (s *Service) Talking(confID, pid string, on bool) {
+	s.mu.Lock()
+	m := s.byPart[partKey(confID, pid)]
+	s.mu.Unlock()
+	if m != nil {
+		_ = m.leg.Talking(on)
+	}
+}
+
 // Close hangs up every call.
 func (s *Service) Close() error {
 	s.mu.Lock()

@@ -230,8 +230,16 @@ func (s *Service) notify(d *dialog, state string, body []byte) error {
 		return fmt.Errorf("NOTIFY: %w", err)
 	}
 	defer tx.Terminate()
+	// A NOTIFY in flight when the service closes gets closeTimeout more,
+	// not the rest of its 32 s.
+	closing := s.ctx.Done()
+	var grace <-chan time.Time
 	for {
 		select {
+		case <-closing:
+			closing, grace = nil, time.After(closeTimeout)
+		case <-grace:
+			return errors.New("NOTIFY: not answered before the service closed")
 		case res := <-tx.Responses():
 			if res.IsProvisional() {
 				continue
