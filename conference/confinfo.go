@@ -105,7 +105,9 @@ func (n *Notifier) Document(ev Event) ([]byte, error) {
 			doc.Users = nil
 		}
 	}
-	out, err := xml.MarshalIndent(doc, "", "  ")
+	// Not indented: a NOTIFY over UDP must stay under 1300 bytes or move
+	// to TCP (RFC 3261 §18.1.1), and indentation is a third of a document.
+	out, err := xml.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("conference-info: %w", err)
 	}

@@ -28,6 +28,12 @@ func PageLink(base, token string) string {
 // proxies and NATs on the way do not close it.
 const keepAlive = 20 * time.Second
 
+// writeWindow is how long one write of an event stream may take. The
+// server's WriteTimeout bounds a whole answer, which would cut a stream
+// meant to stay open; each write moves the deadline on instead, so a
+// client that stops reading is still dropped.
+const writeWindow = 10 * time.Second
+
 //go:embed page.html
 var pageHTML string
 
@@ -136,11 +142,14 @@ func (p *Pages) events(w http.ResponseWriter, r *http.Request, c *Conference) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no")
+	// Not every writer has a connection (httptest's recorder): ignored.
+	_ = rc.SetWriteDeadline(time.Now().Add(writeWindow))
 	w.WriteHeader(http.StatusOK)
 	watch := c.Watch(ctx)
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
 	for {
+		_ = rc.SetWriteDeadline(time.Now().Add(keepAlive + writeWindow))
 		select {
 		case ev, ok := <-watch.Events():
 			if !ok {

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imcall/b2bua/conference"
 	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/mediastore"
 	"github.com/imcall/b2bua/provision"
@@ -127,6 +128,7 @@ type Daemon struct {
 	httpL net.Listener // until http owns it
 	loc   scp.Locator
 	rtp   *rtpproxy.Proxy // nil in passthrough mode
+	conf  *conferences
 
 	TokenFile string // where the API token was written; "" when given
 
@@ -212,7 +214,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	mux.Handle(mediastore.PathPrefix, d.media)
-	api := provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision")})
+	if d.conf, err = newConferences(cfg.Domain, log.With("component", "conference")); err != nil {
+		return nil, err
+	}
+	mux.Handle(conference.PagePrefix, d.conf.pages)
+	api := provision.NewHandler(provision.Config{Store: store, Token: token, Realm: cfg.Domain, Logger: log.With("component", "provision"),
+		Routes: d.conf.routes()})
 
 	var auth sip.Authenticator
 	if !cfg.NoAuth {
@@ -291,6 +298,12 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.sip.HandleMessages(d.msg)
+	if err := d.conf.serveEvents(d.sip, log.With("component", "confevent")); err != nil {
+		return nil, err
+	}
+	if err := d.conf.serveCalls(d.sip, d.rtp, log.With("component", "confcall")); err != nil {
+		return nil, err
+	}
 	if err := d.sip.Listen(cfg.SIPListen); err != nil {
 		return nil, err
 	}
@@ -318,6 +331,14 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.HTTP.Logger = log.With("component", "http")
 	}
 	d.http = httpserver.New(d.httpL, apisFirst(mux, map[string]http.Handler{"/api": api, "/scp": scpAdmin}), cfg.HTTP)
+	// Event streams of the pages last until the client leaves: end them so
+	// that Shutdown need not wait for them.
+	d.http.RegisterOnShutdown(func() { _ = d.conf.pages.Close() })
+	pageBase := cfg.MediaBaseURL
+	if pageBase == "" {
+		pageBase = "http://" + d.HTTPAddr()
+	}
+	d.conf.serveAPI(pageBase, log.With("component", "conference"))
 
 	sctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -410,6 +431,7 @@ func (d *Daemon) Close() error {
 		cancel()
 		d.stopMsg()
 		<-d.msgDone
+		d.conf.closeCalls() // their BYEs and final NOTIFYs go out while SIP still runs
 		d.waitLeftovers()
 		d.cancel()
 		<-d.sipDone
@@ -421,6 +443,10 @@ func (d *Daemon) Close() error {
 func (d *Daemon) closeResources() {
 	if d.httpL != nil && d.http == nil {
 		d.httpL.Close()
+	}
+	if d.conf != nil {
+		_ = d.conf.pages.Close()
+		_ = d.conf.bridge.Close()
 	}
 	if d.httpDone != nil {
 		d.http.Close()

@@ -152,5 +152,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// RegisterOnShutdown calls f when Shutdown begins, for handlers that hold
+// a request open (an event stream) and must be told to end it.
+func (s *Server) RegisterOnShutdown(f func()) { s.srv.RegisterOnShutdown(f) }
+
 // Close closes the listener and every connection at once.
 func (s *Server) Close() error { return s.srv.Close() }

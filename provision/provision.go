@@ -60,6 +60,11 @@ type Config struct {
 	// DefaultAuthLockout, negative: no lock-out.
 	AuthFailures int
 	AuthLockout  time.Duration
+	// Routes are further handlers under Prefix, keyed by ServeMux pattern
+	// (e.g. the conference API's "/api/v1/conferences"), served behind the
+	// same token, lock-out and request log as the API's own routes, so a
+	// client has one credential and one failure budget.
+	Routes map[string]http.Handler
 }
 
 // Error codes: stable strings clients may switch on.
@@ -97,6 +102,7 @@ type api struct {
 	realm   string
 	log     *slog.Logger
 	fails   *ratelimit.Lockout // wrong tokens per source
+	extra   map[string]http.Handler
 }
 
 // NewHandler returns the API's handler. It panics if cfg.Store is nil, a
@@ -105,7 +111,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Store == nil {
 		panic("provision: Config.Store is nil")
 	}
-	a := &api{store: cfg.Store, maxBody: cfg.MaxBodyBytes, realm: cfg.Realm, log: cfg.Logger, fails: newTokenLockout(cfg)}
+	a := &api{store: cfg.Store, maxBody: cfg.MaxBodyBytes, realm: cfg.Realm, log: cfg.Logger, fails: newTokenLockout(cfg), extra: cfg.Routes}
 	if a.maxBody <= 0 {
 		a.maxBody = DefaultMaxBodyBytes
 	}
@@ -201,6 +207,9 @@ func (a *api) mux() (*http.ServeMux, []string) {
 			return &Error{status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
 				Message: fmt.Sprintf("method %s is not allowed here: use %s", r.Method, allowed)}
 		}))
+	}
+	for pattern, h := range a.extra {
+		mux.Handle(pattern, h)
 	}
 	mux.Handle(Prefix, a.endpoint(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint: " + r.URL.Path}

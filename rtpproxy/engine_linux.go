@@ -532,3 +532,16 @@ func (e *engine) close() {
 		<-w.done
 	}
 }
+
+// sendOne sends pkt to dst out of s, from any goroutine: the kernel
+// serialises datagrams on one socket, and the relay thread's batches are
+// not touched.
+func sendOne(s *sock, dst *remote, pkt []byte) error {
+	var sa unix.Sockaddr
+	if a := dst.ap.Addr(); a.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(dst.ap.Port()), Addr: a.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(dst.ap.Port()), Addr: a.As16()}
+	}
+	return unix.Sendto(s.fd, pkt, unix.MSG_DONTWAIT, sa)
+}

@@ -122,6 +122,11 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if !ok {
 		return
 	}
+	// A conference URI joins its conference (conference.go); only a
+	// caller that authenticated may, never a trunk by its address alone.
+	if in.trunk == nil && in.did == nil && s.conferenceInvite(req, tx, in.caller) {
+		return
+	}
 	dev := s.deviceOf(req, in)
 	join, ok := s.joinOf(req, tx, dev, in.callee)
 	if !ok {
@@ -192,6 +197,9 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 }
 
 func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.conferenceInDialog(req, tx) {
+		return
+	}
 	if c := s.dialog(req); c != nil {
 		c.post(func() { c.onRequest(req, nil) })
 	}
@@ -200,6 +208,9 @@ func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 // inDialog hands a request within a dialog to its call and waits until the
 // call has answered it: sipgo ends a transaction whose handler returned.
 func (s *Server) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.conferenceInDialog(req, tx) {
+		return
+	}
 	c := s.dialog(req)
 	if c == nil {
 		s.respond(tx, req, 481, "no such dialog")

@@ -130,7 +130,9 @@ type Server struct {
 	log    *slog.Logger
 	router *Router
 	media  MediaAnchor
-	msgs   messageHooks // the MESSAGE service (messages.go)
+	msgs   messageHooks      // the MESSAGE service (messages.go)
+	subs   SubscribeHandler  // event subscriptions (subscribe.go); nil: 405
+	confs  ConferenceHandler // calls to conference URIs (conference.go)
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
@@ -279,6 +281,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.srv.OnCancel(s.guard(s.onCancel))
 	s.srv.OnOptions(s.guard(s.onOptions))
 	s.srv.OnMessage(s.guard(s.onMessage))
+	s.srv.OnSubscribe(s.guard(s.onSubscribe))
 	s.srv.OnRegister(s.guard(s.onRegister))
 	s.srv.OnNoRoute(s.guard(s.onUnsupported))
 	return s, nil
