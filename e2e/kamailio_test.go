@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -125,4 +126,77 @@ func TestKamailioLockoutPerCaller(t *testing.T) {
 		"-oocsf", scenario("notice.xml"),
 		kaddr).wait()
 	term.wait()
+}
+
+// kamailioCall is alice's call to bob through Kamailio at kaddr, from
+// 127.0.0.3, with the caller scenario sf and more SIPp flags.
+func kamailioCall(t *testing.T, name, sf, kaddr string, args ...string) *sipp {
+	t.Helper()
+	full := append([]string{"-i", "127.0.0.3",
+		"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain,
+		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@" + domain,
+		"-oocsf", scenario("notice.xml")}, args...)
+	return runSipp(t, name, 0, sf, append(full, kaddr)...)
+}
+
+// TestKamailioRecordRoute: a call through Kamailio is record-routed by it,
+// and the in-dialog BYE passes through Kamailio whichever side hangs up:
+// the caller's BYE follows the Route set (Kamailio refuses an in-dialog
+// request without its Route, RFC 3261 16.4 and 16.12), and the BYE the
+// B2BUA relays from the terminal reaches the caller through Kamailio.
+func TestKamailioRecordRoute(t *testing.T) {
+	t.Parallel()
+	n := provision(t)
+	port := pickPort(t)
+	kaddr := "127.0.0.4:" + strconv.Itoa(pickPort(t))
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}, extra: []string{"--proxies", "127.0.0.4"}})
+	kamailioProxy(t, n, kaddr)
+	for _, tc := range []struct {
+		name, caller, terminal string
+	}{
+		{"caller hangs up", "kamailio_caller_bye.xml", "terminal_answer.xml"},
+		{"callee hangs up", "kamailio_caller_wait_bye.xml", "terminal_answer_bye.xml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			term := terminalOn(t, tc.terminal, port)
+			kamailioCall(t, "alice", tc.caller, kaddr, "-d", "300").wait()
+			term.wait()
+		})
+	}
+}
+
+// TestKamailioDrain: on SIGTERM the node answers Kamailio's OPTIONS probes
+// 503, so the dispatcher marks it inactive, while the call it holds goes
+// on: its BYE, through Kamailio, still completes, and only then does the
+// node exit.
+func TestKamailioDrain(t *testing.T) {
+	t.Parallel()
+	n := provision(t)
+	port := pickPort(t)
+	kaddr := "127.0.0.4:" + strconv.Itoa(pickPort(t))
+	n.serve(serveOpts{subscribers: []subscriber{online(bobIMSI, port)}, extra: []string{"--proxies", "127.0.0.4"}})
+	k := kamailioProxy(t, n, kaddr)
+	term := terminalOn(t, "terminal_answer.xml", port)
+	// Long enough for a few probes at Kamailio's 1 s interval.
+	caller := kamailioCall(t, "alice", "kamailio_caller_bye.xml", kaddr, "-d", "6000")
+	logPath := filepath.Join(n.dir, "b2bua.log")
+	waitLog(t, logPath, "call answered", 1, 10*time.Second)
+	if err := n.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, logPath, "shutting down", 1, 5*time.Second)
+	k.waitFlags(t, "IP", 5*time.Second)
+	select {
+	case <-caller.exited:
+		t.Fatalf("the call ended before the dispatcher marked the node down:\n%s", caller.screen())
+	default:
+	}
+	caller.wait()
+	term.wait()
+	// The drain ends with the last call.
+	for deadline := time.Now().Add(5 * time.Second); n.proc.Signal(syscall.Signal(0)) == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b2bua still running 5s after its last call ended")
+		}
+	}
 }
