@@ -68,6 +68,13 @@ func ParseIMID(s string) (string, error) {
 	return s, nil
 }
 
+// ReservedPrefix starts the user part of conference URIs
+// (sip:conf-ID@DOMAIN), so no user may be named with it: a call to such a
+// user would reach the conference bridge instead.
+const ReservedPrefix = "conf-"
+
+func reserved(imID string) bool { return strings.HasPrefix(imID, ReservedPrefix) }
+
 // ParseDisplay validates a display name: at most 128 characters of
 // printable UTF-8, surrounding space trimmed. Empty is allowed.
 func ParseDisplay(s string) (string, error) {
@@ -122,6 +129,9 @@ func ValidateUser(u User) (User, error) {
 	var err error
 	if u.IMID, err = ParseIMID(u.IMID); err != nil {
 		return User{}, err
+	}
+	if reserved(u.IMID) {
+		return User{}, invalid("im_id", "names starting with "+ReservedPrefix+" are the conference bridge's (sip:conf-ID@DOMAIN), not a user's")
 	}
 	if u.Display, err = ParseDisplay(u.Display); err != nil {
 		return User{}, err

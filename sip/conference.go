@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 // The seam between the call core and conference calls: an INVITE to a
@@ -22,7 +24,7 @@ type ConferenceHandler interface {
 }
 
 // ConferencePrefix starts the user part of a conference URI.
-const ConferencePrefix = "conf-"
+const ConferencePrefix = registry.ReservedPrefix
 
 // HandleConferences hands calls to conference URIs to h. Call it before
 // Serve. Without it, conf-ID is routed like any IM ID.

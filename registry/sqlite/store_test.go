@@ -86,6 +86,11 @@ func TestUsers(t *testing.T) {
 			t.Errorf("AddUser(%q): err = %v, want ValidationError on im_id", other, err)
 		}
 	}
+	// conf- names the conference bridge's URIs, never a user.
+	var ve *registry.ValidationError
+	if _, err := s.AddUser(ctx, registry.User{IMID: "conf-1"}); !errors.As(err, &ve) || ve.Field != "im_id" || !strings.Contains(err.Error(), "conference") {
+		t.Errorf("AddUser(conf-1): err = %v, want ValidationError on im_id naming the conference bridge", err)
+	}
 	got, err := s.User(ctx, "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +104,7 @@ func TestUsers(t *testing.T) {
 	if _, err := s.User(ctx, "bob"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("User(bob): err = %v, want ErrNotFound", err)
 	}
-	var ve *registry.ValidationError
+	ve = nil
 	if _, err := s.AddUser(ctx, registry.User{IMID: "bad id"}); !errors.As(err, &ve) || ve.Field != "im_id" {
 		t.Errorf("AddUser(bad id): err = %v, want ValidationError on im_id", err)
 	}
