@@ -195,6 +195,11 @@ CREATE TABLE dialog_snapshots (
 	PRIMARY KEY (node, key)
 ) STRICT;
 `},
+	{name: "call record lookups", sql: `
+-- calls list reads a time window newest first, or one user's calls.
+CREATE INDEX call_records_started ON call_records(started);
+CREATE INDEX call_records_callee ON call_records(callee);
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

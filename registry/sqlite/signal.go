@@ -237,31 +237,7 @@ func updateCall(ctx context.Context, db execer, r registry.CallRecord) error {
 // Calls lists the most recent call records, newest first. A limit of zero
 // or less means 100.
 func (s *Store) Calls(ctx context.Context, limit int) ([]registry.CallRecord, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats
-		FROM call_records ORDER BY id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list calls: %w", err)
-	}
-	defer rows.Close()
-	out := []registry.CallRecord{}
-	for rows.Next() {
-		var r registry.CallRecord
-		var term, answered, ended sql.NullInt64
-		var started int64
-		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats); err != nil {
-			return nil, fmt.Errorf("list calls: %w", err)
-		}
-		r.TerminalID = term.Int64
-		r.StartedAt, r.AnsweredAt, r.EndedAt = fromNanos(started), fromNullNanos(answered), fromNullNanos(ended)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list calls: %w", err)
-	}
-	return out, nil
+	return s.ListCalls(ctx, registry.CallFilter{Limit: limit})
 }
 
 var _ registry.SignalStore = (*Store)(nil)
