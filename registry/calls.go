@@ -64,7 +64,7 @@ func (r CallRecord) Outcome() string {
 	case "ring timeout":
 		return "no-answer"
 	}
-	switch r.SIPStatus() {
+	switch r.FinalStatus() {
 	case 486, 600:
 		return "busy"
 	case 480:
@@ -79,12 +79,16 @@ func (r CallRecord) Outcome() string {
 	return "failed"
 }
 
-// SIPStatus is the final answer the caller got: 200 for an answered call,
-// else the status code the end cause starts with ("486 Busy Here"), 0
-// when the cause names none (the caller hung up first, a timeout).
-func (r CallRecord) SIPStatus() int {
-	if !r.AnsweredAt.IsZero() {
+// FinalStatus is the final answer the caller got: 200 for an answered
+// call, else the recorded failure answer, else (a record written before
+// answers were recorded) the status code the end cause starts with ("486
+// busy"); 0 when none was sent (the caller hung up first).
+func (r CallRecord) FinalStatus() int {
+	switch {
+	case !r.AnsweredAt.IsZero():
 		return 200
+	case r.SIPStatus != 0:
+		return r.SIPStatus
 	}
 	code, _, _ := strings.Cut(r.EndCause, " ")
 	n, err := strconv.Atoi(code)
@@ -105,6 +109,7 @@ type CallSummary struct {
 	SCPOutcome   string          `json:"scp_outcome,omitempty"`
 	Outcome      string          `json:"outcome"`
 	SIPStatus    int             `json:"sip_status,omitempty"`
+	Q850Cause    int             `json:"q850_cause,omitempty"`
 	EndCause     string          `json:"end_cause,omitempty"`
 	StartedAt    time.Time       `json:"started_at"`
 	AnsweredAt   *time.Time      `json:"answered_at,omitempty"`
@@ -118,7 +123,7 @@ type CallSummary struct {
 // Summary derives the summary of r.
 func (r CallRecord) Summary() CallSummary {
 	s := CallSummary{ID: r.ID, CallID: r.CallID, Caller: r.Caller, Callee: r.Callee, TerminalID: r.TerminalID,
-		SCPOutcome: r.SCPOutcome, Outcome: r.Outcome(), SIPStatus: r.SIPStatus(), EndCause: r.EndCause,
+		SCPOutcome: r.SCPOutcome, Outcome: r.Outcome(), SIPStatus: r.FinalStatus(), Q850Cause: r.Q850Cause, EndCause: r.EndCause,
 		StartedAt: r.StartedAt.UTC()}
 	secs := func(d time.Duration) *float64 { v := d.Round(time.Millisecond).Seconds(); return &v }
 	if !r.AnsweredAt.IsZero() {
@@ -151,6 +156,9 @@ func (s CallSummary) LogAttrs() []any {
 	}
 	if s.SIPStatus != 0 {
 		a = append(a, "sip_status", s.SIPStatus)
+	}
+	if s.Q850Cause != 0 {
+		a = append(a, "q850_cause", s.Q850Cause)
 	}
 	if s.EndCause != "" {
 		a = append(a, "cause", s.EndCause)

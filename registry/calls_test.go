@@ -29,12 +29,15 @@ func TestCallOutcome(t *testing.T) {
 		{CallRecord{EndedAt: end, EndCause: "ACK timeout"}, "failed", 0},
 		{CallRecord{EndedAt: end, EndCause: "503 Service Unavailable"}, "failed", 503},
 		{CallRecord{EndedAt: end, EndCause: "200 OK"}, "failed", 0},
+		{CallRecord{EndedAt: end, EndCause: "ring timeout", SIPStatus: 480, Q850Cause: 19}, "no-answer", 480},
+		{CallRecord{EndedAt: end, EndCause: "603 declined", SIPStatus: 603, Q850Cause: 21}, "failed", 603},
+		{CallRecord{EndedAt: end, EndCause: "callee gone", SIPStatus: 486}, "busy", 486},
 	}
 	for _, tt := range tests {
 		if got := tt.r.Outcome(); got != tt.want {
 			t.Errorf("Outcome(%+v) = %q, want %q", tt.r, got, tt.want)
 		}
-		if got := tt.r.SIPStatus(); got != tt.status {
+		if got := tt.r.FinalStatus(); got != tt.status {
 			t.Errorf("SIPStatus(%q) = %d, want %d", tt.r.EndCause, got, tt.status)
 		}
 	}

@@ -17,7 +17,7 @@ func newCallsCmd(opts *rootOptions) *cobra.Command {
 	return cmd
 }
 
-var callHeader = []string{"ID", "STARTED", "CALLER", "CALLEE", "TERMINAL", "SCP", "OUTCOME", "SIP", "CAUSE", "SETUP", "TALK"}
+var callHeader = []string{"ID", "STARTED", "CALLER", "CALLEE", "TERMINAL", "SCP", "OUTCOME", "SIP", "Q850", "CAUSE", "SETUP", "TALK"}
 
 func newCallsListCmd(opts *rootOptions) *cobra.Command {
 	var since, im, outcome, output string
@@ -82,12 +82,15 @@ func callRow(s registry.CallSummary, none string) []string {
 		}
 		return v
 	}
-	term, sip := "", ""
+	term, sip, q850 := "", "", ""
 	if s.TerminalID != 0 {
 		term = strconv.FormatInt(s.TerminalID, 10)
 	}
 	if s.SIPStatus != 0 {
 		sip = strconv.Itoa(s.SIPStatus)
+	}
+	if s.Q850Cause != 0 {
+		q850 = strconv.Itoa(s.Q850Cause)
 	}
 	secs := func(v *float64) string {
 		if v == nil {
@@ -96,7 +99,7 @@ func callRow(s registry.CallSummary, none string) []string {
 		return strconv.FormatFloat(*v, 'f', 3, 64)
 	}
 	return []string{strconv.FormatInt(s.ID, 10), s.StartedAt.Format(time.RFC3339), or(s.Caller), or(s.Callee), or(term),
-		or(s.SCPOutcome), s.Outcome, or(sip), or(s.EndCause), or(secs(s.SetupSeconds)), or(secs(s.TalkSeconds))}
+		or(s.SCPOutcome), s.Outcome, or(sip), or(q850), or(s.EndCause), or(secs(s.SetupSeconds)), or(secs(s.TalkSeconds))}
 }
 
 func timeOr(t *time.Time, none string) string {

@@ -33,7 +33,7 @@ func seedCalls(t *testing.T, t0 time.Time) string {
 			StartedAt: at(0, 0), AnsweredAt: at(0, 2.5), EndedAt: at(1, 2.5), EndCause: "caller BYE",
 			Stats: `{"a":{"packets_in":3000,"lost":2},"b":{"packets_in":2998,"lost":0}}`},
 		{CallID: "c2@h", Caller: "sip:carol@im.example", Callee: "bob", SCPOutcome: "busy",
-			StartedAt: at(1, 0), EndedAt: at(1, 0.1), EndCause: "486 busy"},
+			StartedAt: at(1, 0), EndedAt: at(1, 0.1), EndCause: "486 user busy", SIPStatus: 486, Q850Cause: 17},
 		{CallID: "c3@h", Caller: "sip:alice@im.example", Callee: "bob", SCPOutcome: "absent",
 			StartedAt: at(2, 0), EndedAt: at(2, 0.1), EndCause: "480 absent"},
 		{CallID: "c4@h", Caller: "sip:carol@im.example", Callee: "nobody", SCPOutcome: "unknown",
@@ -118,10 +118,10 @@ func TestCLICallsListJSONAndCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 3 || strings.Join(rows[0], ",") != "ID,STARTED,CALLER,CALLEE,TERMINAL,SCP,OUTCOME,SIP,CAUSE,SETUP,TALK,ENDED,CALL-ID,STATS" {
+	if len(rows) != 3 || strings.Join(rows[0], ",") != "ID,STARTED,CALLER,CALLEE,TERMINAL,SCP,OUTCOME,SIP,Q850,CAUSE,SETUP,TALK,ENDED,CALL-ID,STATS" {
 		t.Fatalf("csv = %q", rows)
 	}
-	if got := strings.Join(rows[1], ","); got != "5,2030-01-02T15:04:00Z,sip:carol@im.example,alice,,timeout,scp-down,504,504 SCP timeout,,,2030-01-02T15:04:02Z,c5@h," {
+	if got := strings.Join(rows[1], ","); got != "5,2030-01-02T15:04:00Z,sip:carol@im.example,alice,,timeout,scp-down,504,,504 SCP timeout,,,2030-01-02T15:04:02Z,c5@h," {
 		t.Errorf("csv row = %q", got)
 	}
 }

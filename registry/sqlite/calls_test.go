@@ -19,7 +19,7 @@ func TestListCalls(t *testing.T) {
 		{CallID: "1", Caller: "sip:carol@im.example", Callee: "alice", SCPOutcome: "online 127.0.0.1:5062",
 			StartedAt: t0, AnsweredAt: t0.Add(2 * time.Second), EndedAt: t0.Add(time.Minute), EndCause: "caller BYE"},
 		{CallID: "2", Caller: "sip:carol@im.example", Callee: "bob", SCPOutcome: "busy",
-			StartedAt: t0.Add(time.Hour), EndedAt: t0.Add(time.Hour + time.Second), EndCause: "486 Busy Here"},
+			StartedAt: t0.Add(time.Hour), EndedAt: t0.Add(time.Hour + time.Second), EndCause: "486 Busy Here", SIPStatus: 486, Q850Cause: 17},
 		{CallID: "3", Caller: "sip:alice@im.example", Callee: "dave", SCPOutcome: "online 127.0.0.1:5062",
 			StartedAt: t0.Add(2 * time.Hour), EndedAt: t0.Add(2*time.Hour + time.Second), EndCause: "486 Busy Here"},
 		{CallID: "4", Caller: "sip:a_ice@im.example", Callee: "erin", StartedAt: t0.Add(3 * time.Hour)},
@@ -61,6 +61,10 @@ func TestListCalls(t *testing.T) {
 				t.Errorf("ListCalls(%+v) = %v, want %v", tt.f, ids, tt.want)
 			}
 		})
+	}
+	busy, err := s.ListCalls(ctx, registry.CallFilter{IMID: "bob"})
+	if err != nil || len(busy) != 1 || busy[0].SIPStatus != 486 || busy[0].Q850Cause != 17 {
+		t.Errorf("answer and cause not read back: %+v, %v", busy, err)
 	}
 	if _, err := s.ListCalls(ctx, registry.CallFilter{Outcome: "lost"}); err == nil {
 		t.Error("unknown outcome: no error")
