@@ -161,3 +161,19 @@ func TestCLICallsListBadArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMECallsSample checks the README's sample listing is what
+// TestCLICallsList gets from its records.
+func TestREADMECallsSample(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile(filepath.Join("testdata", "calls_list.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```text\n"+string(golden)+"```\n") {
+		t.Error("README.md does not show testdata/calls_list.txt as the sample of calls list")
+	}
+}
