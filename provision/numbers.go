@@ -16,6 +16,7 @@ import (
 type Store interface {
 	registry.Store
 	registry.NumberStore
+	registry.CallStore
 }
 
 // TrunkRequest is a new trunk: the JSON body of POST /api/v1/trunks; the

@@ -179,6 +179,7 @@ func (a *api) routes() []route {
 		{"POST", "/api/v1/dids", a.createDID},
 		{"GET", "/api/v1/dids/{number}", a.getDID},
 		{"DELETE", "/api/v1/dids/{number}", a.deleteDID},
+		{"GET", "/api/v1/calls", a.listCalls},
 	}
 }
 

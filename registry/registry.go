@@ -347,6 +347,8 @@ type CallRecord struct {
 	AnsweredAt time.Time // zero if never answered, or the caller never ACKed the answer
 	EndedAt    time.Time // zero while the call is up
 	EndCause   string    // e.g. "caller BYE", "486 busy", "media timeout"
+	SIPStatus  int       // the failure answer the caller got, 0 if none was sent (answered, or the caller left first)
+	Q850Cause  int       // the Q.850 cause of that answer's Reason header, 0 with none
 	Stats      string    // JSON with per-leg media counters, may be empty
 }
 
@@ -364,8 +366,8 @@ type SignalStore interface {
 	Bindings(ctx context.Context, imID string, now time.Time) ([]Binding, error)
 	// StartCall inserts a record and returns its ID.
 	StartCall(ctx context.Context, r CallRecord) (int64, error)
-	// UpdateCall writes AnsweredAt, EndedAt, EndCause, TerminalID,
-	// SCPOutcome and Stats of record r.ID.
+	// UpdateCall writes AnsweredAt, EndedAt, EndCause, SIPStatus,
+	// Q850Cause, TerminalID, SCPOutcome and Stats of record r.ID.
 	UpdateCall(ctx context.Context, r CallRecord) error
 	// Calls lists the most recent call records, newest first.
 	Calls(ctx context.Context, limit int) ([]CallRecord, error)

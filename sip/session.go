@@ -374,6 +374,8 @@ func (c *session) cleanup() {
 	c.rec.EndCause = c.endCause
 	c.closeMedia()
 	c.writeRecord()
+	// One info line per call, with what its record holds (no credential).
+	c.s.log.Info("call ended", c.rec.Summary().LogAttrs()...)
 	c.dropDialogs()
 	var keys []string
 	for _, u := range c.uas {
@@ -394,7 +396,6 @@ func (c *session) cleanup() {
 	c.cancel(errors.New(c.endCause))
 	c.tasks.close()
 	close(c.ended)
-	c.log.Debug("call ended", "cause", c.endCause)
 }
 
 // closeMedia takes the media counters into the record and closes the

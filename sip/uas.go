@@ -53,6 +53,9 @@ func (c *session) onUASCancel(u *uasLeg) {
 // respondUAS sends a final failure to u's INVITE.
 func (c *session) respondUAS(u *uasLeg, f *Failure) {
 	u.final = true
+	if u == c.origin {
+		c.rec.SIPStatus, c.rec.Q850Cause = f.Status, f.Cause
+	}
 	res := c.uasResponse(u, f.Status, reasonPhrase(f.Status), nil)
 	res.AppendHeader(sipmsg.NewHeader("Reason", f.Reason()))
 	if h := retryAfter(f); h != nil {

@@ -195,6 +195,14 @@ CREATE TABLE dialog_snapshots (
 	PRIMARY KEY (node, key)
 ) STRICT;
 `},
+	{name: "call record lookups", sql: `
+-- calls list reads a time window newest first, or one user's calls.
+CREATE INDEX call_records_started ON call_records(started);
+CREATE INDEX call_records_callee ON call_records(callee);
+-- The failure answer the caller got and its Q.850 cause; 0: none sent.
+ALTER TABLE call_records ADD COLUMN sip_status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE call_records ADD COLUMN q850_cause INTEGER NOT NULL DEFAULT 0;
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

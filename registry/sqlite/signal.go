@@ -174,10 +174,10 @@ func (q callStmts) close() {
 
 const (
 	insertCallSQL = `INSERT INTO call_records
-		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	updateCallSQL = `UPDATE call_records SET answered = ?, ended = ?, end_cause = ?, terminal_id = ?,
-		scp_outcome = ?, stats = ? WHERE id = ?`
+		scp_outcome = ?, stats = ?, sip_status = ?, q850_cause = ? WHERE id = ?`
 )
 
 // rowQueryer and execer are what startCall and updateCall need of a
@@ -213,7 +213,7 @@ func startCall(ctx context.Context, db rowQueryer, r registry.CallRecord) (int64
 	var id int64
 	err = db.QueryRowContext(ctx, insertCallSQL,
 		r.CallID, r.Caller, r.Callee, nullID(r.TerminalID), r.SCPOutcome, nanos(r.StartedAt),
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats).Scan(&id)
+		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("start call record %s: %w", r.CallID, err)
 	}
@@ -230,38 +230,14 @@ func updateCall(ctx context.Context, db execer, r registry.CallRecord) error {
 		}
 	}
 	res, err := db.ExecContext(ctx, updateCallSQL,
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.ID)
+		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.SIPStatus, r.Q850Cause, r.ID)
 	return affectedOne(res, err, fmt.Sprintf("call record %d", r.ID))
 }
 
 // Calls lists the most recent call records, newest first. A limit of zero
 // or less means 100.
 func (s *Store) Calls(ctx context.Context, limit int) ([]registry.CallRecord, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats
-		FROM call_records ORDER BY id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list calls: %w", err)
-	}
-	defer rows.Close()
-	out := []registry.CallRecord{}
-	for rows.Next() {
-		var r registry.CallRecord
-		var term, answered, ended sql.NullInt64
-		var started int64
-		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats); err != nil {
-			return nil, fmt.Errorf("list calls: %w", err)
-		}
-		r.TerminalID = term.Int64
-		r.StartedAt, r.AnsweredAt, r.EndedAt = fromNanos(started), fromNullNanos(answered), fromNullNanos(ended)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list calls: %w", err)
-	}
-	return out, nil
+	return s.ListCalls(ctx, registry.CallFilter{Limit: limit})
 }
 
 var _ registry.SignalStore = (*Store)(nil)

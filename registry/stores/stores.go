@@ -31,6 +31,7 @@ type Store interface {
 	registry.SignalStore
 	registry.MediaStore
 	registry.NumberStore
+	registry.CallStore
 }
 
 // Options carry what a backend needs besides its spec. Every field is
