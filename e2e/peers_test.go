@@ -252,11 +252,6 @@ func baresipPeer(t *testing.T, n *node, user, password string, register bool, ar
 		t.Fatal(err)
 	}
 	rtp := freeRange(t, 20)
-	cfg := strings.NewReplacer(
-		"{{SIP_PORT}}", strconv.Itoa(pickPort(t)),
-		"{{WAV}}", sineWAV(t, 30),
-		"{{RTP_PORTS}}", strconv.Itoa(rtp)+"-"+strconv.Itoa(rtp+19),
-	).Replace(string(tmpl))
 	regint := "0"
 	if register {
 		regint = "600"
@@ -265,12 +260,28 @@ func baresipPeer(t *testing.T, n *node, user, password string, register bool, ar
 	// the node as outbound proxy, and auto answer.
 	acct := "<sip:" + user + "@" + domain + ">;auth_pass=" + password +
 		";outbound=\"sip:" + n.sipAddr + "\";regint=" + regint + ";answermode=auto\n"
-	for name, body := range map[string]string{"config": cfg, "accounts": acct} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
+	// baresip cannot bind port 0 and also listens on the next port (TLS):
+	// a picked port another process takes first makes it give up at
+	// start, and it is started again on a new one, as SIPp is.
+	for attempt := 1; ; attempt++ {
+		cfg := strings.NewReplacer(
+			"{{SIP_PORT}}", strconv.Itoa(pickPort(t)),
+			"{{WAV}}", sineWAV(t, 30),
+			"{{RTP_PORTS}}", strconv.Itoa(rtp)+"-"+strconv.Itoa(rtp+19),
+		).Replace(string(tmpl))
+		for name, body := range map[string]string{"config": cfg, "accounts": acct} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
+		p := startPeer(t, "baresip "+user, exec.Command(bin, append([]string{"-f", dir}, args...)...), false)
+		if p.seen("baresip is ready", 0, 10*time.Second) || attempt == 5 || !strings.Contains(p.output(), "Address already in use") {
+			return p
+		}
+		t.Logf("baresip %s: a picked port was taken before it bound it; starting again", user)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.exited
 	}
-	return startPeer(t, "baresip "+user, exec.Command(bin, append([]string{"-f", dir}, args...)...), false)
 }
 
 // legStats reads the per-leg media counters of a call record.
