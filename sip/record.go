@@ -70,20 +70,23 @@ func (r *recorder) save(cr *callRecord, snap registry.CallRecord) {
 }
 
 // run writes until ctx is done, then writes what is left and returns.
-func (r *recorder) run(ctx context.Context) {
+func (r *recorder) run(ctx context.Context) { batchLoop(ctx, r.wake, r.writeQueued) }
+
+// batchLoop calls flush after each wake-up, once the writes that arrive
+// within recordWindow have joined it: each commit costs more than the rows
+// in it, and every commit also empties the registry's lookup cache. When
+// ctx is done it flushes what is left and returns.
+func batchLoop(ctx context.Context, wake <-chan struct{}, flush func()) {
 	for {
 		select {
-		case <-r.wake:
-			// Records that arrive within the window go into the same
-			// transaction: each commit costs more than the rows in it,
-			// and every commit also empties the registry's lookup cache.
+		case <-wake:
 			select {
 			case <-time.After(recordWindow):
 			case <-ctx.Done():
 			}
-			r.writeQueued()
+			flush()
 		case <-ctx.Done():
-			r.writeQueued()
+			flush()
 			return
 		}
 	}

@@ -92,21 +92,7 @@ func (w *snapshotter) signal() {
 }
 
 // run writes until ctx is done, then writes what is left and returns.
-func (w *snapshotter) run(ctx context.Context) {
-	for {
-		select {
-		case <-w.wake:
-			select {
-			case <-time.After(recordWindow):
-			case <-ctx.Done():
-			}
-			w.writePending()
-		case <-ctx.Done():
-			w.writePending()
-			return
-		}
-	}
-}
+func (w *snapshotter) run(ctx context.Context) { batchLoop(ctx, w.wake, w.writePending) }
 
 func (w *snapshotter) writePending() {
 	for {
