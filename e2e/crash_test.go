@@ -34,7 +34,7 @@ func TestCrashLosesNoCall(t *testing.T) {
 	caller := runSipp(t, "caller", 0, "caller_restart_bye.xml",
 		"-m", strconv.Itoa(calls), "-r", "10", "-l", strconv.Itoa(calls),
 		"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain,
-		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@"+domain,
+		"-au", "alice", "-ap", "secret",
 		sipAddr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), sippTimeout)

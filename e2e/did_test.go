@@ -41,7 +41,7 @@ func provisionDID(t *testing.T, fallback string) *node {
 func (n *node) login(port int, instance, sf string, more ...string) *sipp {
 	n.t.Helper()
 	args := []string{"-key", "user", "bob", "-key", "domain", domain, "-key", "instance", instance,
-		"-au", "bob", "-ap", "secret", "-auth_uri", domain}
+		"-au", "bob", "-ap", "secret"}
 	args = append(append(args, more...), n.sipAddr)
 	return runSipp(n.t, strings.TrimSuffix(sf, ".xml")+"-"+strconv.Itoa(port), port, sf, args...)
 }

@@ -38,7 +38,7 @@ func TestDualPathCall(t *testing.T) {
 
 	data := runSipp(t, "data", 0, "dual_data_path.xml",
 		"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain,
-		"-au", "alice", "-ap", "secret", "-auth_uri", "bob@"+domain,
+		"-au", "alice", "-ap", "secret",
 		"-mp", strconv.Itoa(pickPort(t)), "-d", "10000", n.sipAddr)
 	waitLog(t, filepath.Join(bob.dir, "messages.log"), "ACK sip:", 1, 10*time.Second)
 	time.Sleep(time.Second) // the second path comes a second after the first was answered
@@ -128,7 +128,7 @@ func dualNode(t *testing.T, sf string, ring time.Duration) (*node, *sipp) {
 
 func (n *node) dataPath(name, sf, user string, hangAfter time.Duration, extra ...string) *sipp {
 	args := []string{"-s", "bob", "-key", "caller", user, "-key", "domain", domain,
-		"-au", user, "-ap", "secret", "-auth_uri", "bob@" + domain,
+		"-au", user, "-ap", "secret",
 		"-mp", strconv.Itoa(pickPort(n.t)), "-d", strconv.Itoa(int(hangAfter / time.Millisecond))}
 	return runSipp(n.t, name, 0, sf, append(append(args, extra...), n.sipAddr)...)
 }

@@ -153,7 +153,7 @@ func TestRegisteredSmartTerminal(t *testing.T) {
 	n.serve(serveOpts{})
 	reg := startSipp(t, sippRun{name: "register", scenario: "register.xml", args: []string{
 		"-key", "user", "bob", "-key", "domain", domain,
-		"-au", "bob", "-ap", "secret", "-auth_uri", domain,
+		"-au", "bob", "-ap", "secret",
 		n.sipAddr}})
 	reg.wait()
 	// The terminal answers where it registered: the port SIPp just left.

@@ -550,9 +550,6 @@ func (n *node) call(sf, caller, password, callee string) *sipp {
 		"-key", "caller", caller,
 		"-key", "domain", domain,
 		"-au", caller, "-ap", password,
-		// SIPp 3.6 puts remote_ip:remote_port in the digest uri unless
-		// told; the Request-URI is sip:callee@domain.
-		"-auth_uri", callee + "@" + domain,
 		"-oocsf", scenario("notice.xml"),
 		n.sipAddr}})
 }
