@@ -3,6 +3,7 @@ package sip_test
 import (
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,12 +149,13 @@ func (p *rawPeer) nextResponse(min int, d time.Duration) *sipmsg.Response {
 
 // invite sends an INVITE for user@domain to the B2BUA at dst, as a caller
 // that never retransmits; it returns the request for building the ACK or
-// CANCEL.
-func (p *rawPeer) invite(dst, user, domain string) *sipmsg.Request {
+// CANCEL. extra header lines go below the caller's own Via.
+func (p *rawPeer) invite(dst, user, domain string, extra ...string) *sipmsg.Request {
 	p.t.Helper()
 	callID := sipmsg.GenerateTagN(16)
 	msg := "INVITE sip:" + user + "@" + domain + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + p.addr + ";branch=z9hG4bK-" + callID + "\r\n" +
+		strings.Join(append(extra, ""), "\r\n") +
 		"From: <sip:alice@" + domain + ">;tag=" + p.tag + "\r\n" +
 		"To: <sip:" + user + "@" + domain + ">\r\n" +
 		"Call-ID: " + callID + "\r\n" +

@@ -387,7 +387,7 @@ func (s *Server) addVia(_ *sipgo.Client, r *sipmsg.Request) error {
 	if r.Body() == nil {
 		r.SetBody(nil)
 	}
-	return nil
+	return fitsUDP(r) // udp_large.go
 }
 
 // request sends req in a client transaction and waits for its final
@@ -443,9 +443,6 @@ func (s *Server) respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, statu
 		res.AppendHeader(sipmsg.NewHeader("Warning", `399 b2bua "`+strings.ReplaceAll(text, `"`, `'`)+`"`))
 	}
 	if err := tx.Respond(res); err != nil {
-		if errors.Is(err, sipmsg.ErrUDPMTUCongestion) && s.sendLargeUDP(res) { // udp_large.go
-			return
-		}
 		s.log.Debug("respond failed", "status", status, "err", err)
 	}
 }
