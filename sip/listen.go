@@ -59,9 +59,9 @@ func (s *Server) Listen(addr string) error {
 			tcp.Close()
 			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLSAddr, err)
 		}
-		tlsL = newGuardListener(raw, s.cfg.TLSConfig, lim, s.log.With("transport", "tls"))
+		tlsL = newGuardListener(raw, s.cfg.TLSConfig, lim, s.log.With("transport", "tls"), s.redial)
 	}
-	tcp = newGuardListener(tcp, nil, lim, s.log.With("transport", "tcp"))
+	tcp = newGuardListener(tcp, nil, lim, s.log.With("transport", "tcp"), s.redial)
 	s.log.Info("SIP stream connection limits", "max_conns", lim.MaxConns, "max_conns_per_source", lim.MaxConnsPerSource,
 		"idle_timeout", lim.IdleTimeout, "message_timeout", lim.MessageTimeout)
 	ua := udp.LocalAddr().(*net.UDPAddr)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,11 @@ type frameConn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	// Answers once the connection is gone (tcp_respond.go).
+	network string // "tcp" or "tls"
+	redial  redialer
+	gone    atomic.Bool
 
 	// Only Read touches these; sipgo reads a connection on one goroutine.
 	inMsg    bool
@@ -81,6 +87,7 @@ func (c *frameConn) Read(b []byte) (int, error) {
 	case n == 0 && !errors.Is(err, net.ErrClosed):
 		// The peer closed (EOF) or reset: hold the error, see the type's
 		// comment.
+		c.gone.Store(true)
 		t := time.NewTimer(c.lim.CloseGrace)
 		select {
 		case <-t.C:

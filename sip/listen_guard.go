@@ -83,21 +83,22 @@ const (
 // layered above that count, and every connection is read under the
 // deadlines of frameConn.
 type guardListener struct {
-	inner *connlimit.Listener
-	tls   *tls.Config // nil: plain TCP
-	lim   ConnLimits
-	log   *slog.Logger
-	now   func() time.Time
+	inner  *connlimit.Listener
+	tls    *tls.Config // nil: plain TCP
+	lim    ConnLimits
+	log    *slog.Logger
+	now    func() time.Time
+	redial redialer // answers whose connection is gone (tcp_respond.go)
 
 	closed   atomic.Bool
 	failures atomic.Uint64
 	lastWarn atomic.Int64
 }
 
-func newGuardListener(ln net.Listener, tlsConf *tls.Config, lim ConnLimits, log *slog.Logger) *guardListener {
+func newGuardListener(ln net.Listener, tlsConf *tls.Config, lim ConnLimits, log *slog.Logger, redial redialer) *guardListener {
 	return &guardListener{
 		inner: connlimit.New(ln, connlimit.Config{MaxConns: lim.MaxConns, MaxConnsPerSource: lim.MaxConnsPerSource, Logger: log}),
-		tls:   tlsConf, lim: lim, log: log, now: time.Now,
+		tls:   tlsConf, lim: lim, log: log, now: time.Now, redial: redial,
 	}
 }
 
@@ -106,10 +107,12 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.inner.Accept()
 		if err == nil {
+			fc := newFrameConn(c, l.lim, l.now)
+			fc.network, fc.redial = "tcp", l.redial
 			if l.tls != nil {
-				c = tls.Server(c, l.tls)
+				fc.Conn, fc.network = tls.Server(c, l.tls), "tls"
 			}
-			return newFrameConn(c, l.lim, l.now), nil
+			return fc, nil
 		}
 		if l.closed.Load() || errors.Is(err, net.ErrClosed) {
 			return nil, err

@@ -74,7 +74,7 @@ func TestGuardListenerRetries(t *testing.T) {
 	}
 	var log strings.Builder
 	fl := &failingListener{Listener: raw, n: 3, err: &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}}
-	g := newGuardListener(fl, nil, ConnLimits{}.withDefaults(), slog.New(slog.NewTextHandler(&log, nil)))
+	g := newGuardListener(fl, nil, ConnLimits{}.withDefaults(), slog.New(slog.NewTextHandler(&log, nil)), nil)
 	client, err := net.Dial("tcp", raw.Addr().String()) // waits in the backlog
 	if err != nil {
 		t.Fatal(err)

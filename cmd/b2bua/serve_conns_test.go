@@ -286,16 +286,15 @@ func readHead(r *bufio.Reader) string {
 }
 
 // TestServeTCPResponseNotReflected sends requests over TCP whose connection
-// is reset right after the request is written, each with a top Via naming
-// another host (127.0.0.2) that listens. RFC 3261 §18.2.2: the answer goes
-// on the request's connection, never to an address taken only from the
-// message: the host in the Via receives no connection.
+// is closed right after the request is written, each with a top Via naming
+// another host (127.0.0.2) at port P. RFC 3261 §18.2.2: with the request's
+// connection gone, the answer goes on a new connection to the received
+// address (the source, 127.0.0.1) at the sent-by port P, never to an
+// address taken only from the message: 127.0.0.1:P gets every answer to a
+// request whose connection closed cleanly, 127.0.0.2:P gets no connection.
 func TestServeTCPResponseNotReflected(t *testing.T) {
-	decoy, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer decoy.Close()
+	source, decoy := listenPair(t)
+	port := source.Addr().(*net.TCPAddr).Port
 	reached := make(chan string, 100)
 	go func() {
 		for {
@@ -310,28 +309,97 @@ func TestServeTCPResponseNotReflected(t *testing.T) {
 			c.Close()
 		}
 	}()
+	answered := make(chan string, 100) // Call-IDs of 200s at the source's port
+	go func() {
+		for {
+			c, err := source.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if !strings.HasPrefix(line, "SIP/2.0 200") {
+						continue
+					}
+					for _, h := range strings.Split(readHead(r), "\r\n") {
+						if id, ok := strings.CutPrefix(h, "Call-ID: "); ok {
+							answered <- id
+						}
+					}
+				}
+			}()
+		}
+	}()
 	sipAddr, log, _ := startServe(t, 4096)
-	for i := range 20 {
+	const n = 20
+	sentBy := fmt.Sprintf("127.0.0.2:%d", port)
+	want := map[string]bool{}
+	for i := range n {
 		c, err := net.Dial("tcp", sipAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := options("TCP", decoy.Addr().String(), fmt.Sprintf("gone-%d", i))
+		id := fmt.Sprintf("gone-%d", i)
+		req := options("TCP", sentBy, id)
 		if i%2 == 1 {
 			// A received and rport of its own making are no better.
-			req = strings.Replace(req, "Via: SIP/2.0/TCP "+decoy.Addr().String(), "Via: SIP/2.0/TCP "+decoy.Addr().String()+";received=127.0.0.2;rport=1", 1)
+			req = strings.Replace(req, "Via: SIP/2.0/TCP "+sentBy, "Via: SIP/2.0/TCP "+sentBy+";received=127.0.0.2;rport=1", 1)
 		}
 		c.Write([]byte(req))
-		c.(*net.TCPConn).SetLinger(0) // close with RST: the connection is gone at once
-		c.Close()
+		if i%4 < 2 {
+			c.Close() // FIN: the server reads the request, then the end
+			want[id] = true
+		} else {
+			// RST: the connection is gone at once (the request may be
+			// lost with it, so no answer is required).
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}
+	deadline := time.After(6 * time.Second)
+	for len(want) > 0 {
+		select {
+		case got := <-reached:
+			t.Fatalf("the host named in the Via received a connection: %q\nlog:\n%s", got, log.String())
+		case id := <-answered:
+			delete(want, id)
+		case <-deadline:
+			t.Fatalf("no answer at the source address, sent-by port for %v\nlog:\n%s", want, log.String())
+		}
 	}
 	select {
 	case got := <-reached:
 		t.Fatalf("the host named in the Via received a connection: %q\nlog:\n%s", got, log.String())
-	case <-time.After(4 * time.Second):
+	case <-time.After(time.Second):
 	}
 	// The server still answers on a live connection.
 	if got := tcpOptions(sipAddr, "alive"); !strings.HasPrefix(got, "SIP/2.0 200") {
 		t.Fatalf("TCP OPTIONS afterwards: %q", got)
 	}
+}
+
+// listenPair listens on TCP at 127.0.0.1 and 127.0.0.2 on one port.
+func listenPair(t *testing.T) (net.Listener, net.Listener) {
+	t.Helper()
+	for range 20 {
+		a, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", a.Addr().(*net.TCPAddr).Port))
+		if err != nil {
+			a.Close()
+			continue
+		}
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, b
+	}
+	t.Fatal("no port free on both 127.0.0.1 and 127.0.0.2")
+	return nil, nil
 }
