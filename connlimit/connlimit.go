@@ -152,4 +152,8 @@ func (c *conn) Close() error {
 	return err
 }
 
+// NetConn is the accepted connection, as tls.Conn's NetConn is: for a
+// look at its socket.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 var _ net.Listener = (*Listener)(nil)

@@ -41,6 +41,11 @@ type redialer func(ctx context.Context, network string, addr netip.AddrPort) (si
 // here keeps the transaction alive, so a CANCEL that comes on a new
 // connection still finds it.
 func (c *frameConn) Write(b []byte) (int, error) {
+	if !c.gone.Load() && c.redial != nil && peerClosed(c.Conn) {
+		// The FIN came, and Read has not seen it yet: writing now would
+		// succeed and be lost to the peer's reset.
+		c.gone.Store(true)
+	}
 	if !c.gone.Load() {
 		n, err := c.Conn.Write(b)
 		if err == nil || n > 0 || c.redial == nil {
