@@ -22,17 +22,17 @@ import (
 // call got one), and every call record is closed.
 func TestCrashLosesNoCall(t *testing.T) {
 	t.Parallel()
-	const calls = 20
+	const calls = 60
 	const nodeID = "e2e-crash"
 	n := provision(t)
 	port := pickPort(t)
 	subs := []subscriber{online(bobIMSI, port)}
-	n.serve(serveOpts{subscribers: subs, extra: []string{"--node-id", nodeID}})
+	n.serve(serveOpts{subscribers: subs, calls: calls, extra: []string{"--node-id", nodeID}})
 	sipAddr := n.sipAddr
 
 	term := runSipp(t, "terminal", port, "terminal_answer_restart_bye.xml", "-m", strconv.Itoa(calls))
 	caller := runSipp(t, "caller", 0, "caller_restart_bye.xml",
-		"-m", strconv.Itoa(calls), "-r", "10", "-l", strconv.Itoa(calls),
+		"-m", strconv.Itoa(calls), "-r", "30", "-l", strconv.Itoa(calls),
 		"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain,
 		"-au", "alice", "-ap", "secret",
 		sipAddr)
@@ -68,7 +68,7 @@ func TestCrashLosesNoCall(t *testing.T) {
 	}
 
 	// The same node again, on the same SIP address.
-	n.serve(serveOpts{subscribers: subs, extra: []string{"--node-id", nodeID, "--sip-listen", sipAddr}})
+	n.serve(serveOpts{subscribers: subs, calls: calls, extra: []string{"--node-id", nodeID, "--sip-listen", sipAddr}})
 	n.sipAddr = sipAddr
 	caller.wait()
 	term.wait()
@@ -187,12 +187,88 @@ func TestSecondSignalThenCrash(t *testing.T) {
 	}
 }
 
+// TestCrashWhileRinging: a call rings at the terminal when the node is
+// killed; the terminal would ring on for ever. The restarted node CANCELs
+// the INVITE (RFC 3261 §9.1: same branch, Call-ID, From, CSeq number; the
+// Reason names the restart), and closes the record, never answered.
+func TestCrashWhileRinging(t *testing.T) {
+	t.Parallel()
+	const nodeID = "e2e-crash-ringing"
+	n := provision(t)
+	term, caller := newUDPPeer(t, 0), newUDPPeer(t, 0)
+	subs := []subscriber{online(bobIMSI, term.port)}
+	flags := []string{"--node-id", nodeID, "--trusted", "127.0.0.0/8"}
+	n.serve(serveOpts{subscribers: subs, extra: flags})
+	sipAddr := n.sipAddr
+
+	caller.invite(sipAddr, "bob", "ringing-at-crash")
+	inv, src := term.request(sipmsg.INVITE, 10*time.Second)
+	term.answer(inv, src, 180, "")
+
+	ctx, cancel := context.WithTimeout(context.Background(), sippTimeout)
+	defer cancel()
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: n.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for {
+		snaps, err := store.Dialogs(ctx, nodeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snaps) == 1 && len(snaps[0].Legs) == 1 && snaps[0].Legs[0].Invite != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the ringing call's INVITE never reached the store")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := n.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+
+	n.serve(serveOpts{subscribers: subs, extra: append(flags, "--sip-listen", sipAddr)})
+	n.sipAddr = sipAddr
+	can, src := term.request(sipmsg.CANCEL, 10*time.Second)
+	if got, want := can.Via().Value(), inv.Via().Value(); got != want {
+		t.Errorf("CANCEL Via %q, want the INVITE's %q", got, want)
+	}
+	if got, want := can.From().Value(), inv.From().Value(); got != want {
+		t.Errorf("CANCEL From %q, want the INVITE's %q", got, want)
+	}
+	if can.CallID().Value() != inv.CallID().Value() || can.CSeq().SeqNo != inv.CSeq().SeqNo {
+		t.Errorf("CANCEL %s %s, want the INVITE's Call-ID %s and CSeq %d", can.CallID().Value(), can.CSeq().Value(), inv.CallID().Value(), inv.CSeq().SeqNo)
+	}
+	if r := reason(can); !strings.Contains(r, "cause=41") || !strings.Contains(r, `text="node restarted"`) {
+		t.Errorf("CANCEL Reason %q, want cause 41 node restarted", r)
+	}
+	term.answer(can, src, 200, "")
+	term.answer(inv, src, 487, "")
+	for openRecords(t, ctx, store) != 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the record stays open after the restart")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	recs, err := store.Calls(ctx, 10)
+	if err != nil || len(recs) != 1 || recs[0].EndCause != "node restarted" || !recs[0].AnsweredAt.IsZero() {
+		t.Errorf("records %+v %v, want one never answered, ended by the restart", recs, err)
+	}
+	if left, _ := store.Dialogs(ctx, nodeID); len(left) != 0 {
+		t.Errorf("%d snapshots left after the restart", len(left))
+	}
+}
+
 // confirmed counts the snapshots of answered calls: a ringing call's has
-// no leg yet.
+// no leg yet, or only legs whose INVITE is pending.
 func confirmed(snaps []registry.DialogSnapshot) int {
 	n := 0
 	for _, d := range snaps {
-		if len(d.Legs) > 0 {
+		if len(d.Legs) > 0 && d.Legs[0].Invite == nil {
 			n++
 		}
 	}

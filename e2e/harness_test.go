@@ -159,6 +159,7 @@ type serveOpts struct {
 	subscribers []subscriber
 	scp         string // "" : sim
 	ringTimeout time.Duration
+	calls       int      // calls up at once: media ports for them (0: 25)
 	extra       []string // more serve flags
 }
 
@@ -181,7 +182,8 @@ func (n *node) serve(o serveOpts) {
 	if o.ringTimeout == 0 {
 		o.ringTimeout = 20 * time.Second
 	}
-	n.rtpMin, n.rtpMax = rtpRange(t)
+	// Four media ports a call (RTP and RTCP on each side).
+	n.rtpMin, n.rtpMax = rtpRange(t, (max(o.calls, 25)*4+99)/100)
 	args := []string{"--db", n.db, "--domain", domain, "serve",
 		"--sip-listen", "127.0.0.1:0",
 		"--http-listen", "127.0.0.1:0",
@@ -250,34 +252,45 @@ const (
 	rtpBlocks = 227
 )
 
-// rtpRange gives a node a block of 100 media ports (--rtp-ports) of its
-// own until the test ends. A range cannot be port 0, and every proxy walks
+// rtpRange gives a node n consecutive blocks of 100 media ports
+// (--rtp-ports) of its own until the test ends. A range cannot be port 0, and every proxy walks
 // its range from the bottom: nodes sharing one exhaust the proxy's 16 bind
 // attempts once a dozen calls are up, and so does a range another program
 // on the machine holds (a benchmark peer may hold thousands of ports). So
 // the block is one no other node of this binary has, every port of it was
 // free a moment ago, and the search starts at a random block; what
 // another program binds later the proxy skips pair by pair.
-func rtpRange(t *testing.T) (lo, hi int) {
+func rtpRange(t *testing.T, n int) (lo, hi int) {
 	t.Helper()
 	rtpMu.Lock()
 	defer rtpMu.Unlock()
-	start := rand.IntN(rtpBlocks)
-	for i := range rtpBlocks {
-		b := (start + i) % rtpBlocks
+	start := rand.IntN(rtpBlocks - n + 1)
+blocks:
+	for i := range rtpBlocks - n + 1 {
+		b := (start + i) % (rtpBlocks - n + 1)
+		for k := b; k < b+n; k++ {
+			if rtpUsed[k] {
+				continue blocks
+			}
+		}
 		lo = rtpLow + 100*b
-		if rtpUsed[b] || !udpPortsFree(lo, lo+99) {
+		hi = lo + 100*n - 1
+		if !udpPortsFree(lo, hi) {
 			continue
 		}
-		rtpUsed[b] = true
+		for k := b; k < b+n; k++ {
+			rtpUsed[k] = true
+		}
 		t.Cleanup(func() {
 			rtpMu.Lock()
-			delete(rtpUsed, b)
+			for k := b; k < b+n; k++ {
+				delete(rtpUsed, k)
+			}
 			rtpMu.Unlock()
 		})
-		return lo, lo + 99
+		return lo, hi
 	}
-	t.Fatalf("no free block of 100 UDP ports in %d-%d", rtpLow, rtpLow+100*rtpBlocks-1)
+	t.Fatalf("no %d free blocks of 100 UDP ports in %d-%d", n, rtpLow, rtpLow+100*rtpBlocks-1)
 	return 0, 0
 }
 

@@ -19,11 +19,27 @@ type DialogLeg struct {
 	RouteSet   []string // Route values, in the order they are sent
 	Dest       string   // host:port requests go to when RouteSet is empty
 	Transport  string   // "UDP", "TCP", "TLS"
+	// Invite is set on a leg whose INVITE had no final answer yet when
+	// the snapshot was kept (the call was ringing): such a leg is ended
+	// with CANCEL, not BYE.
+	Invite *PendingInvite `json:",omitempty"`
 }
 
-// DialogSnapshot is one confirmed call a node holds: every leg of it with
-// a dialog, the caller's Call-ID that names its call record, and the node
-// that holds it.
+// PendingInvite is what a CANCEL must repeat of the INVITE it cancels
+// beside the leg's From, To (without a tag) and Call-ID (RFC 3261 §9.1):
+// the Request-URI, the top Via (its branch matches the INVITE's
+// transaction, §9.2), the CSeq number and the Route header fields.
+type PendingInvite struct {
+	RequestURI string
+	Via        string // the top Via value, as sent
+	CSeq       uint32
+	RouteSet   []string
+	Dest       string // host:port it was sent to
+}
+
+// DialogSnapshot is one call a node holds: every leg of it with a
+// dialog, or with an INVITE still unanswered, the caller's Call-ID that
+// names its call record, and the node that holds it.
 type DialogSnapshot struct {
 	Node      string // the node that held the call (nodes may share a store)
 	Key       string // the session's key: unique per node

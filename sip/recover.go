@@ -29,8 +29,9 @@ const leftoverSeqStep = 1000
 const maxLeftoverCalls = 64
 
 // EndLeftovers ends every call this node held in its previous life, as its
-// dialog snapshots tell (Config.Dialogs, Config.Node): BYE on each leg with
-// Reason Q.850 cause 41 "node restarted", then the call's record is closed
+// dialog snapshots tell (Config.Dialogs, Config.Node): BYE on each leg (a
+// CANCEL on a leg still ringing) with Reason Q.850 cause 41 "node
+// restarted" (RFC 3326 allows it in both), then the call's record is closed
 // and its snapshot deleted. A BYE that gets no answer before ctx is done
 // (or Timer F) does not keep the record open: the calls are over either
 // way, their media went with the process. Call it once the server is
@@ -77,8 +78,8 @@ func (s *Server) EndLeftovers(ctx context.Context) (int, error) {
 	return len(list) - len(errs), errors.Join(errs...)
 }
 
-// endLeftover sends BYE on every leg of d, waits for the answers, and
-// closes d's record.
+// endLeftover sends BYE (or CANCEL) on every leg of d, waits for the
+// answers, and closes d's record.
 func (s *Server) endLeftover(ctx context.Context, d registry.DialogSnapshot) error {
 	bctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
 	defer cancel()
@@ -90,16 +91,29 @@ func (s *Server) endLeftover(ctx context.Context, d registry.DialogSnapshot) err
 			continue
 		}
 		dlg.laddr = s.laddr(dlg.transport)
-		req := dlg.newRequest(sipmsg.BYE, l.LocalSeq+leftoverSeqStep)
+		var req *sipmsg.Request
+		if l.Invite == nil {
+			req = dlg.newRequest(sipmsg.BYE, l.LocalSeq+leftoverSeqStep)
+		} else {
+			// Still ringing: RFC 3261 §9.1 CANCELs the INVITE; the UAS
+			// answers it 200 and the INVITE 487 (§9.2). Had it answered
+			// 2xx meanwhile, that 2xx finds no transaction here, and the
+			// UAS ends the dialog it never saw ACKed (§13.3.1.4).
+			if req, err = cancelOf(l); err != nil {
+				s.log.Warn("leftover call: leg unusable", "call", d.CallID, "err", err)
+				continue
+			}
+			req.Laddr = dlg.laddr
+		}
 		req.AppendHeader(sipmsg.NewHeader("Reason", reasonValue(CauseTemporaryFailure, RestartCause)))
 		wg.Add(1)
 		s.request(bctx, req, nil, func(res *sipmsg.Response, err error) {
 			defer wg.Done()
 			if err != nil {
-				s.log.Info("leftover call: BYE unanswered", "call", l.CallID, "err", err)
+				s.log.Info("leftover call: request unanswered", "method", req.Method, "call", l.CallID, "err", err)
 				return
 			}
-			s.log.Debug("leftover call: BYE answered", "call", l.CallID, "status", res.StatusCode)
+			s.log.Debug("leftover call: request answered", "method", req.Method, "call", l.CallID, "status", res.StatusCode)
 		})
 	}
 	wg.Wait()

@@ -2,6 +2,7 @@ package sip_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -48,10 +49,12 @@ func TestLeftoverCallsEndedAfterRestart(t *testing.T) {
 	var snaps []registry.DialogSnapshot
 	waitFor(t, func() bool {
 		snaps, _ = store.Dialogs(ctx, "node-a")
-		return len(snaps) == 1 && len(snaps[0].Legs) > 0
+		return len(snaps) == 1 && len(snaps[0].Legs) == 2
 	})
-	if got := len(snaps[0].Legs); got != 2 {
-		t.Fatalf("snapshot has %d legs, want 2: %+v", got, snaps[0])
+	for _, l := range snaps[0].Legs {
+		if l.Invite != nil {
+			t.Fatalf("an answered leg is kept as ringing: %+v", l)
+		}
 	}
 
 	restarted := newEnv(t, func(c *b2bConfig) { c.Dialogs, c.Calls, c.Node = store, store, "node-a" })
@@ -111,10 +114,12 @@ func TestSnapshotLivesWithTheCall(t *testing.T) {
 	}
 }
 
-// TestLeftoverRingingCallRecordClosed: a call that was ringing when its
-// node died has no dialog to end, but its record is closed at the restart
-// rather than left open for ever.
-func TestLeftoverRingingCallRecordClosed(t *testing.T) {
+// TestLeftoverRingingCallCanceled: a call that was ringing when its node
+// died leaves its terminal ringing. The restarted node CANCELs the INVITE
+// (RFC 3261 §9.1: its Request-URI, top Via with the branch, From, To
+// without the 180's tag, Call-ID and CSeq number; Reason: the restart)
+// and closes the record, never answered; no BYE goes to the terminal.
+func TestLeftoverRingingCallCanceled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	old := newEnv(t, func(c *b2bConfig) {
@@ -125,13 +130,47 @@ func TestLeftoverRingingCallRecordClosed(t *testing.T) {
 	old.addUser("bob")
 	old.addLegacy("bob", "001010000000001", term.addr, scp.Online)
 	caller.invite(old.addr, "bob", "im.test")
-	term.respond(term.next(sipmsg.INVITE, 5*time.Second), 180, "Ringing")
+	tinv := term.next(sipmsg.INVITE, 5*time.Second)
+	ringing := term.respond(tinv, 180, "Ringing")
 	caller.nextResponse(180, 5*time.Second)
-	waitFor(t, func() bool { s, _ := store.Dialogs(ctx, "node-a"); return len(s) == 1 })
+	waitFor(t, func() bool {
+		s, _ := store.Dialogs(ctx, "node-a")
+		return len(s) == 1 && len(s[0].Legs) == 1 && s[0].Legs[0].Invite != nil
+	})
 
 	restarted := newEnv(t, func(c *b2bConfig) { c.Dialogs, c.Calls, c.Node = store, store, "node-a" })
-	if n, err := restarted.srv.EndLeftovers(ctx); err != nil || n != 1 {
-		t.Fatalf("EndLeftovers = %d, %v; want 1 call", n, err)
+	done := make(chan error, 1)
+	go func() {
+		n, err := restarted.srv.EndLeftovers(ctx)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("%d calls ended, want 1", n)
+		}
+		done <- err
+	}()
+	can := term.next(sipmsg.CANCEL, 5*time.Second)
+	inv := tinv.req
+	for _, c := range []struct{ what, got, want string }{
+		{"Request-URI", can.req.Recipient.String(), inv.Recipient.String()},
+		{"Via", can.req.Via().Value(), inv.Via().Value()},
+		{"From", can.req.From().Value(), inv.From().Value()},
+		{"To", can.req.To().Value(), inv.To().Value()},
+		{"Call-ID", can.req.CallID().Value(), inv.CallID().Value()},
+		{"CSeq", can.req.CSeq().Value(), fmt.Sprintf("%d CANCEL", inv.CSeq().SeqNo)},
+	} {
+		if c.got != c.want {
+			t.Errorf("CANCEL %s %q, want the INVITE's %q", c.what, c.got, c.want)
+		}
+	}
+	if tag, _ := ringing.To().Params.Get("tag"); strings.Contains(can.req.To().Value(), tag) {
+		t.Errorf("CANCEL To %q carries the 180's tag", can.req.To().Value())
+	}
+	if r := can.req.GetHeader("Reason"); r == nil || !strings.Contains(r.Value(), "cause=41") || !strings.Contains(r.Value(), `text="node restarted"`) {
+		t.Errorf("CANCEL Reason %v, want cause 41 node restarted", r)
+	}
+	term.respond(can, 200, "OK")
+	term.respond(tinv, 487, "Request Terminated")
+	if err := <-done; err != nil {
+		t.Fatalf("EndLeftovers: %v", err)
 	}
 	recs, err := store.Calls(ctx, 10)
 	if err != nil || len(recs) != 1 {
@@ -142,5 +181,8 @@ func TestLeftoverRingingCallRecordClosed(t *testing.T) {
 	}
 	if term.count(sipmsg.BYE) != 0 {
 		t.Error("a BYE went to a terminal that never answered")
+	}
+	if left, _ := store.Dialogs(ctx, "node-a"); len(left) != 0 {
+		t.Errorf("%d snapshots left after the restart", len(left))
 	}
 }

@@ -176,6 +176,7 @@ func (c *session) onRouted(ts []Target, err error) {
 	if !c.ending {
 		c.ringTimer = c.after(c.s.cfg.RingTimeout, c.onRingTimeout)
 		c.watchBranches()
+		c.saveDialogs() // the INVITEs' branches, to CANCEL them after a crash
 	}
 }
 

@@ -156,11 +156,14 @@ func (w *snapshotter) flush(ctx context.Context) error {
 	}
 }
 
-// saveDialogs snapshots the session's confirmed legs. It is called when the
-// call starts, with no leg confirmed yet, so that a crash while it rings
-// leaves its record to be closed after the restart; and when it is
+// saveDialogs snapshots the session's confirmed legs, and the legs we
+// placed whose INVITE has no final answer yet. It is called when the call
+// starts, with no leg yet, so that a crash before its INVITEs leaves its
+// record to be closed after the restart; when its INVITEs are out, so that
+// a crash while it rings leaves enough to CANCEL them; and when it is
 // answered, so that a crash from then on leaves enough to end both legs.
-// A call that fails within the writer's window costs no write.
+// A call that ends within the writer's window costs no write, and the
+// snapshots of one call in that window are one write.
 func (c *session) saveDialogs() {
 	if c.s.snaps == nil {
 		return
@@ -172,8 +175,14 @@ func (c *session) saveDialogs() {
 		}
 	}
 	for _, l := range c.uac {
-		if l.up && !l.ended() {
+		switch {
+		case l.ended():
+		case l.up:
 			d.Legs = append(d.Legs, snapLeg(&l.dialogState))
+		case l.tx != nil && !l.final && l.inv != nil:
+			sl := snapLeg(&l.dialogState)
+			sl.Invite = pendingOf(l.inv)
+			d.Legs = append(d.Legs, sl)
 		}
 	}
 	c.snapped = true
@@ -211,6 +220,41 @@ func snapLeg(d *dialogState) registry.DialogLeg {
 		Dest:       d.dest,
 		Transport:  d.transport,
 	}
+}
+
+// pendingOf keeps what a CANCEL of inv repeats (RFC 3261 §9.1).
+func pendingOf(inv *sipmsg.Request) *registry.PendingInvite {
+	p := &registry.PendingInvite{RequestURI: inv.Recipient.String(), CSeq: inv.CSeq().SeqNo, Dest: inv.Destination()}
+	if v := inv.Via(); v != nil {
+		p.Via = v.Value()
+	}
+	for _, h := range inv.GetHeaders("Route") {
+		p.RouteSet = append(p.RouteSet, h.Value())
+	}
+	return p
+}
+
+// cancelOf rebuilds the CANCEL of a leg's pending INVITE from its
+// snapshot: the INVITE's Request-URI, top Via, From, To without the tag a
+// provisional answer gave, Call-ID, CSeq number and Route (RFC 3261 §9.1).
+func cancelOf(l registry.DialogLeg) (*sipmsg.Request, error) {
+	p := l.Invite
+	var ru sipmsg.Uri
+	if err := sipmsg.ParseUri(p.RequestURI, &ru); err != nil {
+		return nil, fmt.Errorf("pending INVITE %s: Request-URI %q: %w", l.CallID, p.RequestURI, err)
+	}
+	via, err := sipmsg.DefaultHeadersParser()["via"]([]byte("Via"), p.Via)
+	if err != nil || via == nil {
+		return nil, fmt.Errorf("pending INVITE %s: Via %q: %v", l.CallID, p.Via, err)
+	}
+	d, err := dialogOf(l)
+	if err != nil {
+		return nil, err
+	}
+	d.target, d.remoteTag, d.routeSet, d.dest = ru, "", p.RouteSet, p.Dest
+	req := d.newRequest(sipmsg.CANCEL, p.CSeq)
+	req.PrependHeader(via)
+	return req, nil
 }
 
 // dialogOf rebuilds a leg's dialog from its snapshot.

@@ -23,6 +23,9 @@ func TestDialogSnapshots(t *testing.T) {
 	s := newStore(t)
 	t0 := time.Unix(1700000000, 0).UTC()
 	a1, a2, b1 := snapshot("a", "k1", "c1", t0), snapshot("a", "k2", "c2", t0.Add(time.Second)), snapshot("b", "k1", "c3", t0)
+	// A leg still ringing keeps what its CANCEL repeats.
+	b1.Legs[1].Invite = &registry.PendingInvite{RequestURI: "sip:127.0.0.1:5062", Via: "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK.x",
+		CSeq: 2, RouteSet: []string{"<sip:127.0.0.9;lr>"}, Dest: "127.0.0.1:5062"}
 	if err := s.PutDialogs(ctx, []registry.DialogSnapshot{a1, a2, b1}, nil); err != nil {
 		t.Fatal(err)
 	}
