@@ -108,7 +108,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		c, err := l.inner.Accept()
 		if err == nil {
 			fc := newFrameConn(c, l.lim, l.now)
-			fc.network, fc.redial = "tcp", l.redial
+			fc.network, fc.redial = "tcp", l.redialOpen
 			if l.tls != nil {
 				fc.Conn, fc.network = tls.Server(c, l.tls), "tls"
 			}

@@ -109,6 +109,16 @@ func (c *frameConn) sentByOf(b []byte) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ra.AddrPort().Addr().Unmap(), uint16(port)), nil
 }
 
+// redialOpen is l's redialer while l is open: once the listener is closed
+// (Serve is ending, the transport layer with it), a response finds no
+// new connection rather than one that nothing would close.
+func (l *guardListener) redialOpen(ctx context.Context, network string, addr netip.AddrPort) (sipmsg.Connection, error) {
+	if l.redial == nil || l.closed.Load() {
+		return nil, net.ErrClosed
+	}
+	return l.redial(ctx, network, addr)
+}
+
 // redial is the Server's redialer: sipgo's transport layer opens the
 // connection, or reuses one already open to addr, and reads it.
 func (s *Server) redial(ctx context.Context, network string, addr netip.AddrPort) (sipmsg.Connection, error) {
