@@ -188,9 +188,11 @@ func TestSecondSignalThenCrash(t *testing.T) {
 }
 
 // TestCrashWhileRinging: a call rings at the terminal when the node is
-// killed; the terminal would ring on for ever. The restarted node CANCELs
-// the INVITE (RFC 3261 §9.1: same branch, Call-ID, From, CSeq number; the
-// Reason names the restart), and closes the record, never answered.
+// killed; the terminal would ring on for ever, the caller wait for its
+// answer. The restarted node CANCELs the INVITE (RFC 3261 §9.1: same
+// branch, Call-ID, From, CSeq number; the Reason names the restart),
+// answers the caller 503 with that Reason, and closes the record, never
+// answered.
 func TestCrashWhileRinging(t *testing.T) {
 	t.Parallel()
 	const nodeID = "e2e-crash-ringing"
@@ -217,7 +219,7 @@ func TestCrashWhileRinging(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(snaps) == 1 && len(snaps[0].Legs) == 1 && snaps[0].Legs[0].Invite != nil {
+		if len(snaps) == 1 && len(snaps[0].Legs) == 2 && snaps[0].Legs[1].Invite != nil {
 			break
 		}
 		select {
@@ -247,6 +249,11 @@ func TestCrashWhileRinging(t *testing.T) {
 	}
 	term.answer(can, src, 200, "")
 	term.answer(inv, src, 487, "")
+	// The caller's INVITE gets its final answer from the restarted node.
+	res := caller.response(10 * time.Second)
+	if h := res.GetHeader("Reason"); res.StatusCode != 503 || h == nil || !strings.Contains(h.Value(), `text="node restarted"`) {
+		t.Errorf("caller's answer after the restart: %s (Reason %v), want 503 naming the restart", res.StartLine(), h)
+	}
 	for openRecords(t, ctx, store) != 0 {
 		select {
 		case <-ctx.Done():
@@ -264,11 +271,15 @@ func TestCrashWhileRinging(t *testing.T) {
 }
 
 // confirmed counts the snapshots of answered calls: a ringing call's has
-// no leg yet, or only legs whose INVITE is pending.
+// no leg yet, or legs whose INVITE is unanswered.
 func confirmed(snaps []registry.DialogSnapshot) int {
 	n := 0
 	for _, d := range snaps {
-		if len(d.Legs) > 0 && d.Legs[0].Invite == nil {
+		up := len(d.Legs) > 0
+		for _, l := range d.Legs {
+			up = up && l.Invite == nil && l.Answer == nil
+		}
+		if up {
 			n++
 		}
 	}

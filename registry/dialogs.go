@@ -23,6 +23,19 @@ type DialogLeg struct {
 	// the snapshot was kept (the call was ringing): such a leg is ended
 	// with CANCEL, not BYE.
 	Invite *PendingInvite `json:",omitempty"`
+	// Answer is set on a caller's leg whose INVITE had no final answer
+	// from us yet: such a leg gets a final response, not a BYE.
+	Answer *PendingAnswer `json:",omitempty"`
+}
+
+// PendingAnswer is what a response to a caller's INVITE repeats of it
+// (RFC 3261 §8.2.6.2), and where it came from (§18.2.2).
+type PendingAnswer struct {
+	Vias     []string // every Via value, top first
+	From, To string   // To with the tag of our provisional answers
+	CallID   string
+	CSeq     uint32
+	Source   string // host:port the INVITE came from
 }
 
 // PendingInvite is what a CANCEL must repeat of the INVITE it cancels

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,6 +89,10 @@ func (s *Server) endLeftover(ctx context.Context, d registry.DialogSnapshot) err
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, l := range d.Legs {
+		if l.Answer != nil {
+			s.answerLeftover(bctx, d, l)
+			continue
+		}
 		dlg, err := dialogOf(l)
 		if err != nil {
 			s.log.Warn("leftover call: leg unusable", "call", d.CallID, "err", err)
@@ -125,4 +133,55 @@ func (s *Server) endLeftover(ctx context.Context, d registry.DialogSnapshot) err
 		return fmt.Errorf("sip: leftover call %s: %w", d.CallID, err)
 	}
 	return nil
+}
+
+// answerLeftover sends a caller whose INVITE rang when the node died the
+// final answer its transaction still waits for, statelessly (RFC 3261
+// §8.2.7): 503 with Reason cause 41 "node restarted" (a temporary
+// failure, which RFC 3398 §8.2.6.1 maps to 503). It goes where §18.2.2
+// sends a response: over UDP to the INVITE's source; over TCP or TLS on a
+// new connection to the source address at the top Via's sent-by port. A
+// caller whose transaction timed out meanwhile (Timer B) discards it.
+func (s *Server) answerLeftover(ctx context.Context, d registry.DialogSnapshot, l registry.DialogLeg) {
+	res, err := answerTo(l, 503)
+	if err != nil {
+		s.log.Warn("leftover call: leg unusable", "call", d.CallID, "err", err)
+		return
+	}
+	res.AppendHeader(sipmsg.NewHeader("Reason", reasonValue(CauseTemporaryFailure, RestartCause)))
+	res.AppendHeader(sipmsg.NewHeader("Server", s.cfg.UserAgent))
+	src, err := netip.ParseAddrPort(l.Answer.Source)
+	if err != nil {
+		s.log.Warn("leftover call: caller's address unusable", "call", d.CallID, "source", l.Answer.Source)
+		return
+	}
+	wire := []byte(res.String())
+	if strings.EqualFold(l.Transport, "UDP") {
+		s.mu.Lock()
+		udp := s.udp
+		s.mu.Unlock()
+		if _, err := udp.WriteTo(wire, net.UDPAddrFromAddrPort(src)); err != nil {
+			s.log.Info("leftover call: answer to the caller not sent", "call", d.CallID, "err", err)
+		}
+		return
+	}
+	port := res.Via().Port
+	if port <= 0 || port > 65535 {
+		port = sipmsg.DefaultPort(l.Transport)
+	}
+	dst := netip.AddrPortFrom(src.Addr().Unmap(), uint16(port))
+	conn, err := s.redial(ctx, strings.ToLower(l.Transport), dst)
+	if err != nil {
+		s.log.Info("leftover call: answer to the caller not sent", "call", d.CallID, "to", dst.String(), "err", err)
+		return
+	}
+	defer conn.TryClose()
+	if w, ok := conn.(io.Writer); ok {
+		_, err = w.Write(wire)
+	} else {
+		err = conn.WriteMsg(res)
+	}
+	if err != nil {
+		s.log.Info("leftover call: answer to the caller not sent", "call", d.CallID, "to", dst.String(), "err", err)
+	}
 }

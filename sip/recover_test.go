@@ -3,6 +3,7 @@ package sip_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,13 +50,8 @@ func TestLeftoverCallsEndedAfterRestart(t *testing.T) {
 	var snaps []registry.DialogSnapshot
 	waitFor(t, func() bool {
 		snaps, _ = store.Dialogs(ctx, "node-a")
-		return len(snaps) == 1 && len(snaps[0].Legs) == 2
+		return len(snaps) == 1 && len(snaps[0].Legs) == 2 && snaps[0].Legs[0].Answer == nil && snaps[0].Legs[1].Invite == nil
 	})
-	for _, l := range snaps[0].Legs {
-		if l.Invite != nil {
-			t.Fatalf("an answered leg is kept as ringing: %+v", l)
-		}
-	}
 
 	restarted := newEnv(t, func(c *b2bConfig) { c.Dialogs, c.Calls, c.Node = store, store, "node-a" })
 	n, err := restarted.srv.EndLeftovers(ctx)
@@ -115,10 +111,12 @@ func TestSnapshotLivesWithTheCall(t *testing.T) {
 }
 
 // TestLeftoverRingingCallCanceled: a call that was ringing when its node
-// died leaves its terminal ringing. The restarted node CANCELs the INVITE
-// (RFC 3261 §9.1: its Request-URI, top Via with the branch, From, To
-// without the 180's tag, Call-ID and CSeq number; Reason: the restart)
-// and closes the record, never answered; no BYE goes to the terminal.
+// died leaves its terminal ringing and its caller waiting. The restarted
+// node CANCELs the INVITE (RFC 3261 §9.1: its Request-URI, top Via with
+// the branch, From, To without the 180's tag, Call-ID and CSeq number;
+// Reason: the restart), answers the caller's INVITE 503 (its Via, the
+// 180's To tag, the same Reason), and closes the record, never answered;
+// no BYE goes to either.
 func TestLeftoverRingingCallCanceled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -129,13 +127,13 @@ func TestLeftoverRingingCallCanceled(t *testing.T) {
 	caller, term := newRawPeer(t), newRawPeer(t)
 	old.addUser("bob")
 	old.addLegacy("bob", "001010000000001", term.addr, scp.Online)
-	caller.invite(old.addr, "bob", "im.test")
+	cinv := caller.invite(old.addr, "bob", "im.test")
 	tinv := term.next(sipmsg.INVITE, 5*time.Second)
 	ringing := term.respond(tinv, 180, "Ringing")
-	caller.nextResponse(180, 5*time.Second)
+	ringback := caller.nextResponse(180, 5*time.Second)
 	waitFor(t, func() bool {
 		s, _ := store.Dialogs(ctx, "node-a")
-		return len(s) == 1 && len(s[0].Legs) == 1 && s[0].Legs[0].Invite != nil
+		return len(s) == 1 && len(s[0].Legs) == 2 && s[0].Legs[0].Answer != nil && s[0].Legs[1].Invite != nil
 	})
 
 	restarted := newEnv(t, func(c *b2bConfig) { c.Dialogs, c.Calls, c.Node = store, store, "node-a" })
@@ -169,6 +167,21 @@ func TestLeftoverRingingCallCanceled(t *testing.T) {
 	}
 	term.respond(can, 200, "OK")
 	term.respond(tinv, 487, "Request Terminated")
+	res := caller.nextResponse(300, 5*time.Second)
+	for _, c := range []struct{ what, got, want string }{
+		{"status", strconv.Itoa(res.StatusCode), "503"},
+		{"Via", res.Via().Value(), cinv.Via().Value()},
+		{"To", res.To().Value(), ringback.To().Value()},
+		{"Call-ID", res.CallID().Value(), cinv.CallID().Value()},
+		{"CSeq", res.CSeq().Value(), cinv.CSeq().Value()},
+	} {
+		if c.got != c.want {
+			t.Errorf("caller's answer: %s %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	if r := res.GetHeader("Reason"); r == nil || !strings.Contains(r.Value(), "cause=41") || !strings.Contains(r.Value(), `text="node restarted"`) {
+		t.Errorf("caller's answer: Reason %v, want cause 41 node restarted", r)
+	}
 	if err := <-done; err != nil {
 		t.Fatalf("EndLeftovers: %v", err)
 	}
@@ -179,8 +192,8 @@ func TestLeftoverRingingCallCanceled(t *testing.T) {
 	if r := recs[0]; r.EndCause != "node restarted" || r.EndedAt.IsZero() || !r.AnsweredAt.IsZero() {
 		t.Errorf("record %+v, want never answered, ended by the restart", r)
 	}
-	if term.count(sipmsg.BYE) != 0 {
-		t.Error("a BYE went to a terminal that never answered")
+	if term.count(sipmsg.BYE)+caller.count(sipmsg.BYE) != 0 {
+		t.Error("a BYE went to a party whose call was never answered")
 	}
 	if left, _ := store.Dialogs(ctx, "node-a"); len(left) != 0 {
 		t.Errorf("%d snapshots left after the restart", len(left))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -170,8 +171,14 @@ func (c *session) saveDialogs() {
 	}
 	d := registry.DialogSnapshot{Key: c.origin.key(), CallID: c.origin.callID, StartedAt: c.rec.StartedAt}
 	for _, u := range c.uas {
-		if u.up && !u.ended() {
+		switch {
+		case u.ended():
+		case u.up:
 			d.Legs = append(d.Legs, snapLeg(&u.dialogState))
+		case !u.final && u.inv != nil:
+			sl := snapLeg(&u.dialogState)
+			sl.Answer = answerOf(u.inv)
+			d.Legs = append(d.Legs, sl)
 		}
 	}
 	for _, l := range c.uac {
@@ -232,6 +239,44 @@ func pendingOf(inv *sipmsg.Request) *registry.PendingInvite {
 		p.RouteSet = append(p.RouteSet, h.Value())
 	}
 	return p
+}
+
+// answerOf keeps what a response to inv, a caller's INVITE with our To
+// tag, repeats of it.
+func answerOf(inv *sipmsg.Request) *registry.PendingAnswer {
+	a := &registry.PendingAnswer{From: inv.From().Value(), To: inv.To().Value(), CallID: inv.CallID().Value(),
+		CSeq: inv.CSeq().SeqNo, Source: inv.Source()}
+	for _, h := range inv.GetHeaders("Via") {
+		a.Vias = append(a.Vias, h.Value())
+	}
+	return a
+}
+
+// answerTo rebuilds a final response to a leg's pending INVITE from its
+// snapshot: its Vias, From, To, Call-ID and CSeq (RFC 3261 §8.2.6.2).
+func answerTo(l registry.DialogLeg, status int) (*sipmsg.Response, error) {
+	a := l.Answer
+	parse := sipmsg.DefaultHeadersParser()
+	res := sipmsg.NewResponse(status, reasonPhrase(status))
+	for _, f := range []struct{ name, value string }{{"Via", ""}, {"From", a.From}, {"To", a.To}, {"Call-ID", a.CallID}} {
+		values := []string{f.value}
+		if f.name == "Via" {
+			values = a.Vias
+		}
+		for _, v := range values {
+			h, err := parse[strings.ToLower(f.name)]([]byte(f.name), v)
+			if err != nil || h == nil {
+				return nil, fmt.Errorf("pending answer %s: %s %q: %v", l.CallID, f.name, v, err)
+			}
+			res.AppendHeader(h)
+		}
+	}
+	if res.Via() == nil {
+		return nil, fmt.Errorf("pending answer %s: no Via", l.CallID)
+	}
+	res.AppendHeader(&sipmsg.CSeqHeader{SeqNo: a.CSeq, MethodName: sipmsg.INVITE})
+	res.SetBody(nil)
+	return res, nil
 }
 
 // cancelOf rebuilds the CANCEL of a leg's pending INVITE from its
