@@ -17,13 +17,19 @@ import (
 // nofile, with args added, and returns its SIP address and its log.
 func startServe(t *testing.T, nofile int, args ...string) (string, *lockedBuffer, *exec.Cmd) {
 	t.Helper()
+	return startServeLimits(t, nofile, nofile, args...)
+}
+
+// startServeLimits is startServe with soft and hard descriptor limits.
+func startServeLimits(t *testing.T, soft, hard int, args ...string) (string, *lockedBuffer, *exec.Cmd) {
+	t.Helper()
 	prlimit, err := exec.LookPath("prlimit")
 	if err != nil {
 		t.Fatalf("prlimit (util-linux) is needed: %v", err)
 	}
 	db := newDB(t)
 	dir := filepath.Dir(db)
-	all := append([]string{fmt.Sprintf("--nofile=%d:%d", nofile, nofile), binary, "--db", db, "serve",
+	all := append([]string{fmt.Sprintf("--nofile=%d:%d", soft, hard), binary, "--db", db, "serve",
 		"--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--trusted", "127.0.0.0/8",
 		"--media", "passthrough", "--api-token-file", filepath.Join(dir, "api.token")}, args...)
 	cmd := exec.Command(prlimit, all...)
@@ -90,6 +96,18 @@ func tcpOptions(sipAddr, id string) string {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	line, _ := bufio.NewReader(c).ReadString('\n')
 	return strings.TrimSpace(line)
+}
+
+// TestServeRaisesNofile: started with a soft descriptor limit below the
+// hard one, serve runs at the hard limit, logs it, and sizes the SIP
+// connection limit from it (a quarter: 128 of 512, not 32 of 128).
+func TestServeRaisesNofile(t *testing.T) {
+	_, log, _ := startServeLimits(t, 128, 512)
+	for _, want := range []string{"msg=\"descriptor limit\" nofile=512 hard=512", "max_conns=128 "} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
 }
 
 // TestServeDescriptorExhaustion fills b2bua serve, run with a low
