@@ -33,9 +33,10 @@ type ConnLimits struct {
 	// connection open. 0: 10s.
 	MessageTimeout time.Duration
 	// CloseGrace keeps a connection the peer has closed in the pool this
-	// long, so that the answers to the requests it carried go back on it
-	// rather than to an address named in their Via (RFC 3261 §18.2.2). 0:
-	// 2s.
+	// long, so that the requests it carried get their transactions on it,
+	// whose answers then go to its source address (tcp_respond.go), rather
+	// than on a connection sipgo would open to an address named in their
+	// Via (RFC 3261 §18.2.2). 0: 2s.
 	CloseGrace time.Duration
 }
 

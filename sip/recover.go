@@ -157,10 +157,16 @@ func (s *Server) answerLeftover(ctx context.Context, d registry.DialogSnapshot, 
 	}
 	wire := []byte(res.String())
 	if strings.EqualFold(l.Transport, "UDP") {
-		s.mu.Lock()
-		udp := s.udp
-		s.mu.Unlock()
-		if _, err := udp.WriteTo(wire, net.UDPAddrFromAddrPort(src)); err != nil {
+		// From the socket requests leave from, the one the caller sent to.
+		err := errors.New("no UDP socket")
+		laddr := s.laddr("UDP")
+		if c, _ := s.ua.TransportLayer().GetConnection("udp", laddr.String()); c != nil {
+			defer c.TryClose()
+			if u, ok := c.(*sipmsg.UDPConnection); ok {
+				_, err = u.WriteTo(wire, net.UDPAddrFromAddrPort(src))
+			}
+		}
+		if err != nil {
 			s.log.Info("leftover call: answer to the caller not sent", "call", d.CallID, "err", err)
 		}
 		return
