@@ -254,6 +254,7 @@ func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	// included when store-and-link is configured.
 	s.respond(tx, req, 200, "",
 		sipmsg.NewHeader("Allow", allowed),
+		sipmsg.NewHeader("Supported", supportedHeader),
 		sipmsg.NewHeader("Accept", s.messageAccept()),
 		sipmsg.NewHeader("Accept-Encoding", "identity"),
 		sipmsg.NewHeader("Accept-Language", "en"),

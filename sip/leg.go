@@ -63,7 +63,8 @@ type uasLeg struct {
 	leg
 	inv   *sipmsg.Request // the INVITE, with our To tag
 	tx    sipmsg.ServerTransaction
-	final bool // its INVITE has our final response
+	final bool     // its INVITE has our final response
+	rel   reliable // our reliable provisionals to it (prack.go)
 }
 
 // uacLeg is a leg whose INVITE we sent: a terminal, a fork branch.
@@ -82,6 +83,13 @@ type uacLeg struct {
 	// ACK retransmissions until Timer D.
 	txFinal, txFailed, txDone bool
 	cancelWanted, cancelSent  bool
+
+	// rseqs is the last RSeq we PRACKed, by early dialog (To tag).
+	rseqs map[string]uint32
+	// earlyAnswer is the answer of an 18x as we relayed it to the
+	// caller, for a 2xx that does not repeat it (RFC 3262: the
+	// exchange may end in a reliable provisional).
+	earlyAnswer []byte
 
 	// strays are the ACKs of 2xx from other dialogs of this INVITE (a
 	// forking proxy downstream), by To tag, for their retransmissions.

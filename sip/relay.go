@@ -31,6 +31,9 @@ func (c *session) onRequest(req *sipmsg.Request, sr *serverReq) {
 	}
 	from.remoteSeq = seq
 	switch req.Method {
+	case sipmsg.PRACK:
+		c.onPrack(from, sr)
+		return
 	case sipmsg.BYE:
 		sr.respond(c.response(req, 200, "", nil))
 		if u := from.uas; u != nil && !u.final {

@@ -277,6 +277,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.srv.OnBye(s.guard(s.inDialog))
 	s.srv.OnInfo(s.guard(s.inDialog))
 	s.srv.OnUpdate(s.guard(s.inDialog))
+	s.srv.OnPrack(s.guard(s.inDialog))
 	s.srv.OnNotify(s.guard(s.inDialog))
 	s.srv.OnCancel(s.guard(s.onCancel))
 	s.srv.OnOptions(s.guard(s.onOptions))
@@ -316,7 +317,7 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 }
 
 // allowed is the Allow header of the B2BUA (RFC 3261 §20.5).
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY, REGISTER"
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, REGISTER"
 
 func (s *Server) trusted(src string) bool {
 	ap, err := netip.ParseAddrPort(src)

@@ -49,6 +49,12 @@ func (c *session) prepare(t Target) bool {
 	}
 	inv.AppendHeader(c.s.contact(t.Transport))
 	inv.AppendHeader(sipmsg.NewHeader("Allow", allowed))
+	// 100rel only with an offer: an offer in a reliable provisional
+	// needs its answer in our PRACK (RFC 3262 §5), which only the caller
+	// could give.
+	if len(body) > 0 {
+		inv.AppendHeader(sipmsg.NewHeader("Supported", supportedHeader))
+	}
 	inv.AppendHeader(sipmsg.NewHeader("User-Agent", c.s.cfg.UserAgent))
 	if len(body) > 0 {
 		copyHeader(o.inv, inv, "Content-Type")
@@ -122,6 +128,9 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 		if l.final {
 			return
 		}
+		if !c.takeReliable(l, res) {
+			return // a retransmission, or out of sequence (RFC 3262 §4)
+		}
 		l.provisional = true
 		if l.cancelWanted {
 			c.sendCancel(l)
@@ -134,6 +143,12 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 			l.alerted = true
 		}
 		body := sdpBody(res)
+		if l.delayedOffer() && o.rel.on {
+			// The terminal's offer would reach the caller reliably and
+			// want its answer in the PRACK, which the terminal never
+			// sees: the 2xx carries the offer instead.
+			body = nil
+		}
 		if len(body) > 0 {
 			var err error
 			rewrite := c.media.Answer
@@ -150,12 +165,15 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 				c.log.Warn("early media answer rejected", "err", err)
 				body = nil
 			}
+			if body != nil && !l.delayedOffer() {
+				l.earlyAnswer = body
+			}
 		}
 		out := c.uasResponse(o, code, res.Reason, body)
 		if len(body) > 0 {
 			copyHeader(res, out, "Content-Type")
 		}
-		_ = o.tx.Respond(out)
+		c.provisionalToCaller(o, out)
 	case code < 300:
 		if l.up {
 			c.onUAC2xxAgain(l, res)
@@ -220,15 +238,26 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	} else {
 		c.sendAck(&l.leg, ack)
 	}
+	switch {
+	case offer:
+	case o.rel.answered:
+		// The caller has the answer from a reliable provisional; the
+		// exchange is over (RFC 3262 §5), so the 2xx carries none.
+		body = nil
+	case len(body) == 0 && l.earlyAnswer != nil:
+		// The terminal ended the exchange in a reliable 18x and its 2xx
+		// has no SDP; the caller got that 18x unreliably, so its 2xx
+		// carries the answer (RFC 3261 §13.3.1).
+		body = l.earlyAnswer
+		if res.GetHeader("Content-Type") == nil {
+			res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+		}
+	}
 	out := c.uasResponse(o, res.StatusCode, res.Reason, body)
 	if len(body) > 0 {
 		copyHeader(res, out, "Content-Type")
 	}
-	o.final, o.up = true, true
-	if err := o.tx.Respond(out); err != nil {
-		c.log.Warn("200 to caller failed", "err", err)
-	}
-	c.expectAck(&o.leg, o.tx, out)
+	c.answerCaller(o, out)
 	c.mediaAnswered()
 	c.farAnswered()
 	c.rec.AnsweredAt = time.Now().UTC()

@@ -33,7 +33,7 @@ func (c *session) addUAS(req *sipmsg.Request, tx sipmsg.ServerTransaction) *uasL
 	for _, h := range inv.GetHeaders("Record-Route") {
 		d.routeSet = append(d.routeSet, h.Value())
 	}
-	u := &uasLeg{inv: inv, tx: tx}
+	u := &uasLeg{inv: inv, tx: tx, rel: reliable{on: offers100rel(inv)}}
 	u.leg = newLeg(LegID("uas-"+strconv.Itoa(len(c.uas)+1)), "caller", d)
 	u.leg.uas = u
 	c.uas = append(c.uas, u)
@@ -53,6 +53,7 @@ func (c *session) onUASCancel(u *uasLeg) {
 // respondUAS sends a final failure to u's INVITE.
 func (c *session) respondUAS(u *uasLeg, f *Failure) {
 	u.final = true
+	u.stopReliable()
 	if u == c.origin {
 		c.rec.SIPStatus, c.rec.Q850Cause = f.Status, f.Cause
 	}
@@ -84,6 +85,7 @@ func (c *session) uasResponse(u *uasLeg, code int, phrase string, body []byte) *
 	if code > 100 && code < 300 {
 		res.AppendHeader(c.s.contact(u.transport))
 		res.AppendHeader(sipmsg.NewHeader("Allow", allowed))
+		res.AppendHeader(sipmsg.NewHeader("Supported", supportedHeader))
 	}
 	res.AppendHeader(sipmsg.NewHeader("Server", c.s.cfg.UserAgent))
 	return res
