@@ -113,6 +113,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respond(tx, req, 400, "INVITE without Contact")
 		return
 	}
+	if s.refuseShortSE(req, tx) { // sessiontimer.go
+		return
+	}
 	// 100 at once, so the caller stops retransmitting while we route
 	// (RFC 3261 §17.2.1).
 	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {

@@ -31,6 +31,11 @@ type leg struct {
 
 	await   *await2xx   // our 2xx on this leg waiting for its ACK
 	delayed *delayedAck // our ACK held for the answer in this leg's ACK
+
+	st *sessTimer // its session timer (sessiontimer.go); nil: none
+	// localSDP and remoteSDP are the last SDP each side sent on the leg:
+	// a refresh repeats ours and recognises an unchanged one of the peer.
+	localSDP, remoteSDP []byte
 }
 
 func newLeg(id LegID, name string, d dialogState) leg {
@@ -41,6 +46,7 @@ func newLeg(id LegID, name string, d dialogState) leg {
 // end records why the leg ended; the first reason stays.
 func (l *leg) end(reason string) {
 	l.cancel(errors.New(reason))
+	l.st.stop()
 	if l.await != nil {
 		l.await.timer.Stop()
 		l.await = nil
@@ -83,6 +89,11 @@ type uacLeg struct {
 	// ACK retransmissions until Timer D.
 	txFinal, txFailed, txDone bool
 	cancelWanted, cancelSent  bool
+
+	// se and minSE are the Session-Expires and Min-SE of our INVITE;
+	// retriedSE: it was sent again after a 422 (RFC 4028 §7.4).
+	se, minSE time.Duration
+	retriedSE bool
 
 	// rseqs is the last RSeq we PRACKed, by early dialog (To tag).
 	rseqs map[string]uint32

@@ -21,7 +21,7 @@ const tag100rel = "100rel"
 
 // supportedTags are the option tags we support (RFC 3261 §8.2.2.3): a
 // Require naming any other gets 420.
-var supportedTags = []string{tag100rel}
+var supportedTags = []string{tag100rel, tagTimer}
 
 // supportedHeader lists them for Supported headers.
 var supportedHeader = strings.Join(supportedTags, ", ")
@@ -107,6 +107,7 @@ func (c *session) sendReliable(u *uasLeg, res *sipmsg.Response) {
 	}
 	if p.sdp {
 		u.rel.answered = true
+		u.localSDP = sdpBody(res)
 	}
 	u.rel.pending = p
 	_ = u.tx.Respond(res)
@@ -190,10 +191,14 @@ func (c *session) answerCaller(u *uasLeg, res *sipmsg.Response) {
 	}
 	u.stopReliable()
 	u.final, u.up = true, true
+	if b := sdpBody(res); len(b) > 0 {
+		u.localSDP = b
+	}
 	if err := u.tx.Respond(res); err != nil {
 		c.log.Warn("200 to caller failed", "err", err)
 	}
 	c.expectAck(&u.leg, u.tx, res)
+	c.startTimer(&u.leg)
 }
 
 // parseRAck reads a RAck header: response-num CSeq-num method (§7.2).

@@ -39,7 +39,15 @@ func (c *session) prepare(t Target) bool {
 		laddr:     c.s.laddr(t.Transport),
 	})
 	l.leg.uac = l
+	l.se, l.minSE = c.s.cfg.SessionExpires, c.s.cfg.MinSE
 	c.uac = append(c.uac, l)
+	l.inv = c.buildInvite(l, body)
+	return true
+}
+
+// buildInvite makes l's INVITE with body, at l's next CSeq.
+func (c *session) buildInvite(l *uacLeg, body []byte) *sipmsg.Request {
+	o := c.origin
 	inv := l.newRequest(sipmsg.INVITE, 0)
 	// Max-Forwards goes down by one across the B2BUA, so a routing loop
 	// through several B2BUAs still ends in 483 (RFC 3261 §16.6 item 3).
@@ -47,21 +55,24 @@ func (c *session) prepare(t Target) bool {
 		v := sipmsg.MaxForwardsHeader(mf.Val() - 1)
 		inv.ReplaceHeader(&v)
 	}
-	inv.AppendHeader(c.s.contact(t.Transport))
+	inv.AppendHeader(c.s.contact(l.target.Transport))
 	inv.AppendHeader(sipmsg.NewHeader("Allow", allowed))
 	// 100rel only with an offer: an offer in a reliable provisional
 	// needs its answer in our PRACK (RFC 3262 §5), which only the caller
 	// could give.
 	if len(body) > 0 {
 		inv.AppendHeader(sipmsg.NewHeader("Supported", supportedHeader))
+	} else {
+		inv.AppendHeader(sipmsg.NewHeader("Supported", tagTimer))
 	}
+	c.timerRequestHeaders(inv, l.se, l.minSE)
 	inv.AppendHeader(sipmsg.NewHeader("User-Agent", c.s.cfg.UserAgent))
 	if len(body) > 0 {
 		copyHeader(o.inv, inv, "Content-Type")
 	}
 	inv.SetBody(body)
-	l.inv = inv
-	return true
+	l.localSDP = body
+	return inv
 }
 
 // send sends l's INVITE.
@@ -184,6 +195,9 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 		if l.final {
 			return
 		}
+		if code == 422 && c.retryMinSE(l, res) {
+			return
+		}
 		l.final = true
 		c.uacFailed(l, failureFromResponse(res))
 	}
@@ -228,6 +242,10 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	}
 	c.winner = l
 	c.bridge(&o.leg, &l.leg)
+	l.remoteSDP = sdpBody(res)
+	c.timerFromAnswer(l, res)
+	c.startTimer(&l.leg)
+	c.startCallLimit()
 	for _, loser := range c.policy.answered(c, l) {
 		c.log.Debug("fork lost", "leg", loser.id)
 		c.cancelUAC(loser)
@@ -257,6 +275,7 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	if len(body) > 0 {
 		copyHeader(res, out, "Content-Type")
 	}
+	c.timerAnswerCaller(o, out)
 	c.answerCaller(o, out)
 	c.mediaAnswered()
 	c.farAnswered()
@@ -476,4 +495,20 @@ func (c *session) writeAck(ack *sipmsg.Request) {
 // terminal makes the offer (RFC 3261 §13.2.1).
 func (l *uacLeg) delayedOffer() bool {
 	return l.inv != nil && len(l.inv.Body()) == 0
+}
+
+// retryMinSE sends l's INVITE again after a 422, with the Session-Expires
+// the terminal's Min-SE asks for (RFC 4028 §7.4); once per leg.
+func (c *session) retryMinSE(l *uacLeg, res *sipmsg.Response) bool {
+	m := minSEOf(res)
+	if l.retriedSE || m == 0 || c.s.cfg.SessionExpires < 0 || c.ending || !l.trying() {
+		return false
+	}
+	l.retriedSE = true
+	l.se, l.minSE = max(l.se, m), max(l.minSE, m)
+	l.inv = c.buildInvite(l, l.inv.Body())
+	l.tx, l.provisional, l.txFinal, l.txFailed, l.txDone = nil, false, false, false, false
+	c.log.Debug("422 from the terminal: INVITE again", "leg", l.id, "session-expires", l.se)
+	c.send(l)
+	return true
 }

@@ -36,6 +36,7 @@ func (c *session) addUAS(req *sipmsg.Request, tx sipmsg.ServerTransaction) *uasL
 	u := &uasLeg{inv: inv, tx: tx, rel: reliable{on: offers100rel(inv)}}
 	u.leg = newLeg(LegID("uas-"+strconv.Itoa(len(c.uas)+1)), "caller", d)
 	u.leg.uas = u
+	u.remoteSDP = sdpBody(inv)
 	c.uas = append(c.uas, u)
 	return u
 }
