@@ -177,6 +177,9 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 		cancel()
 		if err == nil {
 			s.authResult(req, h.Value(), true)
+			if !s.admitUser(req, tx, user) { // ratelimit.go
+				return "", false
+			}
 			return user, true
 		}
 		stale = s.cfg.IsStale(err)
