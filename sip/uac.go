@@ -195,7 +195,13 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 		if l.final {
 			return
 		}
-		if code == 422 && c.retryMinSE(l, res) {
+		if code == 422 && c.canRetryMinSE(l, res) {
+			// Sent again once the transaction has ACKed the 422 (its own
+			// copy comes after the ACK), so the terminal sees the ACK
+			// before the new INVITE.
+			if l.txFinal {
+				c.retryMinSE(l, res)
+			}
 			return
 		}
 		l.final = true
@@ -397,6 +403,11 @@ func failureFromResponse(res *sipmsg.Response) *Failure {
 		// The terminal's own challenge means nothing to the caller.
 		f.Status, f.Cause, f.Text = 403, CauseCallRejected, "terminal refused the call"
 	}
+	if f.Status == 422 {
+		// Its Min-SE is the terminal's, not ours; the caller's interval
+		// was fine with us (RFC 4028 §7.4 retries once).
+		f.Status, f.Cause, f.Text = 500, CauseInterworking, "terminal refused the session interval"
+	}
 	if f.Status >= 300 && f.Status < 400 {
 		// A redirect would reveal the terminal's addresses.
 		f.Status, f.Cause, f.Text = 480, CauseNoRoute, "terminal redirected the call"
@@ -499,16 +510,17 @@ func (l *uacLeg) delayedOffer() bool {
 
 // retryMinSE sends l's INVITE again after a 422, with the Session-Expires
 // the terminal's Min-SE asks for (RFC 4028 §7.4); once per leg.
-func (c *session) retryMinSE(l *uacLeg, res *sipmsg.Response) bool {
+func (c *session) retryMinSE(l *uacLeg, res *sipmsg.Response) {
 	m := minSEOf(res)
-	if l.retriedSE || m == 0 || c.s.cfg.SessionExpires < 0 || c.ending || !l.trying() {
-		return false
-	}
 	l.retriedSE = true
 	l.se, l.minSE = max(l.se, m), max(l.minSE, m)
 	l.inv = c.buildInvite(l, l.inv.Body())
 	l.tx, l.provisional, l.txFinal, l.txFailed, l.txDone = nil, false, false, false, false
 	c.log.Debug("422 from the terminal: INVITE again", "leg", l.id, "session-expires", l.se)
 	c.send(l)
-	return true
+}
+
+// canRetryMinSE tells whether l's 422 res can be answered by a new INVITE.
+func (c *session) canRetryMinSE(l *uacLeg, res *sipmsg.Response) bool {
+	return !l.retriedSE && minSEOf(res) > 0 && c.s.cfg.SessionExpires >= 0 && !c.ending && l.trying()
 }
