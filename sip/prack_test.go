@@ -60,6 +60,12 @@ func (p *rawCaller) call(user, domain string, extra ...string) {
 // opened, with extra header lines.
 func (p *rawCaller) inDialog(method string, res *sipmsg.Response, seq int, extra ...string) {
 	p.t.Helper()
+	p.inDialogBody(method, res, seq, "", extra...)
+}
+
+// inDialogBody is inDialog with an SDP body ("" for none).
+func (p *rawCaller) inDialogBody(method string, res *sipmsg.Response, seq int, sdp string, extra ...string) {
+	p.t.Helper()
 	tag, _ := res.To().Params.Get("tag")
 	target := res.Contact().Address.String()
 	msg := method + " " + target + " SIP/2.0\r\n" +
@@ -72,7 +78,10 @@ func (p *rawCaller) inDialog(method string, res *sipmsg.Response, seq int, extra
 	for _, h := range extra {
 		msg += h + "\r\n"
 	}
-	msg += "Content-Length: 0\r\n\r\n"
+	if sdp != "" {
+		msg += "Contact: <sip:alice@" + p.addr + ">\r\nContent-Type: application/sdp\r\n"
+	}
+	msg += "Content-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
 	m, err := sipmsg.ParseMessage([]byte(msg))
 	if err != nil {
 		p.t.Fatal(err)

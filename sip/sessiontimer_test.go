@@ -310,3 +310,25 @@ func TestMaxCallDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestUnchangedReinviteAnsweredOnItsLeg: a caller's refresh re-INVITE that
+// repeats its SDP is answered on its own leg with our SDP unchanged and
+// never reaches the terminal; one that changes the SDP is relayed.
+func TestUnchangedReinviteAnsweredOnItsLeg(t *testing.T) {
+	tc := answeredCall(t, nil, []string{"Supported: timer"}, nil)
+	tc.caller.inDialogBody("INVITE", tc.ok, 2, testSDP, "Supported: timer", "Session-Expires: 1800;refresher=uac")
+	res := tc.caller.response(sipmsg.INVITE, 200, 5*time.Second)
+	if res.StatusCode != 200 || string(res.Body()) != string(tc.ok.Body()) || hdr(res, "Session-Expires") != "1800;refresher=uac" {
+		t.Errorf("refresh re-INVITE: %d Session-Expires %q body\n%s\nwant 200, 1800;refresher=uac and our SDP as before:\n%s", res.StatusCode, hdr(res, "Session-Expires"), res.Body(), tc.ok.Body())
+	}
+	tc.caller.inDialog("ACK", res, 2)
+	held := testSDP + "a=sendonly\r\n"
+	tc.caller.inDialogBody("INVITE", tc.ok, 3, held)
+	re := tc.term.next(sipmsg.INVITE, 5*time.Second)
+	if !strings.Contains(string(re.req.Body()), "a=sendonly") {
+		t.Errorf("relayed re-INVITE body %q, want the hold", re.req.Body())
+	}
+	if n := tc.term.count(sipmsg.INVITE); n != 2 {
+		t.Errorf("terminal got %d INVITEs, want 2 (the call's and the hold; the refresh stayed on its leg)", n)
+	}
+}
