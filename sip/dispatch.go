@@ -127,6 +127,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	// A conference URI joins its conference (conference.go); only a
 	// caller that authenticated may, never a trunk by its address alone.
+	if in.trunk == nil && in.did == nil && s.conferenceRequireRefused(req, tx) {
+		return
+	}
 	if in.trunk == nil && in.did == nil && s.conferenceInvite(req, tx, in.caller) {
 		return
 	}

@@ -282,3 +282,25 @@ func (c *session) takeReliable(l *uacLeg, res *sipmsg.Response) bool {
 	})
 	return true
 }
+
+// conferenceRequireRefused answers 420 to an INVITE to a conference URI
+// that requires 100rel or timer: the conference's legs (sip/confcall)
+// send no reliable provisionals and run no session timers, so for them
+// these tags are unsupported (RFC 3261 §8.2.2.3). It reports whether it
+// answered.
+func (s *Server) conferenceRequireRefused(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	if s.confs == nil || !strings.HasPrefix(req.Recipient.User, ConferencePrefix) {
+		return false
+	}
+	var tags []string
+	for _, t := range supportedTags {
+		if hasTag(req, "Require", t) {
+			tags = append(tags, t)
+		}
+	}
+	if len(tags) == 0 {
+		return false
+	}
+	s.respond(tx, req, 420, "", sipmsg.NewHeader("Unsupported", strings.Join(tags, ", ")))
+	return true
+}

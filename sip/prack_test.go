@@ -10,6 +10,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 
 	"github.com/imcall/b2bua/scp"
+	b2b "github.com/imcall/b2bua/sip"
 )
 
 // rawCaller is a caller on a bare UDP socket whose INVITE carries the
@@ -383,4 +384,45 @@ func hdr(m interface{ GetHeader(string) sipmsg.Header }, name string) string {
 		return h.Value()
 	}
 	return ""
+}
+
+// confRecorder is a conference service that counts the INVITEs it takes.
+type confRecorder struct{ invites chan *sipmsg.Request }
+
+func (r confRecorder) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, _ string) {
+	r.invites <- req
+	_ = tx.Respond(sipmsg.NewResponseFromRequest(req, 486, "Busy Here", nil))
+}
+
+func (confRecorder) HandleInDialog(*sipmsg.Request, sipmsg.ServerTransaction) bool { return false }
+
+// TestConferenceRequire: conference legs have neither reliable
+// provisionals nor session timers, so an INVITE to a conference URI that
+// requires either gets 420 naming it and never reaches the conference; one
+// that only supports them does.
+func TestConferenceRequire(t *testing.T) {
+	tests := []struct {
+		header      string
+		status      int
+		unsupported string
+	}{
+		{"Require: 100rel", 420, "100rel"},
+		{"Require: timer", 420, "timer"},
+		{"Supported: 100rel, timer", 486, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.header, func(t *testing.T) {
+			rec := confRecorder{invites: make(chan *sipmsg.Request, 1)}
+			e := newEnvWith(t, func(s *b2b.Server) { s.HandleConferences(rec) })
+			caller := newRawCaller(t, e.addr)
+			caller.call("conf-abc", "im.test", tt.header)
+			res := caller.response(sipmsg.INVITE, 200, 5*time.Second)
+			if res.StatusCode != tt.status || hdr(res, "Unsupported") != tt.unsupported {
+				t.Errorf("answer %d Unsupported %q, want %d %q", res.StatusCode, hdr(res, "Unsupported"), tt.status, tt.unsupported)
+			}
+			if got := len(rec.invites) == 1; got != (tt.status == 486) {
+				t.Errorf("conference took the INVITE: %v, want %v", got, tt.status == 486)
+			}
+		})
+	}
 }
