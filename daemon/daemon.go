@@ -58,6 +58,14 @@ type Config struct {
 	APIToken       string         // "" : read or create TokenFile
 	TokenFile      string         // "" : b2bua.token beside the SQLite file
 	NoAuth         bool           // challenge nobody (lab use)
+
+	// SessionExpires is the RFC 4028 session interval of each leg; 0:
+	// 30 minutes; negative: no session timers. MinSE is the shortest
+	// accepted (0: 90s). MaxCallDuration ends answered calls; 0: no limit.
+	SessionExpires  time.Duration
+	MinSE           time.Duration
+	MaxCallDuration time.Duration
+
 	// DigestAlgorithms are the digest algorithms offered, in order; nil:
 	// MD5 alone (see digest.Config.Algorithms).
 	DigestAlgorithms []string
@@ -280,6 +288,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Conns:       cfg.SIPConns,
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,
+
+		SessionExpires:  cfg.SessionExpires,
+		MinSE:           cfg.MinSE,
+		MaxCallDuration: cfg.MaxCallDuration,
+
 		DualPath: sip.DualPathConfig{
 			Window: cfg.DualPath.Window, Trunks: store.Trunks, Terminals: store,
 			LegMediaTimeout: cfg.DualPath.LegMediaTimeout, LegTimeout: cfg.DualPath.LegTimeout,

@@ -48,20 +48,32 @@ type bucket struct {
 	last   time.Time
 }
 
-// Limiter is a token bucket per source. It is safe for concurrent use.
-type Limiter struct {
+// Limiter is a token bucket per source address (keyed by Key).
+type Limiter = KeyedLimiter[netip.Addr]
+
+// KeyedLimiter is a token bucket per key (a source, an authenticated
+// user, ...). It is safe for concurrent use.
+type KeyedLimiter[K comparable] struct {
 	rate, burst float64
 	max         int
+	key         func(K) K
 
 	mu        sync.Mutex
-	buckets   map[netip.Addr]*bucket
+	buckets   map[K]*bucket
 	overflow  bucket
 	lastSweep time.Time
 }
 
 // New returns a Limiter; with cfg.Rate <= 0 it allows everything.
-func New(cfg Config) *Limiter {
-	l := &Limiter{rate: cfg.Rate, burst: float64(cfg.Burst), max: cfg.MaxSources, buckets: map[netip.Addr]*bucket{}}
+func New(cfg Config) *Limiter { return NewKeyed(cfg, Key) }
+
+// NewKeyed returns a KeyedLimiter; norm, if not nil, maps a key to the one
+// it counts under. With cfg.Rate <= 0 it allows everything.
+func NewKeyed[K comparable](cfg Config, norm func(K) K) *KeyedLimiter[K] {
+	if norm == nil {
+		norm = func(k K) K { return k }
+	}
+	l := &KeyedLimiter[K]{rate: cfg.Rate, burst: float64(cfg.Burst), max: cfg.MaxSources, key: norm, buckets: map[K]*bucket{}}
 	if l.burst < 1 {
 		l.burst = math.Max(1, math.Ceil(cfg.Rate))
 	}
@@ -73,15 +85,15 @@ func New(cfg Config) *Limiter {
 }
 
 // Enabled reports whether the limiter limits anything.
-func (l *Limiter) Enabled() bool { return l != nil && l.rate > 0 }
+func (l *KeyedLimiter[K]) Enabled() bool { return l != nil && l.rate > 0 }
 
 // Allow takes one token from src's bucket at now. When the bucket is empty
 // it returns false and how long until a token is back.
-func (l *Limiter) Allow(src netip.Addr, now time.Time) (bool, time.Duration) {
+func (l *KeyedLimiter[K]) Allow(src K, now time.Time) (bool, time.Duration) {
 	if !l.Enabled() {
 		return true, 0
 	}
-	k := Key(src)
+	k := l.key(src)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[k]
@@ -112,7 +124,7 @@ func (l *Limiter) Allow(src netip.Addr, now time.Time) (bool, time.Duration) {
 
 // sweep drops the buckets that have refilled: they are the same as a new
 // one. It runs at most once per sweepEvery.
-func (l *Limiter) sweep(now time.Time) {
+func (l *KeyedLimiter[K]) sweep(now time.Time) {
 	if now.Sub(l.lastSweep) < sweepEvery {
 		return
 	}
@@ -126,7 +138,7 @@ func (l *Limiter) sweep(now time.Time) {
 }
 
 // Len is the number of sources tracked.
-func (l *Limiter) Len() int {
+func (l *KeyedLimiter[K]) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.buckets)

@@ -166,3 +166,24 @@ func TestRecent(t *testing.T) {
 		t.Errorf("after expiry: Has(c) %v, Len %d, want true, 1", r.Has("c", t0.Add(2*time.Minute)), r.Len())
 	}
 }
+
+// TestKeyedLimiter: buckets per key of any type, here user names: one
+// key's burst spent leaves another's whole.
+func TestKeyedLimiter(t *testing.T) {
+	l := NewKeyed[string](Config{Rate: 1, Burst: 2}, nil)
+	now := time.Unix(1000, 0)
+	tests := []struct {
+		key  string
+		want bool
+	}{
+		{"alice", true}, {"alice", true}, {"alice", false}, {"bob", true}, {"bob", true}, {"bob", false},
+	}
+	for i, tt := range tests {
+		if got, _ := l.Allow(tt.key, now); got != tt.want {
+			t.Errorf("request %d as %s: allowed %v, want %v", i+1, tt.key, got, tt.want)
+		}
+	}
+	if ok, _ := l.Allow("alice", now.Add(time.Second)); !ok {
+		t.Error("alice a second later: refused, want a token back at 1/s")
+	}
+}

@@ -113,6 +113,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respond(tx, req, 400, "INVITE without Contact")
 		return
 	}
+	if s.refuseShortSE(req, tx) { // sessiontimer.go
+		return
+	}
 	// 100 at once, so the caller stops retransmitting while we route
 	// (RFC 3261 §17.2.1).
 	if err := tx.Respond(sipmsg.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
@@ -124,6 +127,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	// A conference URI joins its conference (conference.go); only a
 	// caller that authenticated may, never a trunk by its address alone.
+	if in.trunk == nil && in.did == nil && s.conferenceRequireRefused(req, tx) {
+		return
+	}
 	if in.trunk == nil && in.did == nil && s.conferenceInvite(req, tx, in.caller) {
 		return
 	}
@@ -174,6 +180,9 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 		cancel()
 		if err == nil {
 			s.authResult(req, h.Value(), true)
+			if !s.admitUser(req, tx, user) { // ratelimit.go
+				return "", false
+			}
 			return user, true
 		}
 		stale = s.cfg.IsStale(err)
@@ -254,6 +263,7 @@ func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	// included when store-and-link is configured.
 	s.respond(tx, req, 200, "",
 		sipmsg.NewHeader("Allow", allowed),
+		sipmsg.NewHeader("Supported", supportedHeader),
 		sipmsg.NewHeader("Accept", s.messageAccept()),
 		sipmsg.NewHeader("Accept-Encoding", "identity"),
 		sipmsg.NewHeader("Accept-Language", "en"),

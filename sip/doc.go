@@ -27,6 +27,12 @@
 // leg is relayed to its peer (relay.go), with SDP rewritten by the media
 // anchor and a delayed offer answered in the ACK (offeranswer.go).
 //
+// Each leg negotiates its own extensions with its peer: reliable
+// provisionals, sent to a caller that offered 100rel and PRACKed towards a
+// terminal that sends them (prack.go, RFC 3262), and session timers with
+// their refreshes, refresher and expiry per leg, and the call duration
+// limit (sessiontimer.go, RFC 4028), on an injectable Clock.
+//
 // Dual-path calls (dualpath.go, join.go, pathmedia.go): a device that
 // reaches us over a trunk (carrier path) and digest-authenticated (data
 // path), or names its first dialog in a Join header (RFC 3911), gets one

@@ -52,6 +52,13 @@ func (f locatorFunc) Locate(ctx context.Context, id string) (scp.Location, error
 
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
+	return newEnvWith(t, nil, opts...)
+}
+
+// newEnvWith is newEnv with setup run on the server before it listens
+// (the handlers a Server takes before Serve).
+func newEnvWith(t *testing.T, setup func(*b2b.Server), opts ...envOpt) *env {
+	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "b2bua.db")})
 	if err != nil {
@@ -85,6 +92,9 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 	srv.HandleMessages(msgr)
+	if setup != nil {
+		setup(srv)
+	}
 	if err := srv.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}

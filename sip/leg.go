@@ -31,6 +31,11 @@ type leg struct {
 
 	await   *await2xx   // our 2xx on this leg waiting for its ACK
 	delayed *delayedAck // our ACK held for the answer in this leg's ACK
+
+	st *sessTimer // its session timer (sessiontimer.go); nil: none
+	// localSDP and remoteSDP are the last SDP each side sent on the leg:
+	// a refresh repeats ours and recognises an unchanged one of the peer.
+	localSDP, remoteSDP []byte
 }
 
 func newLeg(id LegID, name string, d dialogState) leg {
@@ -41,6 +46,7 @@ func newLeg(id LegID, name string, d dialogState) leg {
 // end records why the leg ended; the first reason stays.
 func (l *leg) end(reason string) {
 	l.cancel(errors.New(reason))
+	l.st.stop()
 	if l.await != nil {
 		l.await.timer.Stop()
 		l.await = nil
@@ -63,7 +69,8 @@ type uasLeg struct {
 	leg
 	inv   *sipmsg.Request // the INVITE, with our To tag
 	tx    sipmsg.ServerTransaction
-	final bool // its INVITE has our final response
+	final bool     // its INVITE has our final response
+	rel   reliable // our reliable provisionals to it (prack.go)
 }
 
 // uacLeg is a leg whose INVITE we sent: a terminal, a fork branch.
@@ -82,6 +89,18 @@ type uacLeg struct {
 	// ACK retransmissions until Timer D.
 	txFinal, txFailed, txDone bool
 	cancelWanted, cancelSent  bool
+
+	// se and minSE are the Session-Expires and Min-SE of our INVITE;
+	// retriedSE: it was sent again after a 422 (RFC 4028 §7.4).
+	se, minSE time.Duration
+	retriedSE bool
+
+	// rseqs is the last RSeq we PRACKed, by early dialog (To tag).
+	rseqs map[string]uint32
+	// earlyAnswer is the answer of an 18x as we relayed it to the
+	// caller, for a 2xx that does not repeat it (RFC 3262: the
+	// exchange may end in a reliable provisional).
+	earlyAnswer []byte
 
 	// strays are the ACKs of 2xx from other dialogs of this INVITE (a
 	// forking proxy downstream), by To tag, for their retransmissions.

@@ -192,3 +192,34 @@ func TestLockoutBehindProxy(t *testing.T) {
 		t.Errorf("another sender behind the proxy rate limited: %d", code)
 	}
 }
+
+// TestUserRateLimit: the per-user limit counts a user's authenticated
+// requests from every address, the senders a proxy reports and its own
+// alike; past its burst the user gets 503 with Retry-After wherever it
+// speaks from, and another user behind the same proxy is not limited.
+func TestUserRateLimit(t *testing.T) {
+	e := newEnv(t, withDigest(), withLimits(b2b.Limits{UserRate: 0.01, UserBurst: 3}),
+		func(c *b2bConfig) { c.Proxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")} })
+	e.addUser("alice")
+	e.addUser("bob")
+	proxy := newRLSocket(t, "127.0.0.3")
+	for i := 1; i <= 3; i++ {
+		g := &guesser{s: proxy, to: e.addr, via: fmt.Sprintf("SIP/2.0/UDP 192.0.2.%d:5060;branch=z9hG4bK-a%d", i, i)}
+		if code, res := g.try("alice", "secret-alice"); code != 404 {
+			t.Fatalf("alice's request %d: %d, want 404 (authenticated)\n%s", i, code, res)
+		}
+	}
+	for _, g := range []*guesser{
+		{s: proxy, to: e.addr, via: "SIP/2.0/UDP 192.0.2.40:5060;branch=z9hG4bK-a4"},
+		{s: newRLSocket(t, "127.0.0.1"), to: e.addr},
+	} {
+		code, res := g.try("alice", "secret-alice")
+		if code != 503 || !regexp.MustCompile(`(?m)^Retry-After: [1-9]`).MatchString(res) {
+			t.Errorf("alice past her burst: %d, want 503 with Retry-After\n%s", code, res)
+		}
+	}
+	bob := &guesser{s: proxy, to: e.addr, via: "SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bK-b1"}
+	if code, _ := bob.try("bob", "secret-bob"); code != 404 {
+		t.Errorf("bob behind the same proxy: %d, want 404", code)
+	}
+}

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"slices"
 	"strings"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -37,13 +38,13 @@ func (s *Server) refuseParsed(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		s.respond(tx, req, 416, "Request-URI scheme not supported")
 		return true
 	}
-	// §8.2.2.3: we support no extension, so every option tag in Require is
+	// §8.2.2.3: an option tag in Require that is not ours is
 	// unsupported (CANCEL carries none that count).
 	if !req.IsCancel() {
 		var tags []string
 		for _, h := range req.GetHeaders("Require") {
 			for _, t := range strings.Split(h.Value(), ",") {
-				if t = strings.TrimSpace(t); t != "" {
+				if t = strings.TrimSpace(t); t != "" && !slices.ContainsFunc(supportedTags, func(s string) bool { return strings.EqualFold(s, t) }) {
 					tags = append(tags, t)
 				}
 			}

@@ -65,6 +65,7 @@ func (c *session) onDelayedAnswer(from *leg, ack *sipmsg.Request) {
 			d.ack.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 		}
 		d.ack.SetBody(out)
+		from.remoteSDP, d.to.localSDP = body, out
 	}
 	c.releaseAck(from)
 	if fail != nil {

@@ -22,6 +22,15 @@ type Limits struct {
 	// (RFC 3261 §21.5.4). Rate <= 0: no limit.
 	Rate  float64
 	Burst int
+	// UserRate and UserBurst are a token bucket per authenticated user:
+	// every request that passes digest authentication takes a token from
+	// its user's bucket, from whatever address it comes, so that a user
+	// behind a declared proxy, or one spreading over many addresses,
+	// still has a limit; over it the answer is 503 with Retry-After.
+	// Trusted sources are not authenticated and not counted. <= 0: no
+	// limit.
+	UserRate  float64
+	UserBurst int
 	// AuthFailures failed digest authentications as one user name from
 	// one source within AuthWindow lock that pair out for AuthLockout:
 	// its requests are answered 403 without checking. The user is locked
@@ -49,6 +58,7 @@ type authKey struct {
 // limiters are a Server's live limits.
 type limiters struct {
 	req    *ratelimit.Limiter
+	user   *ratelimit.KeyedLimiter[string]
 	pair   *ratelimit.KeyedLockout[authKey]
 	source *ratelimit.Lockout
 	good   *ratelimit.Recent[authKey] // authenticated lately
@@ -62,7 +72,8 @@ func newLimiters(l Limits) limiters {
 	sc := lc
 	sc.MaxFailures = l.AuthSourceFailures
 	return limiters{
-		req: ratelimit.New(ratelimit.Config{Rate: l.Rate, Burst: l.Burst, MaxSources: l.MaxSources}),
+		req:  ratelimit.New(ratelimit.Config{Rate: l.Rate, Burst: l.Burst, MaxSources: l.MaxSources}),
+		user: ratelimit.NewKeyed[string](ratelimit.Config{Rate: l.UserRate, Burst: l.UserBurst, MaxSources: l.MaxSources}, nil),
 		pair: ratelimit.NewKeyedLockout(lc, func(k authKey) authKey {
 			k.src = ratelimit.Key(k.src)
 			return k
@@ -200,4 +211,17 @@ func (s *Server) authResult(req *sipmsg.Request, credentials string, ok bool) {
 	if d := s.lim.source.Fail(src, now); d > 0 {
 		s.log.Warn("source restricted to recently authenticated users after failed authentications", "source", src.String(), "for", d.Round(time.Second).String())
 	}
+}
+
+// admitUser takes a token for req from the bucket of user, who has just
+// authenticated, and answers 503 with Retry-After when there is none.
+func (s *Server) admitUser(req *sipmsg.Request, tx sipmsg.ServerTransaction, user string) bool {
+	allowed, wait := s.lim.user.Allow(user, time.Now())
+	if allowed {
+		return true
+	}
+	secs := max(1, int((wait+time.Second-1)/time.Second))
+	s.log.Debug("request over the user's rate limit", "method", req.Method, "user", user)
+	s.respond(tx, req, 503, "rate limited", sipmsg.NewHeader("Retry-After", strconv.Itoa(secs)))
+	return false
 }

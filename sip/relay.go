@@ -31,6 +31,9 @@ func (c *session) onRequest(req *sipmsg.Request, sr *serverReq) {
 	}
 	from.remoteSeq = seq
 	switch req.Method {
+	case sipmsg.PRACK:
+		c.onPrack(from, sr)
+		return
 	case sipmsg.BYE:
 		sr.respond(c.response(req, 200, "", nil))
 		if u := from.uas; u != nil && !u.final {
@@ -53,6 +56,10 @@ func (c *session) onRequest(req *sipmsg.Request, sr *serverReq) {
 		if c.reinvite {
 			// RFC 3261 §14.2: one offer at a time.
 			sr.respond(c.response(req, 491, "", nil))
+			return
+		}
+		if c.answerRefresh(from, sr) { // sessiontimer.go
+			from.updateTarget(req.Contact())
 			return
 		}
 		c.reinvite = true
@@ -95,6 +102,12 @@ func (c *session) relay(from, to *leg, sr *serverReq) {
 	isOffer := req.Method == sipmsg.INVITE || req.Method == sipmsg.UPDATE
 	if isOffer {
 		out.AppendHeader(c.s.contact(to.transport))
+		if t := to.st; t != nil {
+			// Each leg its own interval and refresher (RFC 4028 §7.4): we
+			// are this request's UAC.
+			out.AppendHeader(sipmsg.NewHeader("Supported", supportedHeader))
+			out.AppendHeader(sipmsg.NewHeader("Session-Expires", seconds(t.interval)+";refresher="+refresherName(t.weRefresh, "uac", "uas")))
+		}
 		if len(body) > 0 {
 			var err error
 			if body, err = c.media.Offer(c.ctx, from.id, to.id, body); err != nil {
@@ -183,6 +196,7 @@ func (c *session) onRelayed(from, to *leg, sr *serverReq, out *sipmsg.Request, r
 	copyHeader(res, out2, "Reason")
 	if isOffer && res.StatusCode < 300 {
 		out2.AppendHeader(c.s.contact(from.transport))
+		c.relayedOffer(from, to, req, out, res, out2)
 	}
 	if offer {
 		c.holdAck(from, req.CSeq().SeqNo, ack, to)

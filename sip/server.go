@@ -119,6 +119,20 @@ type Config struct {
 
 	DualPath DualPathConfig // dual-path calls (dualpath.go); zero: off
 
+	// SessionExpires is the session interval we ask for and grant on
+	// each leg (RFC 4028); 0: 30 minutes; negative: no session timers.
+	SessionExpires time.Duration
+	// MinSE is the shortest interval we accept (Min-SE; 422 below it);
+	// 0: 90s, RFC 4028 §4's floor. Shorter values break that rule and
+	// are for tests only.
+	MinSE time.Duration
+	// MaxCallDuration ends an answered call this long after its answer
+	// with BYE on every leg; 0: no limit.
+	MaxCallDuration time.Duration
+	// Clock makes the session timers and the duration limit; nil: the
+	// real clock.
+	Clock Clock
+
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
 	MaxExpires     time.Duration // longer ones are shortened; 0: 2h
 	DefaultExpires time.Duration // when the UA gives none; 0: 1h
@@ -127,6 +141,7 @@ type Config struct {
 // Server is the B2BUA.
 type Server struct {
 	cfg    Config
+	clock  Clock
 	log    *slog.Logger
 	router *Router
 	media  MediaAnchor
@@ -212,6 +227,18 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.DefaultExpires <= 0 {
 		cfg.DefaultExpires = time.Hour
 	}
+	if cfg.SessionExpires == 0 {
+		cfg.SessionExpires = 30 * time.Minute
+	}
+	if cfg.MinSE <= 0 {
+		cfg.MinSE = 90 * time.Second
+	}
+	if cfg.SessionExpires > 0 && cfg.SessionExpires < cfg.MinSE {
+		return nil, fmt.Errorf("sip: Config.SessionExpires %v below MinSE %v", cfg.SessionExpires, cfg.MinSE)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
 	if cfg.IsStale == nil {
 		cfg.IsStale = func(error) bool { return false }
 	}
@@ -220,8 +247,9 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: random token: %w", err)
 	}
 	s := &Server{
-		cfg: cfg,
-		log: cfg.Logger,
+		cfg:   cfg,
+		clock: cfg.Clock,
+		log:   cfg.Logger,
 		router: &Router{
 			Terminals:  cfg.Terminals,
 			Bindings:   cfg.Bindings,
@@ -277,6 +305,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.srv.OnBye(s.guard(s.inDialog))
 	s.srv.OnInfo(s.guard(s.inDialog))
 	s.srv.OnUpdate(s.guard(s.inDialog))
+	s.srv.OnPrack(s.guard(s.inDialog))
 	s.srv.OnNotify(s.guard(s.inDialog))
 	s.srv.OnCancel(s.guard(s.onCancel))
 	s.srv.OnOptions(s.guard(s.onOptions))
@@ -316,7 +345,7 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 }
 
 // allowed is the Allow header of the B2BUA (RFC 3261 §20.5).
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY, REGISTER"
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, REGISTER"
 
 func (s *Server) trusted(src string) bool {
 	ap, err := netip.ParseAddrPort(src)

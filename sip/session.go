@@ -51,6 +51,7 @@ type session struct {
 	forkFailure      *Failure // the best failure of the placed legs so far
 	ringTimer        *time.Timer
 	giveUp           *time.Timer
+	maxDur           Timer // MaxCallDuration from the answer
 
 	rec      registry.CallRecord
 	recState callRecord
@@ -258,6 +259,7 @@ func (c *session) end(cause string) {
 	c.rec.EndedAt = time.Now().UTC()
 	c.closeMedia()
 	c.stopRing()
+	c.stopTimers()
 	c.releaseAcks()
 	for _, u := range c.uas {
 		if !u.final {
@@ -363,6 +365,7 @@ func (c *session) cleanup() {
 		c.respondUAS(c.origin, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "call ended"})
 	}
 	c.stopRing()
+	c.stopTimers()
 	c.stopPaths()
 	if c.giveUp != nil {
 		c.giveUp.Stop()

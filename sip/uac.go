@@ -39,7 +39,15 @@ func (c *session) prepare(t Target) bool {
 		laddr:     c.s.laddr(t.Transport),
 	})
 	l.leg.uac = l
+	l.se, l.minSE = c.s.cfg.SessionExpires, c.s.cfg.MinSE
 	c.uac = append(c.uac, l)
+	l.inv = c.buildInvite(l, body)
+	return true
+}
+
+// buildInvite makes l's INVITE with body, at l's next CSeq.
+func (c *session) buildInvite(l *uacLeg, body []byte) *sipmsg.Request {
+	o := c.origin
 	inv := l.newRequest(sipmsg.INVITE, 0)
 	// Max-Forwards goes down by one across the B2BUA, so a routing loop
 	// through several B2BUAs still ends in 483 (RFC 3261 §16.6 item 3).
@@ -47,15 +55,24 @@ func (c *session) prepare(t Target) bool {
 		v := sipmsg.MaxForwardsHeader(mf.Val() - 1)
 		inv.ReplaceHeader(&v)
 	}
-	inv.AppendHeader(c.s.contact(t.Transport))
+	inv.AppendHeader(c.s.contact(l.target.Transport))
 	inv.AppendHeader(sipmsg.NewHeader("Allow", allowed))
+	// 100rel only with an offer: an offer in a reliable provisional
+	// needs its answer in our PRACK (RFC 3262 §5), which only the caller
+	// could give.
+	if len(body) > 0 {
+		inv.AppendHeader(sipmsg.NewHeader("Supported", supportedHeader))
+	} else {
+		inv.AppendHeader(sipmsg.NewHeader("Supported", tagTimer))
+	}
+	c.timerRequestHeaders(inv, l.se, l.minSE)
 	inv.AppendHeader(sipmsg.NewHeader("User-Agent", c.s.cfg.UserAgent))
 	if len(body) > 0 {
 		copyHeader(o.inv, inv, "Content-Type")
 	}
 	inv.SetBody(body)
-	l.inv = inv
-	return true
+	l.localSDP = body
+	return inv
 }
 
 // send sends l's INVITE.
@@ -122,6 +139,9 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 		if l.final {
 			return
 		}
+		if !c.takeReliable(l, res) {
+			return // a retransmission, or out of sequence (RFC 3262 §4)
+		}
 		l.provisional = true
 		if l.cancelWanted {
 			c.sendCancel(l)
@@ -134,6 +154,12 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 			l.alerted = true
 		}
 		body := sdpBody(res)
+		if l.delayedOffer() && o.rel.on {
+			// The terminal's offer would reach the caller reliably and
+			// want its answer in the PRACK, which the terminal never
+			// sees: the 2xx carries the offer instead.
+			body = nil
+		}
 		if len(body) > 0 {
 			var err error
 			rewrite := c.media.Answer
@@ -150,12 +176,15 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 				c.log.Warn("early media answer rejected", "err", err)
 				body = nil
 			}
+			if body != nil && !l.delayedOffer() {
+				l.earlyAnswer = body
+			}
 		}
 		out := c.uasResponse(o, code, res.Reason, body)
 		if len(body) > 0 {
 			copyHeader(res, out, "Content-Type")
 		}
-		_ = o.tx.Respond(out)
+		c.provisionalToCaller(o, out)
 	case code < 300:
 		if l.up {
 			c.onUAC2xxAgain(l, res)
@@ -164,6 +193,15 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 		c.onUAC2xx(l, res)
 	default:
 		if l.final {
+			return
+		}
+		if code == 422 && c.canRetryMinSE(l, res) {
+			// Sent again once the transaction has ACKed the 422 (its own
+			// copy comes after the ACK), so the terminal sees the ACK
+			// before the new INVITE.
+			if l.txFinal {
+				c.retryMinSE(l, res)
+			}
 			return
 		}
 		l.final = true
@@ -210,6 +248,10 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	}
 	c.winner = l
 	c.bridge(&o.leg, &l.leg)
+	l.remoteSDP = sdpBody(res)
+	c.timerFromAnswer(l, res)
+	c.startTimer(&l.leg)
+	c.startCallLimit()
 	for _, loser := range c.policy.answered(c, l) {
 		c.log.Debug("fork lost", "leg", loser.id)
 		c.cancelUAC(loser)
@@ -220,15 +262,27 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	} else {
 		c.sendAck(&l.leg, ack)
 	}
+	switch {
+	case offer:
+	case o.rel.answered:
+		// The caller has the answer from a reliable provisional; the
+		// exchange is over (RFC 3262 §5), so the 2xx carries none.
+		body = nil
+	case len(body) == 0 && l.earlyAnswer != nil:
+		// The terminal ended the exchange in a reliable 18x and its 2xx
+		// has no SDP; the caller got that 18x unreliably, so its 2xx
+		// carries the answer (RFC 3261 §13.3.1).
+		body = l.earlyAnswer
+		if res.GetHeader("Content-Type") == nil {
+			res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+		}
+	}
 	out := c.uasResponse(o, res.StatusCode, res.Reason, body)
 	if len(body) > 0 {
 		copyHeader(res, out, "Content-Type")
 	}
-	o.final, o.up = true, true
-	if err := o.tx.Respond(out); err != nil {
-		c.log.Warn("200 to caller failed", "err", err)
-	}
-	c.expectAck(&o.leg, o.tx, out)
+	c.timerAnswerCaller(o, out)
+	c.answerCaller(o, out)
 	c.mediaAnswered()
 	c.farAnswered()
 	c.rec.AnsweredAt = time.Now().UTC()
@@ -349,6 +403,11 @@ func failureFromResponse(res *sipmsg.Response) *Failure {
 		// The terminal's own challenge means nothing to the caller.
 		f.Status, f.Cause, f.Text = 403, CauseCallRejected, "terminal refused the call"
 	}
+	if f.Status == 422 {
+		// Its Min-SE is the terminal's, not ours; the caller's interval
+		// was fine with us (RFC 4028 §7.4 retries once).
+		f.Status, f.Cause, f.Text = 500, CauseInterworking, "terminal refused the session interval"
+	}
 	if f.Status >= 300 && f.Status < 400 {
 		// A redirect would reveal the terminal's addresses.
 		f.Status, f.Cause, f.Text = 480, CauseNoRoute, "terminal redirected the call"
@@ -447,4 +506,21 @@ func (c *session) writeAck(ack *sipmsg.Request) {
 // terminal makes the offer (RFC 3261 §13.2.1).
 func (l *uacLeg) delayedOffer() bool {
 	return l.inv != nil && len(l.inv.Body()) == 0
+}
+
+// retryMinSE sends l's INVITE again after a 422, with the Session-Expires
+// the terminal's Min-SE asks for (RFC 4028 §7.4); once per leg.
+func (c *session) retryMinSE(l *uacLeg, res *sipmsg.Response) {
+	m := minSEOf(res)
+	l.retriedSE = true
+	l.se, l.minSE = max(l.se, m), max(l.minSE, m)
+	l.inv = c.buildInvite(l, l.inv.Body())
+	l.tx, l.provisional, l.txFinal, l.txFailed, l.txDone = nil, false, false, false, false
+	c.log.Debug("422 from the terminal: INVITE again", "leg", l.id, "session-expires", l.se)
+	c.send(l)
+}
+
+// canRetryMinSE tells whether l's 422 res can be answered by a new INVITE.
+func (c *session) canRetryMinSE(l *uacLeg, res *sipmsg.Response) bool {
+	return !l.retriedSE && minSEOf(res) > 0 && c.s.cfg.SessionExpires >= 0 && !c.ending && l.trying()
 }

@@ -33,9 +33,10 @@ func (c *session) addUAS(req *sipmsg.Request, tx sipmsg.ServerTransaction) *uasL
 	for _, h := range inv.GetHeaders("Record-Route") {
 		d.routeSet = append(d.routeSet, h.Value())
 	}
-	u := &uasLeg{inv: inv, tx: tx}
+	u := &uasLeg{inv: inv, tx: tx, rel: reliable{on: offers100rel(inv)}}
 	u.leg = newLeg(LegID("uas-"+strconv.Itoa(len(c.uas)+1)), "caller", d)
 	u.leg.uas = u
+	u.remoteSDP = sdpBody(inv)
 	c.uas = append(c.uas, u)
 	return u
 }
@@ -53,6 +54,7 @@ func (c *session) onUASCancel(u *uasLeg) {
 // respondUAS sends a final failure to u's INVITE.
 func (c *session) respondUAS(u *uasLeg, f *Failure) {
 	u.final = true
+	u.stopReliable()
 	if u == c.origin {
 		c.rec.SIPStatus, c.rec.Q850Cause = f.Status, f.Cause
 	}
@@ -84,6 +86,7 @@ func (c *session) uasResponse(u *uasLeg, code int, phrase string, body []byte) *
 	if code > 100 && code < 300 {
 		res.AppendHeader(c.s.contact(u.transport))
 		res.AppendHeader(sipmsg.NewHeader("Allow", allowed))
+		res.AppendHeader(sipmsg.NewHeader("Supported", supportedHeader))
 	}
 	res.AppendHeader(sipmsg.NewHeader("Server", c.s.cfg.UserAgent))
 	return res

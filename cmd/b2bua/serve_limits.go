@@ -15,6 +15,8 @@ import (
 type limitOptions struct {
 	rate         string
 	burst        int
+	userRate     string
+	userBurst    int
 	authFailures int
 	srcFailures  int
 	authLockout  time.Duration
@@ -23,6 +25,8 @@ type limitOptions struct {
 func (o *limitOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.rate, "sip-rate", envOr("B2BUA_SIP_RATE", "50/s"), "requests outside a dialog per untrusted source address (IPv6: per /64), N/s or N/m; over it they get 503 with Retry-After; 0 turns it off (env B2BUA_SIP_RATE)")
 	f.IntVar(&o.burst, "sip-burst", 100, "requests a source may send at once before --sip-rate applies")
+	f.StringVar(&o.userRate, "sip-user-rate", "20/s", "requests per authenticated user, from any address (behind a --proxies proxy too), N/s or N/m; over it they get 503 with Retry-After; 0 turns it off")
+	f.IntVar(&o.userBurst, "sip-user-burst", 50, "requests a user may send at once before --sip-user-rate applies")
 	f.IntVar(&o.authFailures, "sip-auth-failures", 10, "failed digest authentications as one user name from one source within a minute that lock that user out from that source only (403 without a check); 0 turns it off")
 	f.IntVar(&o.srcFailures, "sip-auth-source-failures", 30, "failed digest authentications from one source, any user names, within a minute after which it may authenticate only as users that did so from it lately; 0 turns it off")
 	f.DurationVar(&o.authLockout, "sip-auth-lockout", 5*time.Minute, "how long both lock-outs last")
@@ -37,13 +41,20 @@ func (o *limitOptions) limits() (sip.Limits, error) {
 	if o.burst < 1 && rate > 0 {
 		return sip.Limits{}, fmt.Errorf("--sip-burst: must be at least 1")
 	}
+	userRate, err := parseRate(o.userRate)
+	if err != nil {
+		return sip.Limits{}, fmt.Errorf("--sip-user-rate: %w", err)
+	}
+	if o.userBurst < 1 && userRate > 0 {
+		return sip.Limits{}, fmt.Errorf("--sip-user-burst: must be at least 1")
+	}
 	if o.authFailures < 0 {
 		return sip.Limits{}, fmt.Errorf("--sip-auth-failures: must be 0 or more")
 	}
 	if o.srcFailures < 0 {
 		return sip.Limits{}, fmt.Errorf("--sip-auth-source-failures: must be 0 or more")
 	}
-	return sip.Limits{Rate: rate, Burst: o.burst, AuthFailures: o.authFailures, AuthSourceFailures: o.srcFailures, AuthWindow: time.Minute, AuthLockout: o.authLockout}, nil
+	return sip.Limits{Rate: rate, Burst: o.burst, UserRate: userRate, UserBurst: o.userBurst, AuthFailures: o.authFailures, AuthSourceFailures: o.srcFailures, AuthWindow: time.Minute, AuthLockout: o.authLockout}, nil
 }
 
 // parseRate reads "50/s", "600/m" or "50" (per second) as requests per
