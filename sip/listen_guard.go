@@ -88,6 +88,10 @@ type guardListener struct {
 	lim   ConnLimits
 	log   *slog.Logger
 	now   func() time.Time
+	// flows, when set, is told of every connection accepted and of its
+	// end, by flowID(transport, remote address) (flow.go).
+	flows     *flowTable
+	transport string
 
 	closed   atomic.Bool
 	failures atomic.Uint64
@@ -109,7 +113,13 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			if l.tls != nil {
 				c = tls.Server(c, l.tls)
 			}
-			return newFrameConn(c, l.lim, l.now), nil
+			fc := newFrameConn(c, l.lim, l.now)
+			if l.flows != nil {
+				id := flowID(l.transport, c.RemoteAddr().String())
+				l.flows.opened(id)
+				fc.onEnd = func() { l.flows.closed(id) }
+			}
+			return fc, nil
 		}
 		if l.closed.Load() || errors.Is(err, net.ErrClosed) {
 			return nil, err
