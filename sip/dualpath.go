@@ -38,6 +38,14 @@ type DualPathConfig struct {
 	// has been silent this long while another path carries media; 0: 30ms
 	// (one and a half packets of 20 ms: a path that lost one packet stays).
 	SwitchAfter time.Duration
+	// LossMargin: while both paths carry media, the far party's source
+	// moves to the other once the one it hears loses this fraction more
+	// of its packets over a second; 0: 0.05 (3 packets of 50 more).
+	// LossHold: at most one such move this often; 0: 2s.
+	LossMargin float64
+	LossHold   time.Duration
+	// Clock is the time of the path logic; nil: the real clock.
+	Clock Clock
 }
 
 func (d *DualPathConfig) setDefaults() {
@@ -49,6 +57,15 @@ func (d *DualPathConfig) setDefaults() {
 	}
 	if d.SwitchAfter <= 0 {
 		d.SwitchAfter = 30 * time.Millisecond
+	}
+	if d.LossMargin <= 0 {
+		d.LossMargin = 0.05
+	}
+	if d.LossHold <= 0 {
+		d.LossHold = 2 * time.Second
+	}
+	if d.Clock == nil {
+		d.Clock = realClock{}
 	}
 }
 
@@ -160,7 +177,7 @@ func (s *Server) joinOf(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev de
 	if s.cfg.DualPath.Window <= 0 {
 		return nil, true
 	}
-	q := joinQuery{Far: callee, At: time.Now(), Window: s.cfg.DualPath.Window}
+	q := joinQuery{Far: callee, At: s.cfg.DualPath.Clock.Now(), Window: s.cfg.DualPath.Window}
 	if h := req.GetHeader("Join"); h != nil {
 		j, err := parseJoin(h.Value())
 		if err != nil {
@@ -197,10 +214,11 @@ func (c *session) initDual(dev device) {
 	if c.s.cfg.DualPath.Window <= 0 {
 		return
 	}
+	now := c.now()
 	c.dual = &dualState{
-		firstAt: time.Now(),
+		firstAt: now,
 		dev:     map[*uasLeg]device{c.origin: dev},
-		joined:  map[*uasLeg]time.Time{c.origin: time.Now()},
+		joined:  map[*uasLeg]time.Time{c.origin: now},
 		left:    map[*uasLeg]time.Time{},
 	}
 	c.publishView()
@@ -259,7 +277,7 @@ func (c *session) onJoin(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev d
 	}
 	u := c.addUAS(req, tx)
 	c.dual.dev[u] = dev
-	c.dual.joined[u] = time.Now()
+	c.dual.joined[u] = c.now()
 	c.policy = dualPath{}
 	c.s.setDialog(u.key(), c)
 	if !tx.OnCancel(func(*sipmsg.Request) { c.post(func() { c.onUASCancel(u) }) }) {
@@ -331,7 +349,7 @@ func (c *session) nearEnded(l *leg) {
 	if c.dual == nil || l.uas == nil {
 		return
 	}
-	c.dual.left[l.uas] = time.Now()
+	c.dual.left[l.uas] = c.now()
 	live := c.liveNear()
 	if len(live) > 0 && l.uas == c.origin {
 		// The session's answer and provisionals go to its origin: a near
