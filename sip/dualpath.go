@@ -44,6 +44,11 @@ type DualPathConfig struct {
 	// LossHold: at most one such move this often; 0: 2s.
 	LossMargin float64
 	LossHold   time.Duration
+	// ProbeInterval: an answered near leg of a session with two paths is
+	// sent an in-dialog OPTIONS this often, and ended when no answer
+	// comes within ProbeTimeout (or the answer is 481 or 408); 0: 10s
+	// and 4s.
+	ProbeInterval, ProbeTimeout time.Duration
 	// Clock is the time of the path logic; nil: the real clock.
 	Clock Clock
 }
@@ -63,6 +68,12 @@ func (d *DualPathConfig) setDefaults() {
 	}
 	if d.LossHold <= 0 {
 		d.LossHold = 2 * time.Second
+	}
+	if d.ProbeInterval <= 0 {
+		d.ProbeInterval = 10 * time.Second
+	}
+	if d.ProbeTimeout <= 0 {
+		d.ProbeTimeout = 4 * time.Second
 	}
 	if d.Clock == nil {
 		d.Clock = realClock{}
@@ -127,9 +138,10 @@ type dualState struct {
 	firstAt time.Time
 	dev     map[*uasLeg]device
 	joined  map[*uasLeg]time.Time
-	left    map[*uasLeg]time.Time // near legs that ended before the session
-	paths   pathState             // pathmedia.go
-	two     bool                  // counted in pathMetrics.twoPaths
+	left    map[*uasLeg]time.Time  // near legs that ended before the session
+	paths   pathState              // pathmedia.go
+	probes  map[*uasLeg]*pathProbe // pathprobe.go
+	two     bool                   // counted in pathMetrics.twoPaths
 }
 
 // dualTrunk gives the trunk src belongs to, from DualPath.Trunks: the
@@ -221,6 +233,7 @@ func (c *session) initDual(dev device) {
 		joined:  map[*uasLeg]time.Time{c.origin: now},
 		left:    map[*uasLeg]time.Time{},
 	}
+	c.watchPathFlow(c.origin)
 	c.publishView()
 }
 
@@ -279,6 +292,7 @@ func (c *session) onJoin(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev d
 	c.dual.dev[u] = dev
 	c.dual.joined[u] = c.now()
 	c.policy = dualPath{}
+	c.watchPathFlow(u)
 	c.s.setDialog(u.key(), c)
 	if !tx.OnCancel(func(*sipmsg.Request) { c.post(func() { c.onUASCancel(u) }) }) {
 		u.final = true
@@ -350,6 +364,7 @@ func (c *session) nearEnded(l *leg) {
 		return
 	}
 	c.dual.left[l.uas] = c.now()
+	c.stopProbe(l.uas)
 	live := c.liveNear()
 	if len(live) > 0 && l.uas == c.origin {
 		// The session's answer and provisionals go to its origin: a near

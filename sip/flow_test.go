@@ -30,7 +30,14 @@ type tcpClient struct {
 
 func dialTCP(t *testing.T, to string) *tcpClient {
 	t.Helper()
-	c, err := net.Dial("tcp", to)
+	return dialTCPFrom(t, "127.0.0.1", to)
+}
+
+// dialTCPFrom is dialTCP from another loopback address (a trunk's).
+func dialTCPFrom(t *testing.T, host, to string) *tcpClient {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}
+	c, err := d.Dial("tcp", to)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,8 +109,11 @@ func (c *session) startPaths() {
 	// The new path's answer connected it to the far leg both ways; the
 	// far party must go on hearing one source.
 	sel.Select(c.winner.id, p.active)
-	if p.timer == nil && len(c.upNear()) >= 2 {
-		p.timer = c.pathAfter(c.pathPoll(), c.pollPaths)
+	if len(c.upNear()) >= 2 {
+		c.startProbes()
+		if p.timer == nil {
+			p.timer = c.pathAfter(c.pathPoll(), c.pollPaths)
+		}
 	}
 }
 
@@ -227,8 +230,13 @@ func (c *session) endSilentPath(u *uasLeg) {
 }
 
 func (c *session) stopPaths() {
-	if c.dual != nil && c.dual.paths.timer != nil {
+	if c.dual == nil {
+		return
+	}
+	if c.dual.paths.timer != nil {
 		c.dual.paths.timer.Stop()
 		c.dual.paths.timer = nil
 	}
+	c.stopProbes()
+	c.unwatchPathFlows()
 }
