@@ -141,7 +141,10 @@ type dualState struct {
 	left    map[*uasLeg]time.Time  // near legs that ended before the session
 	paths   pathState              // pathmedia.go
 	probes  map[*uasLeg]*pathProbe // pathprobe.go
-	two     bool                   // counted in pathMetrics.twoPaths
+	// awaitAnswer: near legs whose 2xx carried our offer, by the CSeq
+	// their ACK will bring the answer in (pathsignal.go).
+	awaitAnswer map[*uasLeg]uint32
+	two         bool // counted in pathMetrics.twoPaths
 }
 
 // dualTrunk gives the trunk src belongs to, from DualPath.Trunks: the
@@ -232,6 +235,8 @@ func (c *session) initDual(dev device) {
 		dev:     map[*uasLeg]device{c.origin: dev},
 		joined:  map[*uasLeg]time.Time{c.origin: now},
 		left:    map[*uasLeg]time.Time{},
+
+		awaitAnswer: map[*uasLeg]uint32{},
 	}
 	c.watchPathFlow(c.origin)
 	c.publishView()
@@ -282,11 +287,6 @@ func (c *session) onJoin(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev d
 	case len(c.liveNear()) >= maxPaths:
 		refuse(&Failure{Status: 486, Cause: CauseUserBusy, Text: "both paths of the call are in use"})
 		return
-	case len(sdpBody(req)) == 0 || len(sdpBody(c.origin.inv)) == 0:
-		// The far party's answer is the second path's answer too, so
-		// both paths must have offered (RFC 3264 §5).
-		refuse(&Failure{Status: 488, Cause: 65, Text: "a second path needs an SDP offer"})
-		return
 	}
 	u := c.addUAS(req, tx)
 	c.dual.dev[u] = dev
@@ -318,22 +318,18 @@ func (c *session) alerted() bool {
 	return false
 }
 
-// answerNear gives near leg u the far party's answer, with u's own ports.
+// answerNear gives near leg u the far party's answer, with u's own ports,
+// or its offer when u sent none (nearBody).
 func (c *session) answerNear(u *uasLeg) {
 	far := c.winner
-	if _, err := c.media.Offer(c.ctx, u.id, far.id, sdpBody(u.inv)); err != nil {
-		c.respondUAS(u, offerFailure(err))
-		c.legEnded(&u.leg, "offer rejected")
-		return
-	}
-	body, err := c.media.Answer(c.ctx, far.id, u.id, sdpBody(far.ok))
-	if err != nil {
-		c.respondUAS(u, answerFailure(err))
-		c.legEnded(&u.leg, "answer rejected")
+	body, f := c.nearBody(u, sdpBody(u.inv))
+	if f != nil {
+		c.respondUAS(u, f)
+		c.legEnded(&u.leg, "SDP rejected")
 		return
 	}
 	out := c.uasResponse(u, far.ok.StatusCode, far.ok.Reason, body)
-	copyHeader(far.ok, out, "Content-Type")
+	out.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	u.final, u.up = true, true
 	if err := u.tx.Respond(out); err != nil {
 		c.log.Warn("200 to second path failed", "err", err)

@@ -142,9 +142,9 @@ func TestDualPathFlowFailureEndsPath(t *testing.T) {
 	cl := dialTCPFrom(t, "127.0.0.2", d.addr)
 	rtp := newRTPSock(t, "127.0.0.1")
 	ruri := d.uri("bob")
-	ok := cl.invite(ruri.String(), sdpFor(rtp.port()), "P-Asserted-Identity: <tel:"+aliceMSISDN+">")
-	if ok.StatusCode != 200 {
-		t.Fatalf("carrier path over TCP: %v", ok)
+	call := cl.invite(ruri.String(), sdpFor(rtp.port()), "", "P-Asserted-Identity: <tel:"+aliceMSISDN+">")
+	if call.res.StatusCode != 200 {
+		t.Fatalf("carrier path over TCP: %v", call.res)
 	}
 	waitFor(t, func() bool { return d.srv.PathMetrics().TwoPaths == 1 })
 	start := time.Now()
@@ -162,40 +162,69 @@ func TestDualPathFlowFailureEndsPath(t *testing.T) {
 	}
 }
 
-// invite places a call over the flow with an SDP offer and ACKs its 2xx;
-// the final response.
-func (cl *tcpClient) invite(ruri, sdp string, extra ...string) *sipmsg.Response {
+// tcpDialog is a call the tcpClient placed.
+type tcpDialog struct {
+	cl           *tcpClient
+	ruri, callID string
+	tag, to      string // our From tag; the To header with the B2BUA's tag
+	seq          int
+	res          *sipmsg.Response // the INVITE's final response
+}
+
+// invite places a call over the flow with offer (none if empty) and ACKs
+// its 2xx, with ackSDP as the answer when the 2xx carried the offer.
+func (cl *tcpClient) invite(ruri, offer, ackSDP string, extra ...string) *tcpDialog {
 	cl.t.Helper()
-	callID, tag := sipmsg.GenerateTagN(16), sipmsg.GenerateTagN(6)
-	host, port, _ := strings.Cut(cl.addr, ":")
-	head := func(method, branch string) []string {
-		return []string{
-			method + " " + ruri + " SIP/2.0",
-			"Via: SIP/2.0/TCP " + cl.addr + ";branch=z9hG4bK" + branch,
-			"From: <sip:carrier@" + host + ">;tag=" + tag,
-			"Call-ID: " + callID,
-			"Max-Forwards: 70",
-		}
+	d := &tcpDialog{cl: cl, ruri: ruri, callID: sipmsg.GenerateTagN(16), tag: sipmsg.GenerateTagN(6), to: "<" + ruri + ">"}
+	d.res = d.request("INVITE", offer, ackSDP, extra...)
+	if d.res.StatusCode < 300 {
+		d.to = d.res.To().Value()
 	}
-	lines := append(head("INVITE", sipmsg.GenerateTagN(10)), "To: <"+ruri+">", "CSeq: 1 INVITE",
-		"Contact: <sip:carrier@"+host+":"+port+";transport=tcp>", "Content-Type: application/sdp")
-	lines = append(lines, extra...)
-	lines = append(lines, "Content-Length: "+strconv.Itoa(len(sdp)), "", sdp)
-	cl.send(strings.Join(lines, "\r\n"))
+	return d
+}
+
+// request sends method in the dialog (or the dialog's INVITE) and gives
+// the final response; a 2xx to INVITE is ACKed, with ackSDP if set.
+func (d *tcpDialog) request(method, body, ackSDP string, extra ...string) *sipmsg.Response {
+	cl := d.cl
+	cl.t.Helper()
+	d.seq++
+	host, port, _ := strings.Cut(cl.addr, ":")
+	msg := func(method, cseq, body string, extra ...string) string {
+		lines := []string{
+			method + " " + d.ruri + " SIP/2.0",
+			"Via: SIP/2.0/TCP " + cl.addr + ";branch=z9hG4bK" + sipmsg.GenerateTagN(10),
+			"From: <sip:carrier@" + host + ">;tag=" + d.tag,
+			"To: " + d.to,
+			"Call-ID: " + d.callID,
+			"CSeq: " + cseq + " " + method,
+			"Max-Forwards: 70",
+			"Contact: <sip:carrier@" + host + ":" + port + ";transport=tcp>",
+		}
+		lines = append(lines, extra...)
+		if body != "" {
+			lines = append(lines, "Content-Type: application/sdp")
+		}
+		return strings.Join(append(lines, "Content-Length: "+strconv.Itoa(len(body)), "", body), "\r\n")
+	}
+	seq := strconv.Itoa(d.seq)
+	cl.send(msg(method, seq, body, extra...))
 	for {
 		select {
 		case m := <-cl.msgs:
 			res, ok := m.(*sipmsg.Response)
-			if !ok || res.StatusCode < 200 {
+			if !ok || res.StatusCode < 200 || res.CSeq().MethodName != sipmsg.RequestMethod(method) {
 				continue
 			}
-			if res.StatusCode < 300 {
-				ack := append(head("ACK", sipmsg.GenerateTagN(10)), "To: "+res.To().Value(), "CSeq: 1 ACK", "Content-Length: 0", "", "")
-				cl.send(strings.Join(ack, "\r\n"))
+			if method == "INVITE" && res.StatusCode < 300 {
+				to := d.to
+				d.to = res.To().Value()
+				cl.send(msg("ACK", seq, ackSDP))
+				d.to = to
 			}
 			return res
 		case <-time.After(5 * time.Second):
-			cl.t.Fatal("no final answer to INVITE")
+			cl.t.Fatalf("no final answer to %s", method)
 			return nil
 		}
 	}

@@ -156,6 +156,7 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 			copyHeader(res, out, "Content-Type")
 		}
 		_ = o.tx.Respond(out)
+		c.provisionalToPaths(code, res.Reason) // pathsignal.go
 	case code < 300:
 		if l.up {
 			c.onUAC2xxAgain(l, res)
