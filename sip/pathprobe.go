@@ -25,7 +25,7 @@ func (c *session) watchPathFlow(u *uasLeg) {
 		return
 	}
 	id := flowID(u.inv.Transport(), u.inv.Source())
-	if !c.s.flows.watch(id, "leg "+u.key(), func() { c.post(func() { c.pathFlowFailed(u) }) }) {
+	if c.s.flows.watch(id, "leg "+u.key(), func() { c.post(func() { c.pathFlowFailed(u) }) }) == flowFailed {
 		c.post(func() { c.pathFlowFailed(u) }) // it failed while the INVITE was handled
 	}
 }

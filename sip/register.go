@@ -136,8 +136,8 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			})
 			// We reach a client at the source of its REGISTER: over TCP or
 			// TLS that is its flow, so the login ends when the flow fails.
-			if err == nil && !s.watchLogin(req, aor, key) {
-				s.flowLoginEnded(aor, key, req.Source())
+			if err == nil {
+				s.watchLogin(req, aor, key)
 			}
 			outbound = outbound || ch.regID && ch.instance != "" && streamTransport(req.Transport())
 		}
