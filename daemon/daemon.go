@@ -117,6 +117,7 @@ type DualPath struct {
 	Window          time.Duration // --dual-path-window; 0: off
 	LegMediaTimeout time.Duration // --leg-media-timeout; 0: 2s
 	LegTimeout      time.Duration // --leg-timeout; 0: 30s
+	ProbeInterval   time.Duration // --leg-probe-interval; 0: 10s
 }
 
 // Media modes of Config.Media.
@@ -296,6 +297,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		DualPath: sip.DualPathConfig{
 			Window: cfg.DualPath.Window, Trunks: store.Trunks, Terminals: store,
 			LegMediaTimeout: cfg.DualPath.LegMediaTimeout, LegTimeout: cfg.DualPath.LegTimeout,
+			ProbeInterval: cfg.DualPath.ProbeInterval,
 		},
 		Media:  anchor,
 		Logger: log.With("component", "sip"),

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imcall/b2bua/internal/testenv"
 	"github.com/imcall/b2bua/registry"
@@ -199,6 +200,34 @@ func TestDIDFromNonTrunk(t *testing.T) {
 	// caller_call_bye.xml requires the 407 before it sends credentials.
 	n.call("caller_call_bye.xml", "alice", "secret", bobNumber).wait()
 	c.wait()
+}
+
+// TestDIDLoginEndsWithFlow: a client logged in over TCP with reg-id (RFC
+// 5626) is listed while its connection lives and not once SIPp has left
+// and its connection closed.
+func TestDIDLoginEndsWithFlow(t *testing.T) {
+	t.Parallel()
+	n := provisionDID(t, "none")
+	n.serve(serveOpts{})
+	port := pickPort(t)
+	login := n.login(port, bobClient1, "client_register_tcp.xml", "-t", "t1")
+	var out string
+	listed := func() bool {
+		out = n.cli("", "client", "list", "--im", "bob")
+		return strings.Contains(out, bobClient1)
+	}
+	// The scenario stays on its flow for 6 s after its 200.
+	for deadline := time.Now().Add(5 * time.Second); !listed(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the TCP login is not listed while its flow lives:\n%s\n%s", out, login.logs())
+		}
+	}
+	login.wait()
+	for deadline := time.Now().Add(5 * time.Second); listed(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the login outlived its TCP flow:\n%s", n.cli("", "client", "list", "--im", "bob"))
+		}
+	}
 }
 
 // TestDIDReRegistered: a client that logs in again from a new port (the

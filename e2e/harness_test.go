@@ -496,18 +496,22 @@ func ownsUDPPort(pid, port int) (bool, error) {
 			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
 		}
 	}
-	table, err := os.ReadFile("/proc/net/udp")
-	if err != nil {
-		return false, err
-	}
-	for _, l := range strings.Split(string(table), "\n")[1:] {
-		f := strings.Fields(l) // sl local_address rem_address st ... uid timeout inode
-		if len(f) < 10 {
-			continue
+	// UDP, or TCP for a SIPp on -t t1, whose one connection is bound to
+	// its -p port.
+	for _, file := range []string{"/proc/net/udp", "/proc/net/tcp"} {
+		table, err := os.ReadFile(file)
+		if err != nil {
+			return false, err
 		}
-		_, hexPort, _ := strings.Cut(f[1], ":")
-		if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port && inodes[f[9]] {
-			return true, nil
+		for _, l := range strings.Split(string(table), "\n")[1:] {
+			f := strings.Fields(l) // sl local_address rem_address st ... uid timeout inode
+			if len(f) < 10 {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port && inodes[f[9]] {
+				return true, nil
+			}
 		}
 	}
 	return false, nil

@@ -38,6 +38,19 @@ type DualPathConfig struct {
 	// has been silent this long while another path carries media; 0: 30ms
 	// (one and a half packets of 20 ms: a path that lost one packet stays).
 	SwitchAfter time.Duration
+	// LossMargin: while both paths carry media, the far party's source
+	// moves to the other once the one it hears loses this fraction more
+	// of its packets over a second; 0: 0.05 (3 packets of 50 more).
+	// LossHold: at most one such move this often; 0: 2s.
+	LossMargin float64
+	LossHold   time.Duration
+	// ProbeInterval: an answered near leg of a session with two paths is
+	// sent an in-dialog OPTIONS this often, and ended when no answer
+	// comes within ProbeTimeout (or the answer is 481 or 408); 0: 10s
+	// and 4s.
+	ProbeInterval, ProbeTimeout time.Duration
+	// Clock is the time of the path logic; nil: the real clock.
+	Clock Clock
 }
 
 func (d *DualPathConfig) setDefaults() {
@@ -49,6 +62,21 @@ func (d *DualPathConfig) setDefaults() {
 	}
 	if d.SwitchAfter <= 0 {
 		d.SwitchAfter = 30 * time.Millisecond
+	}
+	if d.LossMargin <= 0 {
+		d.LossMargin = 0.05
+	}
+	if d.LossHold <= 0 {
+		d.LossHold = 2 * time.Second
+	}
+	if d.ProbeInterval <= 0 {
+		d.ProbeInterval = 10 * time.Second
+	}
+	if d.ProbeTimeout <= 0 {
+		d.ProbeTimeout = 4 * time.Second
+	}
+	if d.Clock == nil {
+		d.Clock = realClock{}
 	}
 }
 
@@ -110,9 +138,13 @@ type dualState struct {
 	firstAt time.Time
 	dev     map[*uasLeg]device
 	joined  map[*uasLeg]time.Time
-	left    map[*uasLeg]time.Time // near legs that ended before the session
-	paths   pathState             // pathmedia.go
-	two     bool                  // counted in pathMetrics.twoPaths
+	left    map[*uasLeg]time.Time  // near legs that ended before the session
+	paths   pathState              // pathmedia.go
+	probes  map[*uasLeg]*pathProbe // pathprobe.go
+	// awaitAnswer: near legs whose 2xx carried our offer, by the CSeq
+	// their ACK will bring the answer in (pathsignal.go).
+	awaitAnswer map[*uasLeg]uint32
+	two         bool // counted in pathMetrics.twoPaths
 }
 
 // dualTrunk gives the trunk src belongs to, from DualPath.Trunks: the
@@ -160,7 +192,7 @@ func (s *Server) joinOf(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev de
 	if s.cfg.DualPath.Window <= 0 {
 		return nil, true
 	}
-	q := joinQuery{Far: callee, At: time.Now(), Window: s.cfg.DualPath.Window}
+	q := joinQuery{Far: callee, At: s.cfg.DualPath.Clock.Now(), Window: s.cfg.DualPath.Window}
 	if h := req.GetHeader("Join"); h != nil {
 		j, err := parseJoin(h.Value())
 		if err != nil {
@@ -197,12 +229,16 @@ func (c *session) initDual(dev device) {
 	if c.s.cfg.DualPath.Window <= 0 {
 		return
 	}
+	now := c.now()
 	c.dual = &dualState{
-		firstAt: time.Now(),
+		firstAt: now,
 		dev:     map[*uasLeg]device{c.origin: dev},
-		joined:  map[*uasLeg]time.Time{c.origin: time.Now()},
+		joined:  map[*uasLeg]time.Time{c.origin: now},
 		left:    map[*uasLeg]time.Time{},
+
+		awaitAnswer: map[*uasLeg]uint32{},
 	}
+	c.watchPathFlow(c.origin)
 	c.publishView()
 }
 
@@ -251,16 +287,12 @@ func (c *session) onJoin(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev d
 	case len(c.liveNear()) >= maxPaths:
 		refuse(&Failure{Status: 486, Cause: CauseUserBusy, Text: "both paths of the call are in use"})
 		return
-	case len(sdpBody(req)) == 0 || len(sdpBody(c.origin.inv)) == 0:
-		// The far party's answer is the second path's answer too, so
-		// both paths must have offered (RFC 3264 §5).
-		refuse(&Failure{Status: 488, Cause: 65, Text: "a second path needs an SDP offer"})
-		return
 	}
 	u := c.addUAS(req, tx)
 	c.dual.dev[u] = dev
-	c.dual.joined[u] = time.Now()
+	c.dual.joined[u] = c.now()
 	c.policy = dualPath{}
+	c.watchPathFlow(u)
 	c.s.setDialog(u.key(), c)
 	if !tx.OnCancel(func(*sipmsg.Request) { c.post(func() { c.onUASCancel(u) }) }) {
 		u.final = true
@@ -286,22 +318,18 @@ func (c *session) alerted() bool {
 	return false
 }
 
-// answerNear gives near leg u the far party's answer, with u's own ports.
+// answerNear gives near leg u the far party's answer, with u's own ports,
+// or its offer when u sent none (nearBody).
 func (c *session) answerNear(u *uasLeg) {
 	far := c.winner
-	if _, err := c.media.Offer(c.ctx, u.id, far.id, sdpBody(u.inv)); err != nil {
-		c.respondUAS(u, offerFailure(err))
-		c.legEnded(&u.leg, "offer rejected")
-		return
-	}
-	body, err := c.media.Answer(c.ctx, far.id, u.id, sdpBody(far.ok))
-	if err != nil {
-		c.respondUAS(u, answerFailure(err))
-		c.legEnded(&u.leg, "answer rejected")
+	body, f := c.nearBody(u, sdpBody(u.inv))
+	if f != nil {
+		c.respondUAS(u, f)
+		c.legEnded(&u.leg, "SDP rejected")
 		return
 	}
 	out := c.uasResponse(u, far.ok.StatusCode, far.ok.Reason, body)
-	copyHeader(far.ok, out, "Content-Type")
+	out.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	u.final, u.up = true, true
 	if err := u.tx.Respond(out); err != nil {
 		c.log.Warn("200 to second path failed", "err", err)
@@ -331,7 +359,8 @@ func (c *session) nearEnded(l *leg) {
 	if c.dual == nil || l.uas == nil {
 		return
 	}
-	c.dual.left[l.uas] = time.Now()
+	c.dual.left[l.uas] = c.now()
+	c.stopProbe(l.uas)
 	live := c.liveNear()
 	if len(live) > 0 && l.uas == c.origin {
 		// The session's answer and provisionals go to its origin: a near

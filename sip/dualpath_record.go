@@ -36,7 +36,7 @@ func (c *session) recordStats(media any) any {
 		if t, ok := c.dual.left[u]; ok {
 			p.LeftAt = t.UTC()
 		} else {
-			p.LeftAt = time.Now().UTC()
+			p.LeftAt = c.now().UTC()
 		}
 		r.Paths = append(r.Paths, p)
 	}

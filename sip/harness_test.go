@@ -173,7 +173,9 @@ type peer struct {
 	mu       sync.Mutex
 	wire     []sipmsg.Message // every message received, in wire order
 	onInvite func(req *sipmsg.Request, tx sipmsg.ServerTransaction)
-	requests chan *sipmsg.Request // every request handled (not ACK)
+	// optionsStatus answers OPTIONS: 0 is 200, -1 no answer at all.
+	optionsStatus int
+	requests      chan *sipmsg.Request // every request handled (not ACK)
 }
 
 func newPeer(t *testing.T, name string) *peer {
@@ -241,7 +243,19 @@ func newPeerAt(t *testing.T, name, host string) *peer {
 	}
 	p.srv.OnMessage(ok)
 	p.srv.OnInfo(ok)
-	p.srv.OnOptions(ok)
+	p.srv.OnOptions(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		note(req)
+		p.mu.Lock()
+		st := p.optionsStatus
+		p.mu.Unlock()
+		switch st {
+		case -1:
+		case 0:
+			tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
+		default:
+			tx.Respond(sipmsg.NewResponseFromRequest(req, st, "", nil))
+		}
+	})
 	p.srv.OnCancel(ok)
 	ctx, cancel := context.WithCancel(context.Background())
 	go p.srv.ServeUDP(conn)

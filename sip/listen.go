@@ -59,9 +59,13 @@ func (s *Server) Listen(addr string) error {
 			tcp.Close()
 			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLSAddr, err)
 		}
-		tlsL = newGuardListener(raw, s.cfg.TLSConfig, lim, s.log.With("transport", "tls"), s.redial)
+		g := newGuardListener(raw, s.cfg.TLSConfig, lim, s.log.With("transport", "tls"), s.redial)
+		g.flows, g.transport = &s.flows, "tls"
+		tlsL = g
 	}
-	tcp = newGuardListener(tcp, nil, lim, s.log.With("transport", "tcp"), s.redial)
+	g := newGuardListener(tcp, nil, lim, s.log.With("transport", "tcp"), s.redial)
+	g.flows, g.transport = &s.flows, "tcp"
+	tcp = g
 	s.log.Info("SIP stream connection limits", "max_conns", lim.MaxConns, "max_conns_per_source", lim.MaxConnsPerSource,
 		"idle_timeout", lim.IdleTimeout, "message_timeout", lim.MessageTimeout)
 	ua := udp.LocalAddr().(*net.UDPAddr)

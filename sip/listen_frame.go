@@ -31,6 +31,10 @@ type frameConn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// onEnd, when set, runs once when the flow fails: the peer closed or
+	// reset it, or we closed it (the idle timeout among the reasons).
+	onEnd   func()
+	endOnce sync.Once
 
 	// Answers once the connection is gone (tcp_respond.go).
 	network string // "tcp" or "tls"
@@ -85,9 +89,10 @@ func (c *frameConn) Read(b []byte) (int, error) {
 			err = fmt.Errorf("%w: %w: %w", io.EOF, errIdleTimeout, err)
 		}
 	case n == 0 && !errors.Is(err, net.ErrClosed):
-		// The peer closed (EOF) or reset: hold the error, see the type's
-		// comment.
+		// The peer closed (EOF) or reset: the flow has failed now, though
+		// the error is held, see the type's comment.
 		c.gone.Store(true)
+		c.ended()
 		t := time.NewTimer(c.lim.CloseGrace)
 		select {
 		case <-t.C:
@@ -100,7 +105,15 @@ func (c *frameConn) Read(b []byte) (int, error) {
 
 func (c *frameConn) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	c.ended()
+	return err
+}
+
+func (c *frameConn) ended() {
+	if c.onEnd != nil {
+		c.endOnce.Do(c.onEnd)
+	}
 }
 
 // scan advances the framing over p.

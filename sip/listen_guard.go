@@ -90,6 +90,10 @@ type guardListener struct {
 	log    *slog.Logger
 	now    func() time.Time
 	redial redialer // answers whose connection is gone (tcp_respond.go)
+	// flows, when set, is told of every connection accepted and of its
+	// end, by flowID(transport, remote address) (flow.go).
+	flows     *flowTable
+	transport string
 
 	closed   atomic.Bool
 	failures atomic.Uint64
@@ -112,6 +116,11 @@ func (l *guardListener) Accept() (net.Conn, error) {
 			fc.network, fc.redial = "tcp", l.redialOpen
 			if l.tls != nil {
 				fc.Conn, fc.network = tls.Server(c, l.tls), "tls"
+			}
+			if l.flows != nil {
+				id := flowID(l.transport, c.RemoteAddr().String())
+				l.flows.opened(id)
+				fc.onEnd = func() { l.flows.closed(id) }
 			}
 			return fc, nil
 		}

@@ -15,6 +15,9 @@ type PathSelector interface {
 	Select(to, from LegID)
 	// LastRTP is when leg last sent RTP; the zero time if it never did.
 	LastRTP(leg LegID) time.Time
+	// Reception gives the packets expected from leg so far and the
+	// packets of those lost (RFC 3550 A.3, cumulative).
+	Reception(leg LegID) (expected uint64, lost int64)
 }
 
 // Select makes to hear only from, rewriting towards to so that it sees one
@@ -24,16 +27,39 @@ func (s *RTPSession) Select(to, from LegID) { s.call.Select(rtpproxy.Leg(to), rt
 // LastRTP is when leg last sent RTP.
 func (s *RTPSession) LastRTP(leg LegID) time.Time { return s.call.LastRTP(rtpproxy.Leg(leg)) }
 
+// Reception sums leg's counters over its streams. It is read once per
+// loss window, not per poll, since the counters come as a list.
+func (s *RTPSession) Reception(leg LegID) (expected uint64, lost int64) {
+	for _, st := range s.call.Stats() {
+		if st.Leg == rtpproxy.Leg(leg) {
+			expected += st.Expected
+			lost += st.Lost
+		}
+	}
+	return expected, lost
+}
+
 var _ PathSelector = (*RTPSession)(nil)
+
+// now is the dual-path clock's time.
+func (c *session) now() time.Time { return c.s.cfg.DualPath.Clock.Now() }
+
+// pathAfter runs fn on the loop after d on the dual-path clock.
+func (c *session) pathAfter(d time.Duration, fn func()) Timer {
+	return c.s.cfg.DualPath.Clock.AfterFunc(d, func() { c.post(fn) })
+}
 
 // pathState is which near leg the far party hears, and what the switches
 // cost.
 type pathState struct {
-	active   LegID
-	timer    *time.Timer
-	switches int
-	gaps     []time.Duration // per switch: the active path's silence when it was left
-	silent   map[LegID]bool  // past --leg-media-timeout: not a source
+	active     LegID
+	timer      Timer
+	switches   int
+	lastSwitch time.Time
+	gaps       []time.Duration // per switch: the active path's silence when it was left
+	silent     map[LegID]bool  // past --leg-media-timeout: not a source
+	loss       map[LegID]*lossMeter
+	lossAt     time.Time // when the loss counters were last read
 }
 
 // pathPoll is how often the session looks at its near legs' liveness:
@@ -68,16 +94,16 @@ func (c *session) startPaths() {
 	// The new path's answer connected it to the far leg both ways; the
 	// far party must go on hearing one source.
 	sel.Select(c.winner.id, p.active)
-	if p.timer == nil && len(c.upNear()) >= 2 {
-		p.timer = c.after(c.pathPoll(), c.pollPaths)
+	if len(c.upNear()) >= 2 {
+		c.startProbes()
+		if p.timer == nil {
+			p.timer = c.pathAfter(c.pathPoll(), c.pollPaths)
+		}
 	}
 }
 
 // pollPaths switches the far party's source away from a path that went
-// silent, and ends a path silent for --leg-timeout. The incumbent stays
-// while it carries media, so two live paths never flap (the hysteresis);
-// a path is left once it has been silent for SwitchAfter and another has
-// sent within that time.
+// silent or lossy (choosePath), and ends a path silent for --leg-timeout.
 func (c *session) pollPaths() {
 	p := &c.dual.paths
 	p.timer = nil
@@ -86,17 +112,20 @@ func (c *session) pollPaths() {
 		return
 	}
 	cfg := c.s.cfg.DualPath
-	now := time.Now()
+	now := c.now()
 	near := c.upNear()
 	if len(near) < 2 {
 		return
 	}
 	if p.silent == nil {
-		p.silent = map[LegID]bool{}
+		p.silent, p.loss = map[LegID]bool{}, map[LegID]*lossMeter{}
 	}
+	readLoss := now.Sub(p.lossAt) >= lossWindow/10
+	if readLoss {
+		p.lossAt = now
+	}
+	samples := make([]pathSample, 0, len(near))
 	var activeLast time.Time
-	var best *uasLeg
-	var bestLast time.Time
 	for _, u := range near {
 		last := sel.LastRTP(u.id)
 		if last.IsZero() {
@@ -112,32 +141,40 @@ func (c *session) pollPaths() {
 			p.silent[u.id] = q
 			c.log.Info("path media", "leg", u.id, "silent", q)
 		}
+		m := p.loss[u.id]
+		if m == nil {
+			m = &lossMeter{}
+			p.loss[u.id] = m
+		}
+		if readLoss {
+			exp, lost := sel.Reception(u.id)
+			m.sample(now, exp, lost)
+		}
 		if u.id == p.active {
 			activeLast = last
-			continue
 		}
-		if quiet <= cfg.SwitchAfter && last.After(bestLast) {
-			best, bestLast = u, last
-		}
+		samples = append(samples, pathSample{id: u.id, last: last, loss: m.loss()})
 	}
 	if c.ending {
 		return
 	}
-	if best != nil && now.Sub(activeLast) > cfg.SwitchAfter {
-		c.switchPath(sel, best.id, now.Sub(activeLast))
+	rules := pathRules{switchAfter: cfg.SwitchAfter, lossMargin: cfg.LossMargin, lossHold: cfg.LossHold}
+	if to, why := choosePath(now, p.active, samples, rules, p.lastSwitch); to != "" {
+		c.switchPath(sel, to, now.Sub(activeLast), why)
 	}
 	if len(c.upNear()) >= 2 {
-		p.timer = c.after(c.pathPoll(), c.pollPaths)
+		p.timer = c.pathAfter(c.pathPoll(), c.pollPaths)
 	}
 }
 
 // switchPath makes the far party hear leg to.
-func (c *session) switchPath(sel PathSelector, to LegID, gap time.Duration) {
+func (c *session) switchPath(sel PathSelector, to LegID, gap time.Duration, why string) {
 	p := &c.dual.paths
-	c.log.Info("path switched", "from", p.active, "to", to, "gap", gap)
+	c.log.Info("path switched", "from", p.active, "to", to, "gap", gap, "why", why)
 	sel.Select(c.winner.id, to)
 	p.active = to
 	p.switches++
+	p.lastSwitch = c.now()
 	p.gaps = append(p.gaps, gap)
 	c.s.pathMetrics.switched(gap)
 }
@@ -162,9 +199,9 @@ func (c *session) pathGone(id LegID) {
 	}
 	gap := time.Duration(0)
 	if last := sel.LastRTP(id); !last.IsZero() {
-		gap = time.Since(last)
+		gap = c.now().Sub(last)
 	}
-	c.switchPath(sel, best.id, gap)
+	c.switchPath(sel, best.id, gap, "path ended")
 }
 
 // endSilentPath ends near leg u, silent for --leg-timeout, with BYE and a
@@ -178,8 +215,13 @@ func (c *session) endSilentPath(u *uasLeg) {
 }
 
 func (c *session) stopPaths() {
-	if c.dual != nil && c.dual.paths.timer != nil {
+	if c.dual == nil {
+		return
+	}
+	if c.dual.paths.timer != nil {
 		c.dual.paths.timer.Stop()
 		c.dual.paths.timer = nil
 	}
+	c.stopProbes()
+	c.unwatchPathFlows()
 }

@@ -85,6 +85,7 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		contact  string
 		instance string
 		expires  int
+		regID    bool
 	}
 	var changes []change
 	for _, h := range contacts {
@@ -110,14 +111,18 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 				return
 			}
 			exp = min(exp, int(s.cfg.MaxExpires/time.Second))
-			changes = append(changes, change{contact: u.String(), instance: instanceID(params), expires: exp})
+			_, regID := params.Get("reg-id")
+			changes = append(changes, change{contact: u.String(), instance: instanceID(params), expires: exp, regID: regID})
 		}
 	}
+	outbound := false
 	for _, ch := range changes {
+		key := registry.Binding{Contact: ch.contact, Instance: ch.instance}.Key()
 		if ch.expires == 0 {
 			// A client that named its instance logs out by it, whatever
 			// Contact it sends now (RFC 5626 §6).
-			err = s.cfg.Bindings.RemoveBinding(ctx, aor, registry.Binding{Contact: ch.contact, Instance: ch.instance}.Key())
+			err = s.cfg.Bindings.RemoveBinding(ctx, aor, key)
+			s.flows.unwatch(flowID(req.Transport(), req.Source()), "login "+aor+" "+key)
 		} else {
 			err = s.cfg.Bindings.PutBinding(ctx, registry.Binding{
 				IMID:       aor,
@@ -129,6 +134,12 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 				Expires:    now.Add(time.Duration(ch.expires) * time.Second),
 				UpdatedAt:  now,
 			})
+			// We reach a client at the source of its REGISTER: over TCP or
+			// TLS that is its flow, so the login ends when the flow fails.
+			if err == nil {
+				s.watchLogin(req, aor, key)
+			}
+			outbound = outbound || ch.regID && ch.instance != "" && streamTransport(req.Transport())
 		}
 		var ve *registry.ValidationError
 		if errors.As(err, &ve) {
@@ -142,13 +153,23 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			return
 		}
 	}
-	s.registerOK(ctx, tx, req, aor, now)
+	var extra []sipmsg.Header
+	if outbound {
+		// RFC 5626 §6: a registrar that takes the flow of a REGISTER with
+		// reg-id says so with Require: outbound; Flow-Timer asks for
+		// keep-alives well within our idle timeout (§4.4.1: the client
+		// sends them at 80-100% of it).
+		idle := s.cfg.Conns.withDefaults().IdleTimeout
+		extra = append(extra, sipmsg.NewHeader("Require", "outbound"),
+			sipmsg.NewHeader("Flow-Timer", strconv.Itoa(max(int(idle*2/3/time.Second), 1))))
+	}
+	s.registerOK(ctx, tx, req, aor, now, extra...)
 	s.onRegistered(aor) // messages kept for aor go out now
 }
 
 // registerOK answers with every current binding and its remaining time
 // (RFC 3261 §10.3 step 8).
-func (s *Server) registerOK(ctx context.Context, tx sipmsg.ServerTransaction, req *sipmsg.Request, aor string, now time.Time) {
+func (s *Server) registerOK(ctx context.Context, tx sipmsg.ServerTransaction, req *sipmsg.Request, aor string, now time.Time, extra ...sipmsg.Header) {
 	bs, err := s.cfg.Bindings.Bindings(ctx, aor, now)
 	if err != nil {
 		s.respond(tx, req, 500, "registry unavailable")
@@ -167,6 +188,7 @@ func (s *Server) registerOK(ctx context.Context, tx sipmsg.ServerTransaction, re
 		hdrs = append(hdrs, sipmsg.NewHeader("Contact", c))
 	}
 	hdrs = append(hdrs, sipmsg.NewHeader("Date", now.Format(time.RFC1123)))
+	hdrs = append(hdrs, extra...)
 	s.respond(tx, req, 200, "", hdrs...)
 }
 

@@ -22,6 +22,7 @@ func (c *session) onRequest(req *sipmsg.Request, sr *serverReq) {
 	if req.IsAck() {
 		from.ackArrived(seq)
 		c.onDelayedAnswer(from, req)
+		c.onPathAnswer(from, req) // pathsignal.go
 		return
 	}
 	// RFC 3261 §12.2.2: a CSeq lower than the last one is out of order.
@@ -44,7 +45,7 @@ func (c *session) onRequest(req *sipmsg.Request, sr *serverReq) {
 		c.legEnded(from, from.name+" BYE")
 		return
 	}
-	if c.answerPathProbe(from, sr) {
+	if c.answerPathProbe(from, sr) || c.answerPathReinvite(from, sr) {
 		return
 	}
 	to := c.peer[from]

@@ -170,6 +170,7 @@ type Server struct {
 	dialogs map[string]*session // dialog key (Call-ID, our tag) → session
 	binv    sync.Map            // Call-ID of a placed leg → *session, read by onWire
 
+	flows       flowTable   // open TCP/TLS flows and what lives on them (flow.go)
 	joins       joinIndex   // sessions a second path may join (dualpath.go)
 	pathMetrics pathMetrics // their source switches
 

@@ -21,21 +21,6 @@ import (
 // tagTimer is RFC 4028's option tag.
 const tagTimer = "timer"
 
-// Clock makes the timers that may run for hours (session timers, the
-// call duration limit), so that tests need not wait for them.
-type Clock interface {
-	AfterFunc(d time.Duration, f func()) Timer
-}
-
-// Timer is a Clock's timer.
-type Timer interface {
-	Stop() bool
-}
-
-type realClock struct{}
-
-func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-
 // afterClock runs fn on the session's loop after d of the Clock.
 func (c *session) afterClock(d time.Duration, fn func()) Timer {
 	return c.s.clock.AfterFunc(d, func() { c.post(fn) })

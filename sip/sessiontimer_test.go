@@ -27,6 +27,12 @@ type fakeTimer struct {
 	off bool
 }
 
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Unix(0, 0).Add(c.now)
+}
+
 func (c *fakeClock) AfterFunc(d time.Duration, f func()) b2b.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()

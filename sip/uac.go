@@ -185,6 +185,7 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 			copyHeader(res, out, "Content-Type")
 		}
 		c.provisionalToCaller(o, out)
+		c.provisionalToPaths(code, res.Reason) // pathsignal.go
 	case code < 300:
 		if l.up {
 			c.onUAC2xxAgain(l, res)

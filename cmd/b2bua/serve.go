@@ -107,6 +107,7 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	f.DurationVar(&o.dualPath.Window, "dual-path-window", 10*time.Second, "a device's second path (carrier or data) joins its call within this long of the first; 0: dual-path calls off")
 	f.DurationVar(&o.dualPath.LegMediaTimeout, "leg-media-timeout", 2*time.Second, "a path of a dual-path call silent this long stops being a media source")
 	f.DurationVar(&o.dualPath.LegTimeout, "leg-timeout", 30*time.Second, "a path of a dual-path call silent this long is ended with BYE")
+	f.DurationVar(&o.dualPath.ProbeInterval, "leg-probe-interval", 10*time.Second, "each path of a dual-path call is sent an in-dialog OPTIONS this often; one unanswered within 4s, or answered 481 or 408, ends that path")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "after the first SIGINT/SIGTERM, end the live calls after this long (0: wait for them, or for a second signal)")
 	f.DurationVar(&o.scpTimeout, "scp-timeout", scp.DefaultTimeout, "deadline of one SCP query, for every backend; past it the caller gets 503")
 	f.StringVar(&o.scpTokenFile, "scp-token-file", envOr("B2BUA_SCP_TOKEN_FILE", ""), "file holding the bearer token sent to an http(s) SCP; B2BUA_SCP_TOKEN gives it directly (env B2BUA_SCP_TOKEN_FILE)")

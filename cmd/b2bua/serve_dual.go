@@ -32,6 +32,8 @@ func checkDualPath(d daemon.DualPath, mediaTimeout time.Duration) error {
 		return errors.New("--dual-path-window: must not be negative (0 turns dual-path calls off)")
 	case d.LegMediaTimeout <= 0 || d.LegTimeout <= 0:
 		return errors.New("--leg-media-timeout, --leg-timeout: must be positive")
+	case d.ProbeInterval < 0:
+		return errors.New("--leg-probe-interval: must not be negative")
 	case d.LegTimeout < d.LegMediaTimeout:
 		return errors.New("--leg-timeout: must not be shorter than --leg-media-timeout")
 	case d.Window > 0 && mediaTimeout > 0 && d.LegTimeout >= mediaTimeout:

@@ -21,6 +21,7 @@ func TestCheckDualPath(t *testing.T) {
 		{"negative window", daemon.DualPath{Window: -s, LegMediaTimeout: 2 * s, LegTimeout: 30 * s}, 60 * s, "--dual-path-window"},
 		{"zero leg timeout", daemon.DualPath{Window: 10 * s, LegMediaTimeout: 2 * s}, 60 * s, "must be positive"},
 		{"leg timeout below media timeout of the leg", daemon.DualPath{Window: 10 * s, LegMediaTimeout: 5 * s, LegTimeout: 2 * s}, 60 * s, "--leg-media-timeout"},
+		{"negative probe interval", daemon.DualPath{Window: 10 * s, LegMediaTimeout: 2 * s, LegTimeout: 30 * s, ProbeInterval: -s}, 60 * s, "--leg-probe-interval"},
 		{"leg timeout past the call's media timeout", daemon.DualPath{Window: 10 * s, LegMediaTimeout: 2 * s, LegTimeout: 60 * s}, 60 * s, "--media-timeout"},
 	}
 	for _, tt := range tests {
