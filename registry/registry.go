@@ -28,6 +28,10 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrNoActiveTerminal: the user exists but has no active terminal.
 	ErrNoActiveTerminal = errors.New("no active terminal")
+	// ErrUnavailable: the store could not be asked (its server is down or
+	// unreachable, or did not answer in time); the request itself may be
+	// fine and worth repeating later.
+	ErrUnavailable = errors.New("registry unavailable")
 )
 
 // ValidationError names the field that is wrong and the rule it broke. The
