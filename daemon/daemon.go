@@ -140,6 +140,8 @@ type Daemon struct {
 	stopMsg  context.CancelFunc
 	msgDone  chan error
 
+	leases []*leaseGuard // delivery, media expiry; released by Close
+
 	stopRecover context.CancelFunc // ends endLeftovers
 	recoverDone chan struct{}
 	once        sync.Once
@@ -210,7 +212,19 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		// calls, so it takes the provisioning API's token.
 		scpAdmin = sim.RequireToken(token, sim.NewHandler(simulator, log.With("component", "scpsim")))
 	}
-	if d.media, err = mediastore.New(mediastore.Config{DB: store, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
+	node, err := nodeID(cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	// The node's name goes on every line it logs, so that the logs of
+	// nodes sharing a store can be told apart when gathered.
+	log = log.With("node", node)
+	d.log = log
+	d.leases = []*leaseGuard{
+		newLeaseGuard(store, leaseDeliver, node, log.With("component", "lease")),
+		newLeaseGuard(store, leasePurge, node, log.With("component", "lease")),
+	}
+	if d.media, err = mediastore.New(mediastore.Config{DB: leasedMedia{store, d.leases[1]}, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
 		return nil, err
 	}
 	mux.Handle(mediastore.PathPrefix, d.media)
@@ -249,10 +263,6 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	mux.HandleFunc("GET /metrics", d.serveMetrics)
 
-	node, err := nodeID(cfg.NodeID)
-	if err != nil {
-		return nil, err
-	}
 	var tlsConf *tls.Config
 	if cfg.TLSListen != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -291,7 +301,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	if d.msg, err = messaging.New(messaging.Config{SIP: d.sip, Logger: log.With("component", "messaging"), Rules: &messaging.Rules{
-		Media: d.media, Pending: store, Terminals: store, Bindings: store,
+		Media: d.media, Pending: leasedPending{store, d.leases[0]}, Terminals: store, Bindings: store,
 		BaseURL: cfg.MediaBaseURL, MaxSize: cfg.MaxMessageSize, RetryMin: cfg.MessageRetry,
 		LinkBase: func() string { return "http://" + d.HTTPAddr() },
 	}}); err != nil {
@@ -366,7 +376,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.stopMsg, d.msgDone = stopMsg, make(chan error, 1)
 	go func() { d.msgDone <- d.msg.Run(mctx) }()
 	d.endLeftovers()
-	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media, "node", node)
+	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media)
 	ok = true
 	return d, nil
 }
@@ -431,6 +441,11 @@ func (d *Daemon) Close() error {
 		cancel()
 		d.stopMsg()
 		<-d.msgDone
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for _, l := range d.leases {
+			l.release(lctx)
+		}
+		cancel()
 		d.conf.closeCalls() // their BYEs and final NOTIFYs go out while SIP still runs
 		d.waitLeftovers()
 		d.cancel()
