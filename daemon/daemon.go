@@ -376,7 +376,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.stopMsg, d.msgDone = stopMsg, make(chan error, 1)
 	go func() { d.msgDone <- d.msg.Run(mctx) }()
 	d.endLeftovers()
-	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media)
+	// The ready line starts with its addresses, which supervisors and
+	// tests read; the node's name comes last on it.
+	cfg.Logger.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media, "node", node)
 	ok = true
 	return d, nil
 }
