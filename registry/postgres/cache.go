@@ -142,3 +142,10 @@ func (c *activeCache) get(ctx context.Context, imID string) (registry.Terminal, 
 	}
 	return t, err
 }
+
+// isListening reports whether change notices are being received.
+func (c *activeCache) isListening() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.listening
+}

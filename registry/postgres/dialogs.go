@@ -15,7 +15,7 @@ import (
 // after a crash.
 
 // PutDialogs inserts or replaces the snapshots in put and deletes the ones
-// in gone, in one transaction sent as one pipeline.
+// in gone, in one transaction sent as one pipeline (one round trip).
 func (s *Store) PutDialogs(ctx context.Context, put []registry.DialogSnapshot, gone []registry.DialogKey) error {
 	b := &pgx.Batch{}
 	for _, d := range put {
@@ -30,11 +30,7 @@ func (s *Store) PutDialogs(ctx context.Context, put []registry.DialogSnapshot, g
 	for _, k := range gone {
 		b.Queue(`DELETE FROM dialog_snapshots WHERE node = $1 AND key = $2`, k.Node, k.Key)
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	err := s.withTx(ctx, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
-	if err != nil {
+	if err := s.sendBatch(ctx, b); err != nil {
 		return wrapf(err, "write dialog snapshots")
 	}
 	return nil

@@ -169,34 +169,28 @@ func (s *Store) WriteCalls(ctx context.Context, recs []registry.CallRecord) (err
 		chunk := recs[lo:min(lo+maxCallBatch, len(recs))]
 		ids := make([]int64, len(chunk))
 		cerrs := make([]error, len(chunk))
-		err := s.withTx(ctx, func(tx pgx.Tx) error {
-			b := &pgx.Batch{}
-			for i, r := range chunk {
-				ids[i], cerrs[i] = r.ID, nil
-				if r.ID == 0 {
-					r, err := checkStart(r)
-					if cerrs[i] = err; err == nil {
-						b.Queue(insertCallSQL, startArgs(r)...).QueryRow(func(row pgx.Row) error {
-							return row.Scan(&ids[i])
-						})
-					}
-					continue
-				}
-				if cerrs[i] = checkUpdate(r); cerrs[i] == nil {
-					b.Queue(updateCallSQL, updateArgs(r)...).Exec(func(tag pgconn.CommandTag) error {
-						if tag.RowsAffected() == 0 {
-							cerrs[i] = fmt.Errorf("call record %d: %w", r.ID, registry.ErrNotFound)
-						}
-						return nil
+		b := &pgx.Batch{}
+		for i, r := range chunk {
+			ids[i], cerrs[i] = r.ID, nil
+			if r.ID == 0 {
+				r, err := checkStart(r)
+				if cerrs[i] = err; err == nil {
+					b.Queue(insertCallSQL, startArgs(r)...).QueryRow(func(row pgx.Row) error {
+						return row.Scan(&ids[i])
 					})
 				}
+				continue
 			}
-			if b.Len() == 0 {
-				return nil
+			if cerrs[i] = checkUpdate(r); cerrs[i] == nil {
+				b.Queue(updateCallSQL, updateArgs(r)...).Exec(func(tag pgconn.CommandTag) error {
+					if tag.RowsAffected() == 0 {
+						cerrs[i] = fmt.Errorf("call record %d: %w", r.ID, registry.ErrNotFound)
+					}
+					return nil
+				})
 			}
-			return tx.SendBatch(ctx, b).Close()
-		})
-		if err != nil {
+		}
+		if err := s.sendBatch(ctx, b); err != nil {
 			return make([]error, len(recs)), wrapf(err, "write call records")
 		}
 		for i := range chunk {

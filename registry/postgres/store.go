@@ -47,6 +47,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of the cache; nil means time.Now.
 	Now func() time.Time
+	// Tracer, if set, sees every query of the pool (pgx's hook: for
+	// query logs or counts); nil means none.
+	Tracer pgx.QueryTracer
 }
 
 // Store is the cluster registry on one PostgreSQL database. It is safe for
@@ -87,6 +90,7 @@ func openWith(ctx context.Context, cfg Config, migs []migration) (*Store, error)
 		return nil, errors.New("registry: postgres: the spec is not a valid connection URI")
 	}
 	pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	pc.ConnConfig.Tracer = cfg.Tracer
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(cfg.StatementTimeout.Milliseconds())
 	pc.ConnConfig.RuntimeParams["application_name"] = "b2bua"
 	if cfg.MaxConns > 0 {
@@ -136,6 +140,23 @@ func (s *Store) withTx(ctx context.Context, f func(tx pgx.Tx) error) error {
 			return err
 		}
 		s.log.Debug("registry transaction retried", "attempt", attempt, "err", err)
+	}
+}
+
+// sendBatch sends b as one pipeline, which PostgreSQL runs as one implicit
+// transaction: one round trip and one commit for all its statements,
+// where BEGIN and COMMIT would add two round trips. A serialisation
+// failure or a deadlock sends it again.
+func (s *Store) sendBatch(ctx context.Context, b *pgx.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		err := s.pool.SendBatch(ctx, b).Close()
+		if !retryable(err) || attempt == maxTxAttempts || ctx.Err() != nil {
+			return err
+		}
+		s.log.Debug("registry batch retried", "attempt", attempt, "err", err)
 	}
 }
 
