@@ -90,6 +90,10 @@ func TestCluster(t *testing.T) {
 		if na == 0 || nb == 0 || na+nb != calls {
 			t.Errorf("answered calls: node a %d, node b %d; want both > 0 and %d in all", na, nb, calls)
 		}
+		// Each record names the node that handled it (--node-id).
+		if ra, rb := c.count(t, `SELECT count(*) FROM call_records WHERE node = 'a'`), c.count(t, `SELECT count(*) FROM call_records WHERE node = 'b'`); ra != na || rb != nb {
+			t.Errorf("call records: node a %d, node b %d; want %d and %d", ra, rb, na, nb)
+		}
 	})
 
 	t.Run("terminal activated through node a is used through node b", func(t *testing.T) {

@@ -354,6 +354,7 @@ type CallRecord struct {
 	SIPStatus  int       // the failure answer the caller got, 0 if none was sent (answered, or the caller left first)
 	Q850Cause  int       // the Q.850 cause of that answer's Reason header, 0 with none
 	Stats      string    // JSON with per-leg media counters, may be empty
+	Node       string    // the node that handled the call (nodes may share a store); written at the start only
 }
 
 // SignalStore is the part of the registry the SIP server needs besides

@@ -90,7 +90,8 @@ CREATE TABLE call_records (
 	end_cause   TEXT NOT NULL DEFAULT '',
 	stats       TEXT NOT NULL DEFAULT '',
 	sip_status  INTEGER NOT NULL DEFAULT 0,
-	q850_cause  INTEGER NOT NULL DEFAULT 0
+	q850_cause  INTEGER NOT NULL DEFAULT 0,
+	node        TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX call_records_started ON call_records(started);
 CREATE INDEX call_records_callee ON call_records(callee);

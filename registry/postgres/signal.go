@@ -91,8 +91,8 @@ func (s *Store) Bindings(ctx context.Context, imID string, now time.Time) ([]reg
 
 const (
 	insertCallSQL = `INSERT INTO call_records
-		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`
+		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause, node)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`
 	updateCallSQL = `UPDATE call_records SET answered = $1, ended = $2, end_cause = $3, terminal_id = $4,
 		scp_outcome = $5, stats = $6, sip_status = $7, q850_cause = $8 WHERE id = $9`
 )
@@ -124,7 +124,7 @@ func checkStart(r registry.CallRecord) (registry.CallRecord, error) {
 
 func startArgs(r registry.CallRecord) []any {
 	return []any{r.CallID, r.Caller, r.Callee, nullID(r.TerminalID), r.SCPOutcome, nanos(r.StartedAt),
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause}
+		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause, r.Node}
 }
 
 func checkUpdate(r registry.CallRecord) error {
@@ -255,7 +255,7 @@ func (s *Store) callPage(ctx context.Context, f registry.CallFilter, before int6
 		// The caller is a URI: the user's own is sip:IMID@domain.
 		where = append(where, `(callee = `+arg(f.IMID)+` OR caller LIKE `+arg("%:"+likeEscape(f.IMID)+"@%")+` ESCAPE '\')`)
 	}
-	q := `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause FROM call_records`
+	q := `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause, node FROM call_records`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -267,7 +267,7 @@ func (s *Store) callPage(ctx context.Context, f registry.CallFilter, before int6
 		var r registry.CallRecord
 		var term, answered, ended *int64
 		var started int64
-		err := row.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats, &r.SIPStatus, &r.Q850Cause)
+		err := row.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats, &r.SIPStatus, &r.Q850Cause, &r.Node)
 		r.TerminalID = derefID(term)
 		r.StartedAt, r.AnsweredAt, r.EndedAt = fromNanos(started), fromNullNanos(answered), fromNullNanos(ended)
 		return r, err

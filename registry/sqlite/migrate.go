@@ -213,6 +213,10 @@ CREATE TABLE leases (
 	expires INTEGER NOT NULL
 ) STRICT;
 `},
+	{name: "call records name their node", sql: `
+-- Nodes sharing a store tell their calls apart; '' for the calls before.
+ALTER TABLE call_records ADD COLUMN node TEXT NOT NULL DEFAULT '';
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

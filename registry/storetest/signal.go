@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -95,8 +96,9 @@ func testCallRecords(t *testing.T, h Harness) {
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	var ids []int64
 	for i, callID := range []string{"a@h", "b@h", "c@h"} {
+		// Node: the node that handled the call, for a cluster's records.
 		id, err := s.StartCall(ctx, registry.CallRecord{CallID: callID, Caller: "sip:carol@im.example", Callee: "alice",
-			StartedAt: t0.Add(time.Duration(i) * time.Second)})
+			StartedAt: t0.Add(time.Duration(i) * time.Second), Node: "node" + strconv.Itoa(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +117,7 @@ func testCallRecords(t *testing.T, h Harness) {
 		t.Fatalf("Calls(2) = %+v, want newest two", calls)
 	}
 	want := upd
-	want.CallID, want.Caller, want.Callee, want.StartedAt = "b@h", "sip:carol@im.example", "alice", t0.Add(time.Second)
+	want.CallID, want.Caller, want.Callee, want.StartedAt, want.Node = "b@h", "sip:carol@im.example", "alice", t0.Add(time.Second), "node1"
 	if calls[1] != want {
 		t.Errorf("updated record = %+v, want %+v", calls[1], want)
 	}
