@@ -140,7 +140,8 @@ type Daemon struct {
 	stopMsg  context.CancelFunc
 	msgDone  chan error
 
-	leases []*leaseGuard // delivery, media expiry; released by Close
+	leases     []*leaseGuard // delivery, media expiry; released by Close
+	stopLeases func()        // ends keepLeases' goroutines and waits for them
 
 	stopRecover context.CancelFunc // ends endLeftovers
 	recoverDone chan struct{}
@@ -224,6 +225,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		newLeaseGuard(store, leaseDeliver, node, log.With("component", "lease")),
 		newLeaseGuard(store, leasePurge, node, log.With("component", "lease")),
 	}
+	d.keepLeases()
 	if d.media, err = mediastore.New(mediastore.Config{DB: leasedMedia{store, d.leases[1]}, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
 		return nil, err
 	}
@@ -443,6 +445,7 @@ func (d *Daemon) Close() error {
 		cancel()
 		d.stopMsg()
 		<-d.msgDone
+		d.stopLeases()
 		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		for _, l := range d.leases {
 			l.release(lctx)
@@ -458,6 +461,9 @@ func (d *Daemon) Close() error {
 }
 
 func (d *Daemon) closeResources() {
+	if d.stopLeases != nil {
+		d.stopLeases() // before the store closes
+	}
 	if d.httpL != nil && d.http == nil {
 		d.httpL.Close()
 	}

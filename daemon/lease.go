@@ -71,6 +71,22 @@ func (g *leaseGuard) held(ctx context.Context) bool {
 	return mine
 }
 
+// keep renews the lease (or takes it when it is free) on every tick until
+// ctx is done, so that a node holds it while it lives, whatever the
+// pace of the work it guards: a delivery sweep that waits on terminals,
+// or a media purge that runs once an hour, never lets it lapse, and a
+// dead node's lease is taken by another within leaseTTL and a tick.
+func (g *leaseGuard) keep(ctx context.Context, tick <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			g.held(ctx)
+		}
+	}
+}
+
 // release gives the lease up, so that another node takes the work at once
 // when this one stops.
 func (g *leaseGuard) release(ctx context.Context) {
@@ -83,6 +99,24 @@ func (g *leaseGuard) release(ctx context.Context) {
 		g.log.Warn("lease not released", "lease", g.name, "err", err)
 	}
 	g.lease = registry.Lease{}
+}
+
+// keepLeases renews every lease of the node in the background (keep);
+// stopLeases ends that and waits.
+func (d *Daemon) keepLeases() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, g := range d.leases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(g.ttl / 3)
+			defer t.Stop()
+			g.keep(ctx, t.C)
+		}()
+	}
+	var once sync.Once
+	d.stopLeases = func() { once.Do(func() { cancel(); wg.Wait() }) }
 }
 
 // pendingStore is the kept messages as a node's delivery loop sees them.

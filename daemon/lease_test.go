@@ -96,3 +96,62 @@ func TestLeasedPending(t *testing.T) {
 		t.Errorf("after b released the lease: a got %d messages, want 1", got)
 	}
 }
+
+// TestLeaseKept: a node renews its lease on every tick whatever the work
+// it guards does, so another node never takes it while the holder lives;
+// once the holder's ticks stop (it died), the other takes it on its own
+// tick after the lease has expired.
+func TestLeaseKept(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "r.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	guards := make([]*leaseGuard, 2)
+	ticks := make([]chan time.Time, 2)
+	stops := make([]context.CancelFunc, 2)
+	done := make([]chan struct{}, 2)
+	for i, name := range []string{"a", "b"} {
+		guards[i] = newLeaseGuard(s, leasePurge, name, slog.New(slog.DiscardHandler))
+		guards[i].now = clock.now
+		ticks[i], done[i] = make(chan time.Time), make(chan struct{})
+		var kctx context.Context
+		kctx, stops[i] = context.WithCancel(ctx)
+		go func() { defer close(done[i]); guards[i].keep(kctx, ticks[i]) }()
+	}
+	defer func() {
+		for i := range stops {
+			stops[i]()
+			<-done[i]
+		}
+	}()
+	// tick delivers one tick to node i and waits until it was handled:
+	// the unbuffered send returns once keep took it, and the next send
+	// once it finished with it.
+	tick := func(i int) {
+		ticks[i] <- clock.now()
+		ticks[i] <- clock.now()
+	}
+	tick(0) // a takes the lease
+	for range 10 {
+		clock.add(leaseTTL / 3)
+		tick(0)
+		tick(1)
+		if guards[1].held(ctx) {
+			t.Fatalf("b holds the lease while a renews it (at %v)", clock.now())
+		}
+	}
+	// a dies: its ticks stop.
+	clock.add(leaseTTL - time.Second)
+	tick(1)
+	if guards[1].held(ctx) {
+		t.Fatal("b took the lease before it expired")
+	}
+	clock.add(time.Second)
+	tick(1)
+	if !guards[1].held(ctx) {
+		t.Fatal("b did not take the expired lease")
+	}
+}
