@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,10 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imcall/b2bua/internal/pgtest"
+	"github.com/imcall/b2bua/internal/testenv"
 )
-
-// pg is the PostgreSQL server of this test binary, started on first use.
-var pg pgtest.Shared
 
 const (
 	bob2IMSI       = "001010000000012"
@@ -35,12 +34,32 @@ type cluster struct {
 	k           *kamailio
 	kaddr       string
 	dsn         string
-	port, port2 int // bob's two legacy terminals
+	db          *pgtest.Server // the cluster's own, so a test can stop it
+	port, port2 int            // bob's two legacy terminals
 }
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	c := &cluster{dsn: pg.DB(t), port: pickPort(t), port2: pickPort(t)}
+	c := &cluster{port: pickPort(t), port2: pickPort(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := pgtest.Start(ctx)
+	if errors.Is(err, pgtest.ErrNoServer) {
+		testenv.Missing(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Errorf("stop PostgreSQL: %v", err)
+		}
+	})
+	name, err := srv.CreateDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.db, c.dsn = srv, srv.DSN(name)
 	c.kaddr = "127.0.0.4:" + strconv.Itoa(pickPort(t))
 	tok := filepath.Join(t.TempDir(), "api.token")
 	if err := os.WriteFile(tok, []byte(apiToken+"\n"), 0o600); err != nil {
@@ -147,6 +166,54 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("database down: 503 at once, then recovered", func(t *testing.T) {
+		ctx := context.Background()
+		if err := c.db.Halt(ctx); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		defer func() {
+			if !resumed {
+				_ = c.db.Resume(ctx)
+			}
+		}()
+		for _, n := range []*node{c.a, c.b} {
+			if status, code := apiGet(t, n, "/api/v1/users"); status != http.StatusServiceUnavailable || code != "unavailable" {
+				t.Errorf("node %s API with the database down: %d %q, want 503 unavailable", n.sipAddr, status, code)
+			}
+			caller := startSipp(t, sippRun{name: "registry-down", scenario: "caller_registry_down.xml", args: []string{
+				"-s", "bob", "-key", "caller", "alice", "-key", "domain", domain, "-au", "alice", "-ap", "secret", n.sipAddr}})
+			caller.wait()
+			m := registryDownTimes.FindStringSubmatch(caller.actions())
+			if m == nil {
+				t.Fatalf("no timing in the caller's log:\n%s", caller.actions())
+			}
+			took := elapsed(m[1], m[2], m[3], m[4])
+			t.Logf("node %s: 503 %v after the authenticated INVITE", n.sipAddr, took.Round(time.Millisecond))
+			if took > 3*time.Second {
+				t.Errorf("503 came %v after the authenticated INVITE, want within the 2 s connect timeout", took)
+			}
+		}
+		if err := c.db.Resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+		resumed = true
+		// The pool drops its dead connections as it meets them: the API
+		// answers again within seconds, and so do calls.
+		for _, n := range []*node{c.a, c.b} {
+			deadline := time.Now().Add(15 * time.Second)
+			for status, _ := apiGet(t, n, "/api/v1/users"); status != http.StatusOK; status, _ = apiGet(t, n, "/api/v1/users") {
+				if time.Now().After(deadline) {
+					t.Fatalf("node %s API still %d 15s after the database came back", n.sipAddr, status)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			term := terminalOn(t, "terminal_answer.xml", c.port2)
+			n.call("caller_call_bye.xml", "alice", "secret", "bob").wait()
+			term.wait()
+		}
+	})
+
 	t.Run("node killed under load", func(t *testing.T) {
 		const calls = 40
 		term := startSipp(t, sippRun{name: "term-load", scenario: "terminal_answer.xml", port: c.port2, args: []string{"-m", strconv.Itoa(calls)}})
@@ -225,6 +292,34 @@ func (c *cluster) count(t *testing.T, q string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// apiGet GETs path from n's API and gives the status and the error code.
+func apiGet(t *testing.T, n *node, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+n.httpAddr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	return res.StatusCode, body.Error.Code
+}
+
+var registryDownTimes = regexp.MustCompile(`registry-down sent=([0-9.]+) ([0-9.]+) answered=([0-9.]+) ([0-9.]+)`)
+
+// elapsed is the time between two gettimeofday readings of SIPp (seconds
+// and microseconds, which SIPp logs as decimals).
+func elapsed(s1, us1, s2, us2 string) time.Duration {
+	n := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
+	return time.Duration(((n(s2)-n(s1))*1e6 + (n(us2) - n(us1))) * float64(time.Microsecond))
 }
 
 var sippStat = regexp.MustCompile(`(Successful|Failed) call\s*\|\s*\d+\s*\|\s*(\d+)`)

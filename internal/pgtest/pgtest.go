@@ -109,14 +109,29 @@ func Start(ctx context.Context) (*Server, error) {
 	if err := s.run(ctx, "initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
+	if err := s.Resume(ctx); err != nil {
+		return nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	return s, nil
+}
+
+// Resume starts the server: after initdb, or again after Halt.
+func (s *Server) Resume(ctx context.Context) error {
 	// Durability is not under test: fsync off makes CREATE DATABASE and
 	// commits cheap on a shared machine.
 	opts := fmt.Sprintf("-c listen_addresses='' -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", s.SocketDir())
 	if err := s.run(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", s.data(), "-l", s.logFile(), "-o", opts); err != nil {
 		log, _ := os.ReadFile(s.logFile())
-		return nil, errors.Join(fmt.Errorf("%w\nserver log:\n%s", err, log), os.RemoveAll(dir))
+		return fmt.Errorf("%w\nserver log:\n%s", err, log)
 	}
-	return s, nil
+	return nil
+}
+
+// Halt stops the server as an operator's fast shutdown does (sessions
+// ended, data kept), for a test of what clients do without it; Resume
+// starts it again.
+func (s *Server) Halt(ctx context.Context) error {
+	return s.run(ctx, "pg_ctl", "stop", "-m", "fast", "-w", "-D", s.data())
 }
 
 func (s *Server) data() string { return filepath.Join(s.dir, "data") }
