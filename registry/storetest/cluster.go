@@ -69,7 +69,7 @@ func testLeases(t *testing.T, h Harness) {
 	}
 }
 
-// testLeaseRace is part of testActivateRace's cluster: of many takers at
+// leaseRace, run by testActivateRace on its two stores: of many takers at
 // the same instant on two stores, exactly one holds the lease.
 func leaseRace(t *testing.T, stores []Store) {
 	ctx := context.Background()
