@@ -149,6 +149,9 @@ type Daemon struct {
 	stopMsg  context.CancelFunc
 	msgDone  chan error
 
+	leases     []*leaseGuard // delivery, media expiry; released by Close
+	stopLeases func()        // ends keepLeases' goroutines and waits for them
+
 	stopRecover context.CancelFunc // ends endLeftovers
 	recoverDone chan struct{}
 	once        sync.Once
@@ -219,7 +222,20 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		// calls, so it takes the provisioning API's token.
 		scpAdmin = sim.RequireToken(token, sim.NewHandler(simulator, log.With("component", "scpsim")))
 	}
-	if d.media, err = mediastore.New(mediastore.Config{DB: store, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
+	node, err := nodeID(cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	// The node's name goes on every line it logs, so that the logs of
+	// nodes sharing a store can be told apart when gathered.
+	log = log.With("node", node)
+	d.log = log
+	d.leases = []*leaseGuard{
+		newLeaseGuard(store, leaseDeliver, node, log.With("component", "lease")),
+		newLeaseGuard(store, leasePurge, node, log.With("component", "lease")),
+	}
+	d.keepLeases()
+	if d.media, err = mediastore.New(mediastore.Config{DB: leasedMedia{store, d.leases[1]}, Dir: cfg.MediaDir, TTL: cfg.MediaTTL, Logger: log.With("component", "media")}); err != nil {
 		return nil, err
 	}
 	mux.Handle(mediastore.PathPrefix, d.media)
@@ -258,10 +274,6 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	mux.HandleFunc("GET /metrics", d.serveMetrics)
 
-	node, err := nodeID(cfg.NodeID)
-	if err != nil {
-		return nil, err
-	}
 	var tlsConf *tls.Config
 	if cfg.TLSListen != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -306,7 +318,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	if d.msg, err = messaging.New(messaging.Config{SIP: d.sip, Logger: log.With("component", "messaging"), Rules: &messaging.Rules{
-		Media: d.media, Pending: store, Terminals: store, Bindings: store,
+		Media: d.media, Pending: leasedPending{store, d.leases[0]}, Terminals: store, Bindings: store,
 		BaseURL: cfg.MediaBaseURL, MaxSize: cfg.MaxMessageSize, RetryMin: cfg.MessageRetry,
 		LinkBase: func() string { return "http://" + d.HTTPAddr() },
 	}}); err != nil {
@@ -381,7 +393,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.stopMsg, d.msgDone = stopMsg, make(chan error, 1)
 	go func() { d.msgDone <- d.msg.Run(mctx) }()
 	d.endLeftovers()
-	log.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media, "node", node)
+	// The ready line starts with its addresses, which supervisors and
+	// tests read; the node's name comes last on it.
+	cfg.Logger.Info("b2bua ready", "sip", d.sip.Addr().String(), "http", d.httpL.Addr().String(), "domain", cfg.Domain, "scp", cfg.SCP, "media", cfg.Media, "node", node)
 	ok = true
 	return d, nil
 }
@@ -446,6 +460,12 @@ func (d *Daemon) Close() error {
 		cancel()
 		d.stopMsg()
 		<-d.msgDone
+		d.stopLeases()
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for _, l := range d.leases {
+			l.release(lctx)
+		}
+		cancel()
 		d.conf.closeCalls() // their BYEs and final NOTIFYs go out while SIP still runs
 		d.waitLeftovers()
 		d.cancel()
@@ -456,6 +476,9 @@ func (d *Daemon) Close() error {
 }
 
 func (d *Daemon) closeResources() {
+	if d.stopLeases != nil {
+		d.stopLeases() // before the store closes
+	}
 	if d.httpL != nil && d.http == nil {
 		d.httpL.Close()
 	}

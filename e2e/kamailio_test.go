@@ -12,17 +12,26 @@ import (
 	"time"
 )
 
-// kamailio is a running Kamailio in front of one node.
+// kamailio is a running Kamailio in front of nodes.
 type kamailio struct {
 	*peer
-	ctl  string // kamcmd's control socket
-	node string // the node's URI in its dispatcher list
+	ctl   string   // kamcmd's control socket
+	node  string   // the first node's URI in its dispatcher list
+	nodes []string // every node's URI
 }
 
 // kamailioProxy runs Kamailio with testdata/kamailio/kamailio.cfg on
 // listen, dispatching to the node, and waits until its OPTIONS probes
 // have marked the node up.
 func kamailioProxy(t *testing.T, n *node, listen string) *kamailio {
+	t.Helper()
+	return kamailioFront(t, "kamailio.cfg", []*node{n}, listen)
+}
+
+// kamailioFront runs Kamailio with the configuration cfgName of
+// testdata/kamailio on listen, dispatching to nodes (set 1), and waits
+// until its OPTIONS probes have marked every node up.
+func kamailioFront(t *testing.T, cfgName string, nodes []*node, listen string) *kamailio {
 	t.Helper()
 	bin := requireTool(t, "kamailio", "kamailio")
 	requireTool(t, "kamcmd", "kamailio")
@@ -33,14 +42,20 @@ func kamailioProxy(t *testing.T, n *node, listen string) *kamailio {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(ctlDir) })
-	k := &kamailio{ctl: filepath.Join(ctlDir, "ctl"), node: "sip:" + n.sipAddr}
+	k := &kamailio{ctl: filepath.Join(ctlDir, "ctl")}
+	var lines strings.Builder
+	for _, n := range nodes {
+		k.nodes = append(k.nodes, "sip:"+n.sipAddr)
+		// Flags 9: inactive and probing, so that only an answered
+		// OPTIONS probe can make the node active.
+		lines.WriteString("1 sip:" + n.sipAddr + " 9\n")
+	}
+	k.node = k.nodes[0]
 	list := filepath.Join(dir, "dispatcher.list")
-	// Flags 9: inactive and probing, so that only an answered OPTIONS
-	// probe can make the node active.
-	if err := os.WriteFile(list, []byte("1 "+k.node+" 9\n"), 0o644); err != nil {
+	if err := os.WriteFile(list, []byte(lines.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tmpl, err := os.ReadFile(filepath.Join("..", "testdata", "kamailio", "kamailio.cfg"))
+	tmpl, err := os.ReadFile(filepath.Join("..", "testdata", "kamailio", cfgName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +70,9 @@ func kamailioProxy(t *testing.T, n *node, listen string) *kamailio {
 	k.peer = startPeer(t, "kamailio", cmd, false)
 	// The last line of its start: the UDP socket is ready.
 	k.waitFor("SO_RCVBUF is finally", 10*time.Second)
-	k.waitFlags(t, "AP", 10*time.Second)
+	for _, uri := range k.nodes {
+		k.waitNodeFlags(t, uri, "AP", 10*time.Second)
+	}
 	return k
 }
 
@@ -64,7 +81,10 @@ var dsFlags = regexp.MustCompile(`URI: (\S+)\s+FLAGS: (\w+)`)
 
 // flags are the node's dispatcher flags now (A active, I inactive,
 // D disabled, P probing), from kamcmd dispatcher.list.
-func (k *kamailio) flags(t *testing.T) string {
+func (k *kamailio) flags(t *testing.T) string { t.Helper(); return k.flagsOf(t, k.node) }
+
+// flagsOf are the dispatcher flags of the node at uri now.
+func (k *kamailio) flagsOf(t *testing.T, uri string) string {
 	t.Helper()
 	out, err := exec.Command("kamcmd", "-s", "unix:"+k.ctl, "dispatcher.list").CombinedOutput()
 	if err != nil {
@@ -73,24 +93,31 @@ func (k *kamailio) flags(t *testing.T) string {
 		return "kamcmd: " + err.Error() + ": " + strings.TrimSpace(string(out))
 	}
 	for _, m := range dsFlags.FindAllStringSubmatch(string(out), -1) {
-		if m[1] == k.node {
+		if m[1] == uri {
 			return m[2]
 		}
 	}
-	t.Fatalf("kamcmd dispatcher.list does not list %s:\n%s", k.node, out)
+	t.Fatalf("kamcmd dispatcher.list does not list %s:\n%s", uri, out)
 	return ""
 }
 
 // waitFlags waits until the dispatcher shows the node with flags want.
 func (k *kamailio) waitFlags(t *testing.T, want string, d time.Duration) {
 	t.Helper()
+	k.waitNodeFlags(t, k.node, want, d)
+}
+
+// waitNodeFlags waits until the dispatcher shows the node at uri with
+// flags want.
+func (k *kamailio) waitNodeFlags(t *testing.T, uri, want string, d time.Duration) {
+	t.Helper()
 	got := ""
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if got = k.flags(t); got == want {
+		if got = k.flagsOf(t, uri); got == want {
 			return
 		}
 	}
-	t.Fatalf("Kamailio's dispatcher shows %s with flags %q after %v, want %q", k.node, got, d, want)
+	t.Fatalf("Kamailio's dispatcher shows %s with flags %q after %v, want %q", uri, got, d, want)
 }
 
 // TestKamailioLockoutPerCaller: a caller behind Kamailio that guesses

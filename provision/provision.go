@@ -77,6 +77,7 @@ const (
 	CodePayloadTooLarge      = "payload_too_large"      // 413
 	CodeUnsupportedMediaType = "unsupported_media_type" // 415
 	CodeInternal             = "internal"               // 500
+	CodeUnavailable          = "unavailable"            // 503
 )
 
 // Error is the body of every failed request: {"error": {...}}.
@@ -256,6 +257,10 @@ func toError(err error) *Error {
 		return &Error{status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
 	case errors.Is(err, registry.ErrExists):
 		return &Error{status: http.StatusConflict, Code: CodeAlreadyExists, Message: err.Error()}
+	case errors.Is(err, registry.ErrUnavailable):
+		// The store's server is down or unreachable: the request may
+		// succeed when it is back, or at another node.
+		return &Error{status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "registry unavailable: try again later"}
 	}
 	return &Error{status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error"}
 }

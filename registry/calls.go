@@ -118,13 +118,14 @@ type CallSummary struct {
 	TalkSeconds  *float64        `json:"talk_seconds,omitempty"`  // answer to end
 	TotalSeconds *float64        `json:"total_seconds,omitempty"` // start to end
 	Stats        json.RawMessage `json:"stats,omitempty"`         // per-leg media counters
+	Node         string          `json:"node,omitempty"`          // the node that handled it
 }
 
 // Summary derives the summary of r.
 func (r CallRecord) Summary() CallSummary {
 	s := CallSummary{ID: r.ID, CallID: r.CallID, Caller: r.Caller, Callee: r.Callee, TerminalID: r.TerminalID,
 		SCPOutcome: r.SCPOutcome, Outcome: r.Outcome(), SIPStatus: r.FinalStatus(), Q850Cause: r.Q850Cause, EndCause: r.EndCause,
-		StartedAt: r.StartedAt.UTC()}
+		StartedAt: r.StartedAt.UTC(), Node: r.Node}
 	secs := func(d time.Duration) *float64 { v := d.Round(time.Millisecond).Seconds(); return &v }
 	if !r.AnsweredAt.IsZero() {
 		t := r.AnsweredAt.UTC()

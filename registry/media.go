@@ -62,4 +62,8 @@ type MediaStore interface {
 	// DeletePending removes id (delivered or given up); a missing id is not
 	// an error, so that two deliverers racing do not fail.
 	DeletePending(ctx context.Context, id int64) (bool, error)
+	// HurryPending makes recipient's kept messages due at at (those due
+	// later), so that the node delivering them tries them on its next
+	// sweep.
+	HurryPending(ctx context.Context, recipient string, at time.Time) error
 }

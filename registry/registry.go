@@ -28,6 +28,10 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrNoActiveTerminal: the user exists but has no active terminal.
 	ErrNoActiveTerminal = errors.New("no active terminal")
+	// ErrUnavailable: the store could not be asked (its server is down or
+	// unreachable, or did not answer in time); the request itself may be
+	// fine and worth repeating later.
+	ErrUnavailable = errors.New("registry unavailable")
 )
 
 // ValidationError names the field that is wrong and the rule it broke. The
@@ -350,6 +354,7 @@ type CallRecord struct {
 	SIPStatus  int       // the failure answer the caller got, 0 if none was sent (answered, or the caller left first)
 	Q850Cause  int       // the Q.850 cause of that answer's Reason header, 0 with none
 	Stats      string    // JSON with per-leg media counters, may be empty
+	Node       string    // the node that handled the call (nodes may share a store); written at the start only
 }
 
 // SignalStore is the part of the registry the SIP server needs besides

@@ -2,10 +2,13 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/imcall/b2bua/registry"
 )
 
 // route gives the targets of a call to imID.
@@ -184,6 +187,14 @@ func (s *Server) authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction, 
 				return "", false
 			}
 			return user, true
+		}
+		if errors.Is(err, registry.ErrUnavailable) {
+			// The credentials could not be looked up: no failure of
+			// the caller's (no lock-out count, no new challenge), and a
+			// later try, or another node, may succeed.
+			s.log.Warn("authentication not possible: registry unavailable", "method", req.Method, "source", req.Source(), "err", err)
+			s.respondFailure(tx, req, registryFailure(err))
+			return "", false
 		}
 		stale = s.cfg.IsStale(err)
 		if !stale {

@@ -68,12 +68,12 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			}
 			bs, err := s.cfg.Bindings.Bindings(ctx, aor, now)
 			if err != nil {
-				s.respond(tx, req, 500, "registry unavailable")
+				s.respond(tx, req, registryStatus(err), "registry unavailable")
 				return
 			}
 			for _, b := range bs {
 				if err := s.cfg.Bindings.RemoveBinding(ctx, aor, b.Key()); err != nil {
-					s.respond(tx, req, 500, "registry unavailable")
+					s.respond(tx, req, registryStatus(err), "registry unavailable")
 					return
 				}
 			}
@@ -149,7 +149,7 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 		if err != nil {
 			s.log.Warn("binding not stored", "aor", aor, "err", err)
-			s.respond(tx, req, 500, "registry unavailable")
+			s.respond(tx, req, registryStatus(err), "registry unavailable")
 			return
 		}
 	}
@@ -172,7 +172,7 @@ func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 func (s *Server) registerOK(ctx context.Context, tx sipmsg.ServerTransaction, req *sipmsg.Request, aor string, now time.Time, extra ...sipmsg.Header) {
 	bs, err := s.cfg.Bindings.Bindings(ctx, aor, now)
 	if err != nil {
-		s.respond(tx, req, 500, "registry unavailable")
+		s.respond(tx, req, registryStatus(err), "registry unavailable")
 		return
 	}
 	var hdrs []sipmsg.Header

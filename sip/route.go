@@ -63,12 +63,28 @@ func (r *Router) Route(ctx context.Context, imID string) (Target, error) {
 		// that could ring, which is what absence means to the caller.
 		return Target{}, &Failure{Status: 480, Cause: CauseSubscriberAbsent, Text: "no active terminal", Err: err}
 	case err != nil:
-		return Target{}, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "registry unavailable", RetryAfter: 30, Err: err}
+		return Target{}, registryFailure(err)
 	}
 	if t.Kind == registry.Smart {
 		return r.routeSmart(ctx, t)
 	}
 	return r.routeLegacy(ctx, t)
+}
+
+// registryFailure is the answer to a call the registry could not serve: 503
+// with Retry-After when the store could not be asked at all (its server is
+// down or unreachable, RFC 3261 §21.5.4: the condition is temporary, and a
+// proxy in front such as Kamailio tries another node), else 500.
+func registryFailure(err error) *Failure {
+	return &Failure{Status: registryStatus(err), Cause: CauseTemporaryFailure, Text: "registry unavailable", RetryAfter: 30, Err: err}
+}
+
+// registryStatus is 503 for a store that could not be asked, else 500.
+func registryStatus(err error) int {
+	if errors.Is(err, registry.ErrUnavailable) {
+		return 503
+	}
+	return 500
 }
 
 func (r *Router) now() time.Time {
@@ -85,7 +101,7 @@ func (r *Router) routeSmart(ctx context.Context, t registry.Terminal) (Target, e
 	}
 	bs, err := r.Bindings.Bindings(ctx, t.IMID, r.now())
 	if err != nil {
-		return target, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "registry unavailable", RetryAfter: 30, Err: err}
+		return target, registryFailure(err)
 	}
 	// Prefer a binding of this very terminal; otherwise the newest of the
 	// user's bindings (a UA that did not identify its terminal).

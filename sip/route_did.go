@@ -170,7 +170,7 @@ func (s *Server) routeDID(ctx context.Context, in inbound) ([]Target, error) {
 	if s.cfg.Bindings != nil {
 		var err error
 		if bs, err = s.cfg.Bindings.Bindings(ctx, d.IMID, s.router.now()); err != nil {
-			return nil, &Failure{Status: 500, Cause: CauseTemporaryFailure, Text: "registry unavailable", RetryAfter: 30, Err: err}
+			return nil, registryFailure(err)
 		}
 	}
 	var ts []Target

@@ -156,13 +156,24 @@ func TestRoute(t *testing.T) {
 		})
 	}
 
-	t.Run("registry down", func(t *testing.T) {
-		r := &Router{Terminals: &fakeRegistry{err: errors.New("disk on fire")}, Locator: loc}
-		_, err := r.Route(context.Background(), "online")
-		if f := AsFailure(err); f.Status != 500 || f.Cause != CauseTemporaryFailure {
-			t.Errorf("got %v", err)
-		}
-	})
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+	}{
+		{"registry failed", errors.New("disk on fire"), 500},
+		// A store whose server cannot be reached: a proxy in front may
+		// try another node, and the caller may try again later.
+		{"registry unreachable", fmt.Errorf("active terminal: %w: dial: connection refused", registry.ErrUnavailable), 503},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Router{Terminals: &fakeRegistry{err: tc.err}, Locator: loc}
+			_, err := r.Route(context.Background(), "online")
+			if f := AsFailure(err); f.Status != tc.status || f.Cause != CauseTemporaryFailure || f.RetryAfter == 0 {
+				t.Errorf("got %v, want %d with Retry-After", err, tc.status)
+			}
+		})
+	}
 }
 
 func TestFailureReason(t *testing.T) {

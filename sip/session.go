@@ -116,6 +116,7 @@ func (c *session) start() {
 		Caller:    c.origin.remote.Addr(),
 		Callee:    c.callee,
 		StartedAt: time.Now().UTC(),
+		Node:      c.s.cfg.Node,
 	}
 	c.s.wg.Add(1)
 	go func() {

@@ -83,7 +83,7 @@ func TestDBErrors(t *testing.T) {
 		{"user add", filepath.Join(missing, "b2bua.db"), []string{"user", "add", "alice", "--password-stdin"}, "pw\n", "directory " + missing + " does not exist"},
 		{"serve", filepath.Join(missing, "b2bua.db"), serve, "", "directory " + missing + " does not exist"},
 		{"serve through sqlite:", "sqlite:" + filepath.Join(missing, "b2bua.db"), serve, "", "directory " + missing + " does not exist"},
-		{"unknown scheme", "postgres://db.example/b2bua", []string{"user", "list"}, "", "unknown store: the scheme must be one of sqlite:"},
+		{"unknown scheme", "mongodb://db.example/b2bua", []string{"user", "list"}, "", "unknown store: the scheme must be one of postgres:, postgresql:, sqlite:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := run(t, dir, nil, tc.stdin, append([]string{"--db", tc.db}, tc.args...)...)

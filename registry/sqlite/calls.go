@@ -59,7 +59,7 @@ func (s *Store) callPage(ctx context.Context, f registry.CallFilter, before int6
 		where = append(where, `(callee = ? OR caller LIKE ? ESCAPE '\')`)
 		args = append(args, f.IMID, "%:"+likeEscape(f.IMID)+"@%")
 	}
-	q := `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause FROM call_records`
+	q := `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause, node FROM call_records`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -77,7 +77,7 @@ func scanCalls(rows *sql.Rows) ([]registry.CallRecord, error) {
 		var r registry.CallRecord
 		var term, answered, ended sql.NullInt64
 		var started int64
-		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats, &r.SIPStatus, &r.Q850Cause); err != nil {
+		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats, &r.SIPStatus, &r.Q850Cause, &r.Node); err != nil {
 			return nil, err
 		}
 		r.TerminalID = term.Int64

@@ -203,6 +203,20 @@ CREATE INDEX call_records_callee ON call_records(callee);
 ALTER TABLE call_records ADD COLUMN sip_status INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE call_records ADD COLUMN q850_cause INTEGER NOT NULL DEFAULT 0;
 `},
+	{name: "leases", sql: `
+-- One row per job that must run on one node at a time (see
+-- registry.Lease); epoch grows each time the lease changes hands.
+CREATE TABLE leases (
+	name    TEXT PRIMARY KEY,
+	owner   TEXT NOT NULL,
+	epoch   INTEGER NOT NULL,
+	expires INTEGER NOT NULL
+) STRICT;
+`},
+	{name: "call records name their node", sql: `
+-- Nodes sharing a store tell their calls apart; '' for the calls before.
+ALTER TABLE call_records ADD COLUMN node TEXT NOT NULL DEFAULT '';
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

@@ -174,8 +174,8 @@ func (q callStmts) close() {
 
 const (
 	insertCallSQL = `INSERT INTO call_records
-		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause, node)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	updateCallSQL = `UPDATE call_records SET answered = ?, ended = ?, end_cause = ?, terminal_id = ?,
 		scp_outcome = ?, stats = ?, sip_status = ?, q850_cause = ? WHERE id = ?`
 )
@@ -213,7 +213,7 @@ func startCall(ctx context.Context, db rowQueryer, r registry.CallRecord) (int64
 	var id int64
 	err = db.QueryRowContext(ctx, insertCallSQL,
 		r.CallID, r.Caller, r.Callee, nullID(r.TerminalID), r.SCPOutcome, nanos(r.StartedAt),
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause).Scan(&id)
+		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause, r.Node).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("start call record %s: %w", r.CallID, err)
 	}

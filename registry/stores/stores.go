@@ -1,7 +1,8 @@
 // Package stores opens a registry backend from the setting an operator
 // gives (b2bua --db ...): "sqlite:PATH", or a plain file path, which means
-// the same. Backends are found by scheme in one plain map, as in
-// scp/locators, so adding one (a PostgreSQL cluster store) is one entry.
+// the same; or a PostgreSQL connection URI (postgres://... or
+// postgresql://...), the store several nodes share. Backends are found by
+// scheme in one plain map, as in scp/locators.
 //
 // This is the only package that links the database drivers; the rest of
 // the product programs against the interfaces of package registry.
@@ -18,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/imcall/b2bua/registry"
+	"github.com/imcall/b2bua/registry/postgres"
 	"github.com/imcall/b2bua/registry/sqlite"
 )
 
@@ -32,6 +34,7 @@ type Store interface {
 	registry.MediaStore
 	registry.NumberStore
 	registry.CallStore
+	registry.LeaseStore
 }
 
 // Options carry what a backend needs besides its spec. Every field is
@@ -48,7 +51,9 @@ type Constructor func(ctx context.Context, rest string, opts Options) (Store, er
 // constructors maps a spec's scheme to its backend. It is never written
 // after initialisation.
 var constructors = map[string]Constructor{
-	"sqlite": openSQLite,
+	"sqlite":     openSQLite,
+	"postgres":   openPostgres,
+	"postgresql": openPostgres,
 }
 
 // Schemes lists the known schemes, sorted.
@@ -99,4 +104,20 @@ func openSQLite(ctx context.Context, path string, opts Options) (Store, error) {
 	return s, nil
 }
 
-var _ Store = (*sqlite.Store)(nil)
+// openPostgres opens the cluster store; rest is the URI after "postgres:",
+// so the URI is given to pgx whole.
+func openPostgres(ctx context.Context, rest string, opts Options) (Store, error) {
+	if !strings.HasPrefix(rest, "//") {
+		return nil, errors.New("registry: postgres: the spec must be a connection URI, e.g. postgres://b2bua@db1/b2bua")
+	}
+	s, err := postgres.Open(ctx, postgres.Config{DSN: "postgres:" + rest, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var (
+	_ Store = (*sqlite.Store)(nil)
+	_ Store = (*postgres.Store)(nil)
+)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imcall/b2bua/internal/pgtest"
 	"github.com/imcall/b2bua/registry"
 )
 
@@ -88,7 +89,9 @@ func TestOpenErrors(t *testing.T) {
 		name, spec string
 		want       []string // all in the error
 	}{
-		{"unknown scheme", "postgres://db.example/b2bua", []string{`"postgres://db.example/b2bua"`, "unknown store", "sqlite:"}},
+		{"unknown scheme", "mongodb://db.example/b2bua", []string{`"mongodb://db.example/b2bua"`, "unknown store", "postgres:, postgresql:, sqlite:"}},
+		{"postgres without a URI", "postgres:b2bua", []string{"must be a connection URI"}},
+		{"postgres URI that does not parse", "postgres://b2bua@db.example:port/b2bua", []string{"not a valid connection URI"}},
 		{"unknown opaque scheme", "mysql:b2bua", []string{"unknown store", "sqlite:"}},
 		{"empty", "", []string{"no store given", "sqlite:"}},
 		{"blank", "  ", []string{"no store given"}},
@@ -115,7 +118,46 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestSchemes(t *testing.T) {
-	if got := strings.Join(Schemes(), ","); got != "sqlite" {
-		t.Errorf("Schemes = %s, want sqlite", got)
+	if got := strings.Join(Schemes(), ","); got != "postgres,postgresql,sqlite" {
+		t.Errorf("Schemes = %s, want postgres,postgresql,sqlite", got)
+	}
+}
+
+// pg is the server of this test binary, started on first use.
+var pg pgtest.Shared
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := pg.Close(); err != nil {
+		os.Stderr.WriteString("stop PostgreSQL: " + err.Error() + "\n")
+	}
+	os.Exit(code)
+}
+
+// TestOpenPostgres: both URI schemes reach the cluster store, with batch
+// call records and leases, and two stores opened by one URI share it.
+func TestOpenPostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn := pg.DB(t)
+	for i, spec := range []string{dsn, "postgresql" + strings.TrimPrefix(dsn, "postgres")} {
+		s, err := Open(ctx, spec, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		defer s.Close()
+		if _, ok := s.(interface {
+			WriteCalls(context.Context, []registry.CallRecord) ([]error, error)
+		}); !ok {
+			t.Error("store does not offer WriteCalls")
+		}
+		if i == 0 {
+			if _, err := s.AddUser(ctx, registry.User{IMID: "alice"}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if u, err := s.User(ctx, "alice"); err != nil || u.IMID != "alice" {
+			t.Errorf("second store: User(alice) = %+v, %v", u, err)
+		}
 	}
 }

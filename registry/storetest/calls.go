@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 
 // TestListCalls checks each filter against records with known outcomes in
 // a SQLite file.
-func TestListCalls(t *testing.T) {
+func testListCalls(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	recs := []registry.CallRecord{
 		{CallID: "1", Caller: "sip:carol@im.example", Callee: "alice", SCPOutcome: "online 127.0.0.1:5062",

@@ -1,20 +1,19 @@
-package sqlite
+package storetest
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/imcall/b2bua/registry"
 )
 
-func TestMediaStoreLifecycle(t *testing.T) {
+func testMediaStoreLifecycle(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := openTest(t, filepath.Join(t.TempDir(), "r.db"))
+	s := h.open(t)
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	data := []byte("\x89PNG fake image bytes")
 	inline := registry.Media{TokenHash: sha256.Sum256([]byte("tok-inline")), Owner: "bob", Sender: "alice", ContentType: "image/png",
@@ -94,9 +93,9 @@ func TestMediaStoreLifecycle(t *testing.T) {
 	}
 }
 
-func TestPendingMessages(t *testing.T) {
+func testPendingMessages(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := openTest(t, filepath.Join(t.TempDir(), "r.db"))
+	s := h.open(t)
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	add := func(rcpt string, next time.Duration) int64 {
 		t.Helper()

@@ -1,18 +1,20 @@
-package sqlite
+package storetest
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/imcall/b2bua/registry"
 )
 
-func TestBindings(t *testing.T) {
+func testBindings(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
+	raw := h.Raw(t, s)
 	mustUser(t, s, "alice")
 	smart, err := s.AddTerminal(ctx, registry.NewTerminal{IMID: "alice", MobileID: registry.MobileID{Type: registry.MAC, Value: "001a2b3c4d5e"}, Kind: registry.Smart})
 	if err != nil {
@@ -83,20 +85,20 @@ func TestBindings(t *testing.T) {
 	if err := s.RemoveUser(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM bindings`).Scan(&n); err != nil || n != 0 {
+	if n, err := raw.Int(ctx, `SELECT count(*) FROM bindings`); err != nil || n != 0 {
 		t.Errorf("bindings after RemoveUser = %d, %v", n, err)
 	}
 }
 
-func TestCallRecords(t *testing.T) {
+func testCallRecords(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	var ids []int64
 	for i, callID := range []string{"a@h", "b@h", "c@h"} {
+		// Node: the node that handled the call, for a cluster's records.
 		id, err := s.StartCall(ctx, registry.CallRecord{CallID: callID, Caller: "sip:carol@im.example", Callee: "alice",
-			StartedAt: t0.Add(time.Duration(i) * time.Second)})
+			StartedAt: t0.Add(time.Duration(i) * time.Second), Node: "node" + strconv.Itoa(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +117,7 @@ func TestCallRecords(t *testing.T) {
 		t.Fatalf("Calls(2) = %+v, want newest two", calls)
 	}
 	want := upd
-	want.CallID, want.Caller, want.Callee, want.StartedAt = "b@h", "sip:carol@im.example", "alice", t0.Add(time.Second)
+	want.CallID, want.Caller, want.Callee, want.StartedAt, want.Node = "b@h", "sip:carol@im.example", "alice", t0.Add(time.Second), "node1"
 	if calls[1] != want {
 		t.Errorf("updated record = %+v, want %+v", calls[1], want)
 	}
@@ -134,22 +136,24 @@ func TestCallRecords(t *testing.T) {
 	}
 }
 
-func TestWriteCalls(t *testing.T) {
+func testWriteCalls(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	old, err := s.StartCall(ctx, registry.CallRecord{CallID: "old@h", Caller: "sip:carol@im.example", Callee: "alice", StartedAt: t0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// More records than one transaction takes, so the batch is split.
+	// More records than one transaction of either store takes (256), so
+	// the batch is split.
+	const manyCalls = 300
 	recs := []registry.CallRecord{
 		{ID: old, TerminalID: 3, AnsweredAt: t0.Add(time.Second), EndedAt: t0.Add(time.Minute), EndCause: "callee BYE"},
 		{CallID: ""},          // invalid: no Call-ID
 		{ID: 999999},          // no such record
 		{ID: old, Stats: "{"}, // invalid stats
 	}
-	for i := range maxCallBatch + 10 {
+	for i := range manyCalls + 10 {
 		recs = append(recs, registry.CallRecord{CallID: fmt.Sprintf("n%d@h", i), Caller: "sip:carol@im.example", Callee: "alice",
 			StartedAt: t0.Add(time.Duration(i) * time.Millisecond), EndCause: "486 busy"})
 	}
@@ -181,7 +185,7 @@ func TestWriteCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(calls), maxCallBatch+11; got != want {
+	if got, want := len(calls), manyCalls+11; got != want {
 		t.Fatalf("%d records, want %d", got, want)
 	}
 	byID := map[int64]registry.CallRecord{}

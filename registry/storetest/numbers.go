@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"github.com/imcall/b2bua/registry"
 )
 
-func TestTrunks(t *testing.T) {
+func testTrunks(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	p := netip.MustParsePrefix
 	a, err := s.AddTrunk(ctx, registry.Trunk{Name: "Carrier-A", CIDRs: []netip.Prefix{p("198.51.100.7/24"), p("2001:db8::/32")}, CountryCode: "+1"})
 	if err != nil {
@@ -73,9 +73,9 @@ func TestTrunks(t *testing.T) {
 	}
 }
 
-func TestDIDs(t *testing.T) {
+func testDIDs(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
 	d, err := s.AddDID(ctx, registry.DID{Number: "+1 555 000 1111", IMID: "alice"})
@@ -142,37 +142,38 @@ func TestDIDs(t *testing.T) {
 
 // TestDIDOneOwnerInDatabase: the rule holds for a writer that bypasses the
 // store's code, such as a second program on the file.
-func TestDIDOneOwnerInDatabase(t *testing.T) {
+func testDIDOneOwnerInDatabase(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
+	raw := h.Raw(t, s)
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
 	const ins = `INSERT INTO dids (number, im_id, fallback, created) VALUES (?, ?, 'none', 0)`
-	if _, err := s.w.ExecContext(ctx, ins, "+15550001111", "alice"); err != nil {
+	if err := raw.Exec(ctx, ins, "+15550001111", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.w.ExecContext(ctx, ins, "+15550001111", "bob")
-	if !isUnique(err) {
+	err := raw.Exec(ctx, ins, "+15550001111", "bob")
+	if !raw.IsUnique(err) {
 		t.Errorf("duplicate number through SQL: err = %v, want a unique constraint failure", err)
 	}
 	for _, tc := range []struct{ name, number, fallback string }{
 		{"number without +", "15550002222", "none"},
 		{"unknown fallback", "+15550002222", "voicemail"},
 	} {
-		if _, err := s.w.ExecContext(ctx, `INSERT INTO dids (number, im_id, fallback, created) VALUES (?, 'bob', ?, 0)`, tc.number, tc.fallback); err == nil {
+		if err := raw.Exec(ctx, `INSERT INTO dids (number, im_id, fallback, created) VALUES (?, 'bob', ?, 0)`, tc.number, tc.fallback); err == nil {
 			t.Errorf("%s: accepted by the database", tc.name)
 		}
 	}
 	const insCIDR = `INSERT INTO trunk_cidrs (cidr, trunk) VALUES ('192.0.2.0/24', ?)`
 	for _, n := range []string{"a", "b"} {
-		if _, err := s.w.ExecContext(ctx, `INSERT INTO trunks (name, identity, created) VALUES (?, 'pai', 0)`, n); err != nil {
+		if err := raw.Exec(ctx, `INSERT INTO trunks (name, identity, created) VALUES (?, 'pai', 0)`, n); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.w.ExecContext(ctx, insCIDR, "a"); err != nil {
+	if err := raw.Exec(ctx, insCIDR, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.ExecContext(ctx, insCIDR, "b"); !isUnique(err) {
+	if err := raw.Exec(ctx, insCIDR, "b"); !raw.IsUnique(err) {
 		t.Errorf("one range in two trunks through SQL: err = %v", err)
 	}
 }
@@ -181,9 +182,9 @@ func TestDIDOneOwnerInDatabase(t *testing.T) {
 // whatever Contact it registers from (RFC 5626 §6); a user may be logged in
 // on several clients at once; a client without an instance is keyed by its
 // Contact.
-func TestBindingsByInstance(t *testing.T) {
+func testBindingsByInstance(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	mustUser(t, s, "alice")
 	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	const phone, laptop = "urn:uuid:00000000-0000-1000-8000-000000000001", "urn:uuid:00000000-0000-1000-8000-000000000002"

@@ -1,35 +1,13 @@
-package sqlite
+package storetest
 
 import (
 	"context"
 	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/imcall/b2bua/registry"
 )
-
-func openTest(t *testing.T, path string) *Store {
-	t.Helper()
-	s, err := Open(context.Background(), Config{Path: path})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
-}
-
-func newStore(t *testing.T) *Store {
-	t.Helper()
-	return openTest(t, filepath.Join(t.TempDir(), "registry.db"))
-}
 
 func mustUser(t *testing.T, s registry.Store, imID string) registry.User {
 	t.Helper()
@@ -68,9 +46,9 @@ func activeIDs(t *testing.T, s registry.Store, imID string) []int64 {
 	return ids
 }
 
-func TestUsers(t *testing.T) {
+func testUsers(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	u := mustUser(t, s, "alice")
 	if u.IMID != "alice" {
 		t.Errorf("IMID = %q, want alice", u.IMID)
@@ -135,7 +113,7 @@ func TestUsers(t *testing.T) {
 	}
 }
 
-func TestNewCredentials(t *testing.T) {
+func testNewCredentials(t *testing.T, h Harness) {
 	c := registry.NewCredentials("x", "r", "p")
 	if len(c.HA1MD5) != 32 || len(c.HA1SHA256) != 64 || c.Realm != "r" {
 		t.Fatalf("NewCredentials = %+v", c)
@@ -153,9 +131,9 @@ func TestNewCredentials(t *testing.T) {
 	}
 }
 
-func TestTerminalsAndActive(t *testing.T) {
+func testTerminalsAndActive(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
 
@@ -275,21 +253,23 @@ func TestTerminalsAndActive(t *testing.T) {
 
 // TestOneActiveEnforcedByDatabase writes around the store's code: the
 // partial unique index must refuse a second active terminal by itself.
-func TestOneActiveEnforcedByDatabase(t *testing.T) {
+func testOneActiveEnforcedByDatabase(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
+	raw := h.Raw(t, s)
 	mustUser(t, s, "alice")
 	mustTerminal(t, s, "alice", "imsi:001010000000001", true)
 	t2 := mustTerminal(t, s, "alice", "imsi:001010000000002", false)
-	_, err := s.w.ExecContext(ctx, `UPDATE terminals SET active = 1 WHERE id = ?`, t2.ID)
-	if !isUnique(err) {
+	err := raw.Exec(ctx, `UPDATE terminals SET active = true WHERE id = ?`, t2.ID)
+	if !raw.IsUnique(err) {
 		t.Fatalf("raw second activation: err = %v, want a unique constraint violation", err)
 	}
 }
 
-func TestContacts(t *testing.T) {
+func testContacts(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
+	raw := h.Raw(t, s)
 	mustUser(t, s, "alice")
 	m, _ := registry.ParseIMSI("001010000000001")
 	c := registry.Contact{Owner: "alice", IMID: "bob", Domain: "IM.Example", MobileID: m, Display: "Bob"}
@@ -324,59 +304,7 @@ func TestContacts(t *testing.T) {
 	if err := s.RemoveUser(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM contacts`).Scan(&n); err != nil || n != 0 {
+	if n, err := raw.Int(ctx, `SELECT count(*) FROM contacts`); err != nil || n != 0 {
 		t.Errorf("contacts after RemoveUser = %d, %v; want 0", n, err)
-	}
-}
-
-// TestFileModeOwnerOnly: the database holds digest hashes, so a new file and
-// its WAL are readable by their owner only, whatever the umask.
-func TestFileModeOwnerOnly(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "b2bua.db")
-	s := openTest(t, path)
-	if _, err := s.AddUser(context.Background(), registry.User{IMID: "alice", Creds: registry.NewCredentials("alice", "r", "pw")}); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{path, path + "-wal"} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := fi.Mode().Perm(); m&0o077 != 0 {
-			t.Errorf("%s has mode %v, want no group or other access", filepath.Base(p), m)
-		}
-	}
-}
-
-// TestOpenMissingDirectory: a path in a directory that does not exist is an
-// error naming the directory, and nothing is created, so that a mistyped
-// --db never becomes a new, empty registry.
-func TestOpenMissingDirectory(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "plain")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name, path, wantDir, want string
-	}{
-		{"missing", filepath.Join(dir, "nope", "b2bua.db"), filepath.Join(dir, "nope"), "does not exist"},
-		{"missing parent too", filepath.Join(dir, "a", "b", "b2bua.db"), filepath.Join(dir, "a", "b"), "does not exist"},
-		{"not a directory", filepath.Join(file, "b2bua.db"), file, "is not a directory"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s, err := Open(context.Background(), Config{Path: tc.path})
-			if err == nil {
-				s.Close()
-				t.Fatal("opened")
-			}
-			if msg := err.Error(); !strings.Contains(msg, tc.wantDir+" "+tc.want) {
-				t.Errorf("err = %q, want it to say %q %s", msg, tc.wantDir, tc.want)
-			}
-			if _, err := os.Stat(tc.wantDir); tc.want == "does not exist" && !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("%s: stat = %v, want it still missing", tc.wantDir, err)
-			}
-		})
 	}
 }

@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -18,9 +18,9 @@ func snapshot(node, key, callID string, started time.Time) registry.DialogSnapsh
 	}}
 }
 
-func TestDialogSnapshots(t *testing.T) {
+func testDialogSnapshots(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	t0 := time.Unix(1700000000, 0).UTC()
 	a1, a2, b1 := snapshot("a", "k1", "c1", t0), snapshot("a", "k2", "c2", t0.Add(time.Second)), snapshot("b", "k1", "c3", t0)
 	// A leg still ringing keeps what its CANCEL repeats.
@@ -46,9 +46,9 @@ func TestDialogSnapshots(t *testing.T) {
 	}
 }
 
-func TestEndLeftover(t *testing.T) {
+func testEndLeftover(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := newStore(t)
+	s := h.open(t)
 	t0 := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
 	recs := []registry.CallRecord{
 		{CallID: "c1", Caller: "sip:alice@im.test", Callee: "bob", StartedAt: t0, AnsweredAt: t0.Add(time.Second)}, // left open
