@@ -203,6 +203,11 @@ CREATE INDEX call_records_callee ON call_records(callee);
 ALTER TABLE call_records ADD COLUMN sip_status INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE call_records ADD COLUMN q850_cause INTEGER NOT NULL DEFAULT 0;
 `},
+	{name: "call ringing time", sql: `
+-- When the first 180 or 183 reached the caller: the post-dial delay is
+-- ringing - started (ITU-T E.431). NULL: the call never rang.
+ALTER TABLE call_records ADD COLUMN ringing INTEGER;
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

@@ -100,7 +100,7 @@ func (s *Store) StartCall(ctx context.Context, r registry.CallRecord) (int64, er
 	return startCall(ctx, s.w, r)
 }
 
-// UpdateCall writes AnsweredAt, EndedAt, EndCause, TerminalID, SCPOutcome
+// UpdateCall writes RingingAt, AnsweredAt, EndedAt, EndCause, TerminalID, SCPOutcome
 // and Stats of record r.ID; ErrNotFound if there is no such record.
 func (s *Store) UpdateCall(ctx context.Context, r registry.CallRecord) error {
 	return updateCall(ctx, s.w, r)
@@ -174,9 +174,9 @@ func (q callStmts) close() {
 
 const (
 	insertCallSQL = `INSERT INTO call_records
-		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
-	updateCallSQL = `UPDATE call_records SET answered = ?, ended = ?, end_cause = ?, terminal_id = ?,
+		(call_id, caller, callee, terminal_id, scp_outcome, started, ringing, answered, ended, end_cause, stats, sip_status, q850_cause)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	updateCallSQL = `UPDATE call_records SET ringing = ?, answered = ?, ended = ?, end_cause = ?, terminal_id = ?,
 		scp_outcome = ?, stats = ?, sip_status = ?, q850_cause = ? WHERE id = ?`
 )
 
@@ -213,7 +213,7 @@ func startCall(ctx context.Context, db rowQueryer, r registry.CallRecord) (int64
 	var id int64
 	err = db.QueryRowContext(ctx, insertCallSQL,
 		r.CallID, r.Caller, r.Callee, nullID(r.TerminalID), r.SCPOutcome, nanos(r.StartedAt),
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause).Scan(&id)
+		nullNanos(r.RingingAt), nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("start call record %s: %w", r.CallID, err)
 	}
@@ -230,7 +230,7 @@ func updateCall(ctx context.Context, db execer, r registry.CallRecord) error {
 		}
 	}
 	res, err := db.ExecContext(ctx, updateCallSQL,
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.SIPStatus, r.Q850Cause, r.ID)
+		nullNanos(r.RingingAt), nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.SIPStatus, r.Q850Cause, r.ID)
 	return affectedOne(res, err, fmt.Sprintf("call record %d", r.ID))
 }
 
