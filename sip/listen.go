@@ -71,6 +71,7 @@ func (s *Server) Listen(addr string) error {
 		// outside; loopback is the safe default for a lab.
 		adv = outboundIP()
 	}
+	udp, tcp, tlsL = s.traced(udp, tcp, tlsL) // trace.go
 	s.mu.Lock()
 	s.udp, s.tcp, s.tlsL = udp, tcp, tlsL
 	s.host, s.port = adv, ua.Port
@@ -106,6 +107,9 @@ func (s *Server) TLSAddr() string {
 	}
 	return s.tlsL.Addr().String()
 }
+
+// Draining reports whether Shutdown has begun: new calls are refused.
+func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Ready is closed once the server answers SIP.
 func (s *Server) Ready() <-chan struct{} { return s.ready }

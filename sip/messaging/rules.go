@@ -176,6 +176,7 @@ func (m *Messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction
 		ReplyURI: req.From().Address.String(), ReplyDest: req.Source(), ReplyTransport: req.Transport(),
 	}
 	res := m.deliver(ctx, callee, in)
+	m.obs.MessageDecided(decision(res))
 	switch res.outcome {
 	case rejected:
 		if res.failure != nil {
@@ -373,4 +374,20 @@ func (m *Messenger) fitsTerminal(ctx context.Context, t registry.Terminal, size 
 		}
 	}
 	return !strings.EqualFold(transport, "udp") || size <= msgpolicy.MaxUDPMessage
+}
+
+// decision names res for the Observer.
+func decision(res result) string {
+	switch res.outcome {
+	case rejected:
+		return DecisionReject
+	case deferred:
+		return DecisionDefer
+	case delivered:
+		if res.action == msgpolicy.StoreLink {
+			return DecisionLink
+		}
+		return DecisionForward
+	}
+	return DecisionFail
 }
