@@ -94,6 +94,41 @@ func (s *Store) Bindings(ctx context.Context, imID string, now time.Time) ([]reg
 	return out, nil
 }
 
+// LiveBindings lists every user's bindings that have not expired at now,
+// newest first, at most limit of them, with the number there are in all:
+// the clients logged in now, for the status page and the metrics.
+func (s *Store) LiveBindings(ctx context.Context, now time.Time, limit int) ([]registry.Binding, int, error) {
+	var total int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM bindings WHERE expires > ?`, nanos(now)).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("live bindings: %w", err)
+	}
+	out := []registry.Binding{}
+	if limit <= 0 || total == 0 {
+		return out, total, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT im_id, contact, terminal_id, instance, source, transport, expires, updated
+		FROM bindings WHERE expires > ? ORDER BY updated DESC, im_id, binding_key LIMIT ?`, nanos(now), limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("live bindings: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b registry.Binding
+		var term sql.NullInt64
+		var expires, updated int64
+		if err := rows.Scan(&b.IMID, &b.Contact, &term, &b.Instance, &b.Source, &b.Transport, &expires, &updated); err != nil {
+			return nil, 0, fmt.Errorf("live bindings: %w", err)
+		}
+		b.TerminalID = term.Int64
+		b.Expires, b.UpdatedAt = fromNanos(expires), fromNanos(updated)
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("live bindings: %w", err)
+	}
+	return out, total, nil
+}
+
 // StartCall inserts a call record and returns its ID. A zero StartedAt
 // means now.
 func (s *Store) StartCall(ctx context.Context, r registry.CallRecord) (int64, error) {
