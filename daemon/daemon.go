@@ -343,6 +343,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.HTTP.Logger == nil {
 		cfg.HTTP.Logger = log.With("component", "http")
 	}
+	if scpAdmin != nil {
+		scpAdmin = httpserver.ServeDocument(scp.OpenAPIPath, scp.OpenAPI(), scpAdmin)
+	}
+	api = httpserver.ServeDocument(provision.OpenAPIPath, provision.OpenAPI(), api)
+	mux.HandleFunc("GET /version", serveVersion)
 	d.http = httpserver.New(d.httpL, apisFirst(mux, map[string]http.Handler{"/api": api, "/scp": scpAdmin}), cfg.HTTP)
 	// Event streams of the pages last until the client leaves: end them so
 	// that Shutdown need not wait for them.

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imcall/b2bua/httpserver"
+	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/sim"
 )
 
@@ -193,6 +194,7 @@ func httpHandler(s *sim.Simulator, token string, logger *slog.Logger) http.Handl
 	})
 	// A path that cleans to one under /scp reaches the protocol's handler
 	// as it came, which answers JSON where ServeMux would redirect.
+	h = httpserver.ServeDocument(scp.OpenAPIPath, scp.OpenAPI(), h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := path.Clean(r.URL.Path); p == "/scp" || strings.HasPrefix(p, "/scp/") {
 			h.ServeHTTP(w, r)
