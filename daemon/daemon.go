@@ -37,6 +37,7 @@ import (
 	"github.com/imcall/b2bua/sip"
 	"github.com/imcall/b2bua/sip/digest"
 	"github.com/imcall/b2bua/sip/messaging"
+	"github.com/imcall/b2bua/statuspage"
 )
 
 // Config is everything an operator sets. The zero value of every optional
@@ -348,6 +349,13 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	api = httpserver.ServeDocument(provision.OpenAPIPath, provision.OpenAPI(), api)
 	mux.HandleFunc("GET /version", serveVersion)
+	backend, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(cfg.SCP)), ":")
+	page, err := statuspage.New(statuspage.Config{Token: token, Source: statusSource{d: d, node: node, backend: backend},
+		Logger: log.With("component", "status")})
+	if err != nil {
+		return nil, err
+	}
+	page.Register(mux)
 	d.http = httpserver.New(d.httpL, apisFirst(mux, map[string]http.Handler{"/api": api, "/scp": scpAdmin}), cfg.HTTP)
 	// Event streams of the pages last until the client leaves: end them so
 	// that Shutdown need not wait for them.
