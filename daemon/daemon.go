@@ -339,7 +339,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	mux.HandleFunc("GET /healthz", d.serveLive)
 	mux.HandleFunc("GET /readyz", d.ready.serveReady)
 	if d.httpL, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-		return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
+		return nil, fmt.Errorf("http: %w", err) // net names the operation and the address
 	}
 	if cfg.HTTP.Logger == nil {
 		cfg.HTTP.Logger = log.With("component", "http")
