@@ -131,12 +131,18 @@ func (m *Messenger) read(req *sipmsg.Request, tx sipmsg.ServerTransaction, inDia
 		InDialog: inDialog, Reach: msgpolicy.Online, Caps: registry.CapAudio | registry.CapText | registry.CapImage | registry.CapVideo, ForwardFits: true}
 	var err error
 	in.content, err = msgpolicy.Unwrap(in.ctype, in.body)
-	if err == nil {
-		pre.ContentType = in.content.Type
-	} else {
-		pre.ContentType = "unsupported"
+	pre.ContentType = in.content.Type
+	if err != nil {
+		// Only the size rules come before the body's type; past them the
+		// answer is 415 saying what is wrong with the body (a broken
+		// message/cpim wrapper, an unreadable Content-Type).
+		pre.ContentType = "text/plain"
 	}
-	if d := msgpolicy.Decide(pre); d.Action == msgpolicy.Reject {
+	d := msgpolicy.Decide(pre)
+	if d.Action != msgpolicy.Reject && err != nil {
+		d = msgpolicy.Decision{Action: msgpolicy.Reject, Status: 415, Text: err.Error()}
+	}
+	if d.Action == msgpolicy.Reject {
 		m.reject(tx, req, d)
 		return in, false
 	}
