@@ -79,3 +79,6 @@ func (c *session) view() LiveCall {
 	}
 	return v
 }
+
+// Draining reports whether Shutdown has begun: new calls are refused.
+func (s *Server) Draining() bool { return s.draining.Load() }

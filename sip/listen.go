@@ -108,9 +108,6 @@ func (s *Server) TLSAddr() string {
 	return s.tlsL.Addr().String()
 }
 
-// Draining reports whether Shutdown has begun: new calls are refused.
-func (s *Server) Draining() bool { return s.draining.Load() }
-
 // Ready is closed once the server answers SIP.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
