@@ -73,12 +73,16 @@ func TestReadiness(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer d.Close()
-			clock := time.Now()
-			d.ready.mu.Lock()
-			d.ready.now = func() time.Time { return clock }
-			d.ready.mu.Unlock()
+			// The clock and the backend are read by the readiness check on
+			// SIP's goroutines: set them under its lock, move the clock
+			// atomically.
+			var clock atomic.Int64
+			clock.Store(time.Now().UnixNano())
 			fb := &fakeBreaker{Locator: d.loc}
+			d.ready.mu.Lock()
+			d.ready.now = func() time.Time { return time.Unix(0, clock.Load()) }
 			d.loc = fb
+			d.ready.mu.Unlock()
 			wantOptions := func(ready bool) string {
 				if ready || always {
 					return "SIP/2.0 200"
@@ -98,7 +102,7 @@ func TestReadiness(t *testing.T) {
 			}
 			for _, s := range steps {
 				s.change()
-				clock = clock.Add(readyTTL)
+				clock.Add(int64(readyTTL))
 				status, body := readyz(t, d)
 				if status != s.status || !strings.Contains(body, s.body) {
 					t.Errorf("%s: /readyz %d %q, want %d with %q", s.name, status, body, s.status, s.body)
