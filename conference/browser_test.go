@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/imcall/b2bua/internal/webdriver"
 )
 
 // TestBrowserPage opens a five-party conference's page in headless
@@ -31,7 +33,7 @@ func TestBrowserPage(t *testing.T) {
 	mux.Handle(APIPrefix+"/", NewAPI(m, "", nil))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() { pages.Close(); srv.Close() })
-	b := startBrowser(t, 390, 844) // a phone's viewport; it quits before the server closes
+	b := webdriver.Start(t, 390, 844) // a phone's viewport; it quits before the server closes
 
 	ctx := t.Context()
 	c, err := m.Create(ctx, "alice", []string{"bob", "carol", "dave", "+15550004444", "+15550005555"})
@@ -39,13 +41,13 @@ func TestBrowserPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf, _ := m.Conference(c.ID)
-	b.open(PageLink(srv.URL, c.Token))
+	b.Open(PageLink(srv.URL, c.Token))
 
 	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b.waitFor(wait, "five participants", `return document.querySelectorAll("#participants li").length === 5`)
+	b.WaitFor(wait, "five participants", `return document.querySelectorAll("#participants li").length === 5`)
 	var statuses []string
-	b.eval(&statuses, `return [...document.querySelectorAll("#participants li")].map(li => li.id + "=" + li.dataset.status)`)
+	b.Eval(&statuses, `return [...document.querySelectorAll("#participants li")].map(li => li.id + "=" + li.dataset.status)`)
 	want := []string{"p-p1=connected", "p-p2=connected", "p-p3=connected", "p-p4=connected", "p-p5=ringing"}
 	if len(statuses) != 5 {
 		t.Fatalf("page shows %v", statuses)
@@ -57,8 +59,8 @@ func TestBrowserPage(t *testing.T) {
 		}
 	}
 
-	b.click(`#p-p2 button[data-action="mute"]`)
-	b.waitFor(wait, "p2 muted", `const li = document.getElementById("p-p2"); return li !== null && li.dataset.muted === "true"`)
+	b.Click(`#p-p2 button[data-action="mute"]`)
+	b.WaitFor(wait, "p2 muted", `const li = document.getElementById("p-p2"); return li !== null && li.dataset.muted === "true"`)
 	resp, err := http.Get(srv.URL + APIPrefix + "/" + c.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -92,10 +94,10 @@ func TestBrowserPage(t *testing.T) {
 	if err := leg.Talking(true); err != nil {
 		t.Fatal(err)
 	}
-	b.waitFor(quick, "p3 talking within 300 ms", `return document.getElementById("p-p3").dataset.talking === "true"`)
+	b.WaitFor(quick, "p3 talking within 300 ms", `return document.getElementById("p-p3").dataset.talking === "true"`)
 	t.Logf("talking shown %v after the report", time.Since(start))
 
 	shot := filepath.Join(t.ArtifactDir(), "conference-page.png")
-	b.screenshot(shot)
+	b.Screenshot(shot)
 	t.Logf("screenshot: %s", shot)
 }

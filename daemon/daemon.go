@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/imcall/b2bua/conference"
 	"github.com/imcall/b2bua/httpserver"
 	"github.com/imcall/b2bua/mediastore"
+	"github.com/imcall/b2bua/metrics"
 	"github.com/imcall/b2bua/provision"
 	"github.com/imcall/b2bua/registry"
 	"github.com/imcall/b2bua/registry/stores"
@@ -35,6 +37,7 @@ import (
 	"github.com/imcall/b2bua/sip"
 	"github.com/imcall/b2bua/sip/digest"
 	"github.com/imcall/b2bua/sip/messaging"
+	"github.com/imcall/b2bua/statuspage"
 )
 
 // Config is everything an operator sets. The zero value of every optional
@@ -101,6 +104,16 @@ type Config struct {
 	// the host name.
 	NodeID string
 
+	// HEP sends a copy of every SIP message to a HEP v3 collector,
+	// "udp:HOST:PORT"; "" : none. HEPCaptureID names this node to it.
+	HEP          string
+	HEPCaptureID uint32
+	// SIPPcap writes every SIP message to this pcap file; "" : none.
+	SIPPcap string
+	// OptionsAlwaysOK answers out-of-dialog OPTIONS 200 even when not
+	// ready; false: 503 while /readyz fails.
+	OptionsAlwaysOK bool
+
 	// SIPLimits are the per-source limits of untrusted SIP sources
 	// (request rate, failed authentications); zero: none.
 	SIPLimits sip.Limits
@@ -128,16 +141,19 @@ const (
 
 // Daemon is a running product.
 type Daemon struct {
-	log   *slog.Logger
-	store stores.Store
-	media *mediastore.Store
-	sip   *sip.Server
-	msg   *messaging.Messenger
-	http  *httpserver.Server
-	httpL net.Listener // until http owns it
-	loc   scp.Locator
-	rtp   *rtpproxy.Proxy // nil in passthrough mode
-	conf  *conferences
+	log     *slog.Logger
+	store   stores.Store
+	media   *mediastore.Store
+	sip     *sip.Server
+	msg     *messaging.Messenger
+	http    *httpserver.Server
+	httpL   net.Listener // until http owns it
+	loc     scp.Locator
+	rtp     *rtpproxy.Proxy // nil in passthrough mode
+	conf    *conferences
+	metrics *metrics.Metrics
+	ready   *readiness
+	traces  []io.Closer // HEP and pcap writers, closed after SIP stops
 
 	TokenFile string // where the API token was written; "" when given
 
@@ -272,7 +288,6 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux.HandleFunc("GET /metrics", d.serveMetrics)
 
 	var tlsConf *tls.Config
 	if cfg.TLSListen != "" {
@@ -281,6 +296,16 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("tls certificate: %w", err)
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	d.metrics = newMetrics(d, cfg.SCP)
+	d.ready = &readiness{d: d, now: time.Now}
+	readyFn := d.ready.err
+	if cfg.OptionsAlwaysOK {
+		readyFn = nil
+	}
+	tracer, err := d.openTracers(cfg)
+	if err != nil {
+		return nil, err
 	}
 	d.sip, err = sip.NewServer(sip.Config{
 		TLSConfig:   tlsConf,
@@ -291,7 +316,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Calls:       store,
 		Dialogs:     dialogStore(store),
 		Node:        node,
-		Locator:     d.loc,
+		Locator:     d.metrics.Locator(d.loc),
 		Numbers:     store,
 		Auth:        auth,
 		IsStale:     func(err error) bool { return errors.Is(err, digest.ErrStale) },
@@ -311,13 +336,17 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 			LegMediaTimeout: cfg.DualPath.LegMediaTimeout, LegTimeout: cfg.DualPath.LegTimeout,
 			ProbeInterval: cfg.DualPath.ProbeInterval,
 		},
-		Media:  anchor,
-		Logger: log.With("component", "sip"),
+		Media:    anchor,
+		Observer: d.metrics,
+		Tracer:   tracer,
+		Ready:    readyFn,
+		Logger:   log.With("component", "sip"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	if d.msg, err = messaging.New(messaging.Config{SIP: d.sip, Logger: log.With("component", "messaging"), Rules: &messaging.Rules{
+	mux.Handle("GET /metrics", d.metrics.Handler())
+	if d.msg, err = messaging.New(messaging.Config{SIP: d.sip, Logger: log.With("component", "messaging"), Observer: d.metrics, Rules: &messaging.Rules{
 		Media: d.media, Pending: leasedPending{store, d.leases[0]}, Terminals: store, Bindings: store,
 		BaseURL: cfg.MediaBaseURL, MaxSize: cfg.MaxMessageSize, RetryMin: cfg.MessageRetry,
 		LinkBase: func() string { return "http://" + d.HTTPAddr() },
@@ -334,29 +363,26 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.sip.Listen(cfg.SIPListen); err != nil {
 		return nil, err
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-d.sipDown:
-			// A listener died (or serving stopped): not ready, so that a
-			// load balancer stops sending here and a supervisor restarts it.
-			http.Error(w, "sip down", http.StatusServiceUnavailable)
-			return
-		default:
-		}
-		select {
-		case <-d.sip.Ready():
-			w.Header().Set("Content-Type", "text/plain")
-			fmt.Fprintln(w, "ready")
-		default:
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-		}
-	})
+	mux.HandleFunc("GET /healthz", d.serveLive)
+	mux.HandleFunc("GET /readyz", d.ready.serveReady)
 	if d.httpL, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-		return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPListen, err)
+		return nil, fmt.Errorf("http: %w", err) // net names the operation and the address
 	}
 	if cfg.HTTP.Logger == nil {
 		cfg.HTTP.Logger = log.With("component", "http")
 	}
+	if scpAdmin != nil {
+		scpAdmin = httpserver.ServeDocument(scp.OpenAPIPath, scp.OpenAPI(), scpAdmin)
+	}
+	api = httpserver.ServeDocument(provision.OpenAPIPath, provision.OpenAPI(), api)
+	mux.HandleFunc("GET /version", serveVersion)
+	backend, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(cfg.SCP)), ":")
+	page, err := statuspage.New(statuspage.Config{Token: token, Source: statusSource{d: d, node: node, backend: backend},
+		Logger: log.With("component", "status")})
+	if err != nil {
+		return nil, err
+	}
+	page.Register(mux)
 	d.http = httpserver.New(d.httpL, apisFirst(mux, map[string]http.Handler{"/api": api, "/scp": scpAdmin}), cfg.HTTP)
 	// Event streams of the pages last until the client leaves: end them so
 	// that Shutdown need not wait for them.
@@ -497,6 +523,9 @@ func (d *Daemon) closeResources() {
 	}
 	if d.loc != nil {
 		_ = locators.Close(d.loc)
+	}
+	for _, t := range d.traces {
+		_ = t.Close()
 	}
 	if d.media != nil {
 		_ = d.media.Close()

@@ -85,7 +85,7 @@ func TestStartServeShutdown(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != 200 || strings.TrimSpace(string(body)) != "ready" {
+	if res.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
 		t.Errorf("healthz %d %q", res.StatusCode, body)
 	}
 	// The API is mounted and closed without the token.

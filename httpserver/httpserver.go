@@ -158,3 +158,18 @@ func (s *Server) RegisterOnShutdown(f func()) { s.srv.RegisterOnShutdown(f) }
 
 // Close closes the listener and every connection at once.
 func (s *Server) Close() error { return s.srv.Close() }
+
+// ServeDocument serves doc as YAML (RFC 9512's application/yaml) to GET
+// and HEAD at path, such as an API's OpenAPI document, and passes every
+// other request to next.
+func ServeDocument(path string, doc []byte, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(doc)
+	})
+}

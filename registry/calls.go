@@ -101,24 +101,29 @@ func (r CallRecord) FinalStatus() int {
 // CallSummary is a record as operators read it: the CLI and the API print
 // it and the SIP server logs it when a call ends.
 type CallSummary struct {
-	ID           int64           `json:"id"`
-	CallID       string          `json:"call_id"`
-	Caller       string          `json:"caller"`
-	Callee       string          `json:"callee"`
-	TerminalID   int64           `json:"terminal_id,omitempty"`
-	SCPOutcome   string          `json:"scp_outcome,omitempty"`
-	Outcome      string          `json:"outcome"`
-	SIPStatus    int             `json:"sip_status,omitempty"`
-	Q850Cause    int             `json:"q850_cause,omitempty"`
-	EndCause     string          `json:"end_cause,omitempty"`
-	StartedAt    time.Time       `json:"started_at"`
-	AnsweredAt   *time.Time      `json:"answered_at,omitempty"`
-	EndedAt      *time.Time      `json:"ended_at,omitempty"`
-	SetupSeconds *float64        `json:"setup_seconds,omitempty"` // start to answer
-	TalkSeconds  *float64        `json:"talk_seconds,omitempty"`  // answer to end
-	TotalSeconds *float64        `json:"total_seconds,omitempty"` // start to end
-	Stats        json.RawMessage `json:"stats,omitempty"`         // per-leg media counters
-	Node         string          `json:"node,omitempty"`          // the node that handled it
+	ID         int64      `json:"id"`
+	CallID     string     `json:"call_id"`
+	Caller     string     `json:"caller"`
+	Callee     string     `json:"callee"`
+	TerminalID int64      `json:"terminal_id,omitempty"`
+	SCPOutcome string     `json:"scp_outcome,omitempty"`
+	Outcome    string     `json:"outcome"`
+	SIPStatus  int        `json:"sip_status,omitempty"`
+	Q850Cause  int        `json:"q850_cause,omitempty"`
+	EndCause   string     `json:"end_cause,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	RingingAt  *time.Time `json:"ringing_at,omitempty"`
+	AnsweredAt *time.Time `json:"answered_at,omitempty"`
+	EndedAt    *time.Time `json:"ended_at,omitempty"`
+	// PostDialSeconds is the post-dial delay (ITU-T E.431): from the
+	// INVITE to the first ringing, or to the answer of a call that never
+	// rang; absent for a call that did neither.
+	PostDialSeconds *float64        `json:"post_dial_delay_seconds,omitempty"`
+	SetupSeconds    *float64        `json:"setup_seconds,omitempty"` // start to answer
+	TalkSeconds     *float64        `json:"talk_seconds,omitempty"`  // answer to end
+	TotalSeconds    *float64        `json:"total_seconds,omitempty"` // start to end
+	Stats           json.RawMessage `json:"stats,omitempty"`         // per-leg media counters
+	Node            string          `json:"node,omitempty"`          // the node that handled it
 }
 
 // Summary derives the summary of r.
@@ -127,9 +132,16 @@ func (r CallRecord) Summary() CallSummary {
 		SCPOutcome: r.SCPOutcome, Outcome: r.Outcome(), SIPStatus: r.FinalStatus(), Q850Cause: r.Q850Cause, EndCause: r.EndCause,
 		StartedAt: r.StartedAt.UTC(), Node: r.Node}
 	secs := func(d time.Duration) *float64 { v := d.Round(time.Millisecond).Seconds(); return &v }
+	if !r.RingingAt.IsZero() {
+		t := r.RingingAt.UTC()
+		s.RingingAt, s.PostDialSeconds = &t, secs(r.RingingAt.Sub(r.StartedAt))
+	}
 	if !r.AnsweredAt.IsZero() {
 		t := r.AnsweredAt.UTC()
 		s.AnsweredAt, s.SetupSeconds = &t, secs(r.AnsweredAt.Sub(r.StartedAt))
+		if s.PostDialSeconds == nil {
+			s.PostDialSeconds = s.SetupSeconds
+		}
 	}
 	if !r.EndedAt.IsZero() {
 		t := r.EndedAt.UTC()
@@ -167,7 +179,7 @@ func (s CallSummary) LogAttrs() []any {
 	for _, d := range []struct {
 		k string
 		v *float64
-	}{{"setup_s", s.SetupSeconds}, {"talk_s", s.TalkSeconds}, {"total_s", s.TotalSeconds}} {
+	}{{"pdd_s", s.PostDialSeconds}, {"setup_s", s.SetupSeconds}, {"talk_s", s.TalkSeconds}, {"total_s", s.TotalSeconds}} {
 		if d.v != nil {
 			a = append(a, d.k, *d.v)
 		}

@@ -348,6 +348,7 @@ type CallRecord struct {
 	TerminalID int64  // 0 when no terminal was chosen
 	SCPOutcome string // e.g. "online 127.0.0.1:5062", "busy", "unknown", "timeout"; empty for smart terminals
 	StartedAt  time.Time
+	RingingAt  time.Time // the first 180 or 183 relayed to the caller; zero if none
 	AnsweredAt time.Time // zero if never answered, or the caller never ACKed the answer
 	EndedAt    time.Time // zero while the call is up
 	EndCause   string    // e.g. "caller BYE", "486 busy", "media timeout"
@@ -371,7 +372,7 @@ type SignalStore interface {
 	Bindings(ctx context.Context, imID string, now time.Time) ([]Binding, error)
 	// StartCall inserts a record and returns its ID.
 	StartCall(ctx context.Context, r CallRecord) (int64, error)
-	// UpdateCall writes AnsweredAt, EndedAt, EndCause, SIPStatus,
+	// UpdateCall writes RingingAt, AnsweredAt, EndedAt, EndCause, SIPStatus,
 	// Q850Cause, TerminalID, SCPOutcome and Stats of record r.ID.
 	UpdateCall(ctx context.Context, r CallRecord) error
 	// Calls lists the most recent call records, newest first.

@@ -82,3 +82,46 @@ func TestCallEndedLogAndAnswer(t *testing.T) {
 		t.Errorf("log line lacks call, caller, started or total_s: %v", l)
 	}
 }
+
+// TestPostDialDelayRecorded: a terminal that rings for 300 ms before it
+// answers gives a record whose ringing time lies between the start and the
+// answer, at least 300 ms before the answer, and a post-dial delay in the
+// "call ended" line.
+func TestPostDialDelayRecorded(t *testing.T) {
+	logs := &lockedBuffer{}
+	e := newEnv(t, func(c *b2bConfig) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	caller := newPeer(t, "alice")
+	term := newPeer(t, "term")
+	e.addUser("bob")
+	e.addLegacy("bob", "001010000000001", term.addr, scp.Online)
+	const ring = 300 * time.Millisecond
+	term.setInvite(answerer(term, ring, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dlg, _, err := caller.invite(ctx, e.uri("bob"), sipgo.AnswerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dlg.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, e)
+	recs, err := e.store.Calls(ctx, 1)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("records %+v, %v", recs, err)
+	}
+	r := recs[0]
+	if r.RingingAt.IsZero() || r.RingingAt.Before(r.StartedAt) || r.AnsweredAt.Sub(r.RingingAt) < ring {
+		t.Errorf("started %v ringing %v answered %v: want ringing after the start and %v before the answer", r.StartedAt, r.RingingAt, r.AnsweredAt, ring)
+	}
+	s := r.Summary()
+	if s.PostDialSeconds == nil || *s.PostDialSeconds >= *s.SetupSeconds {
+		t.Errorf("post-dial delay %v, setup %v: want a delay below the setup time", s.PostDialSeconds, *s.SetupSeconds)
+	}
+	lines := logs.lines(t, "call ended")
+	if len(lines) != 1 || lines[0]["pdd_s"] == nil {
+		t.Errorf("call ended lines %v: want one with pdd_s", lines)
+	}
+}

@@ -270,6 +270,14 @@ func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
 		return
 	}
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			// Not ready (store or SCP down): a dispatcher in front fails
+			// over (RFC 3261 §21.5.4).
+			s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "not ready: " + err.Error(), RetryAfter: 5})
+			return
+		}
+	}
 	// RFC 3261 §11.2: Accept lists the bodies we take, MESSAGE media
 	// included when store-and-link is configured.
 	s.respond(tx, req, 200, "",

@@ -30,7 +30,7 @@ func (s *Server) Listen(addr string) error {
 	for attempt := 0; ; attempt++ {
 		udp, err = net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
-			return fmt.Errorf("sip: listen udp %s: %w", addr, err)
+			return fmt.Errorf("sip: %w", err) // net names the operation and the address
 		}
 		p := udp.LocalAddr().(*net.UDPAddr).Port
 		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
@@ -39,7 +39,7 @@ func (s *Server) Listen(addr string) error {
 		}
 		udp.Close()
 		if port != 0 || attempt >= 10 {
-			return fmt.Errorf("sip: listen tcp %s: %w", addr, err)
+			return fmt.Errorf("sip: %w", err)
 		}
 	}
 	if uc, ok := udp.(*net.UDPConn); ok {
@@ -57,7 +57,7 @@ func (s *Server) Listen(addr string) error {
 		if err != nil {
 			udp.Close()
 			tcp.Close()
-			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLSAddr, err)
+			return fmt.Errorf("sip: tls: %w", err)
 		}
 		g := newGuardListener(raw, s.cfg.TLSConfig, lim, s.log.With("transport", "tls"), s.redial)
 		g.flows, g.transport = &s.flows, "tls"
@@ -75,6 +75,7 @@ func (s *Server) Listen(addr string) error {
 		// outside; loopback is the safe default for a lab.
 		adv = outboundIP()
 	}
+	udp, tcp, tlsL = s.traced(udp, tcp, tlsL) // trace.go
 	s.mu.Lock()
 	s.udp, s.tcp, s.tlsL = udp, tcp, tlsL
 	s.host, s.port = adv, ua.Port

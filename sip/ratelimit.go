@@ -160,6 +160,7 @@ func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 		secs = 1
 	}
 	s.log.Debug("request over the rate limit", "method", req.Method, "source", src.String())
+	s.cfg.Observer.LimitEvent(LimitRate)
 	s.respond(tx, req, 503, "rate limited", sipmsg.NewHeader("Retry-After", strconv.Itoa(secs)))
 	return false
 }
@@ -184,6 +185,7 @@ func (s *Server) authLockedOut(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 	if !locked {
 		return false
 	}
+	s.cfg.Observer.LimitEvent(LimitLockedOut)
 	s.respond(tx, req, 403, "too many failed authentications")
 	return true
 }
@@ -206,9 +208,11 @@ func (s *Server) authResult(req *sipmsg.Request, credentials string, ok bool) {
 		return
 	}
 	if d := s.lim.pair.Fail(k, now); d > 0 {
+		s.cfg.Observer.LimitEvent(LimitLockoutStarted)
 		s.log.Warn("user name locked out from a source after failed authentications", "source", src.String(), "for", d.Round(time.Second).String())
 	}
 	if d := s.lim.source.Fail(src, now); d > 0 {
+		s.cfg.Observer.LimitEvent(LimitLockoutStarted)
 		s.log.Warn("source restricted to recently authenticated users after failed authentications", "source", src.String(), "for", d.Round(time.Second).String())
 	}
 }

@@ -190,6 +190,7 @@ func (s *Server) registerOK(ctx context.Context, tx sipmsg.ServerTransaction, re
 	hdrs = append(hdrs, sipmsg.NewHeader("Date", now.Format(time.RFC1123)))
 	hdrs = append(hdrs, extra...)
 	s.respond(tx, req, 200, "", hdrs...)
+	s.cfg.Observer.Registered()
 }
 
 // instanceID gives the +sip.instance of a Contact without its quotes and

@@ -133,6 +133,17 @@ type Config struct {
 	// real clock.
 	Clock Clock
 
+	// Observer is told of ended calls, registrations and limits, for
+	// metrics (observe.go); nil: nobody.
+	Observer Observer
+	// Tracer is given every SIP message sent and received (trace.go);
+	// nil: none, at no cost.
+	Tracer Tracer
+	// Ready, when set, says whether the node can take calls; an
+	// out-of-dialog OPTIONS is answered 503 while it returns an error. It
+	// must answer quickly (cache what it checks). nil: always ready.
+	Ready func() error
+
 	MinExpires     time.Duration // shorter registrations get 423; 0: 60s
 	MaxExpires     time.Duration // longer ones are shortened; 0: 2h
 	DefaultExpires time.Duration // when the UA gives none; 0: 1h
@@ -200,6 +211,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Media == nil {
 		cfg.Media = Passthrough{}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "b2bua"
@@ -301,6 +315,9 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: client: %w", err)
 	}
 	ua.TransportLayer().OnMessage(s.onWire)
+	if cfg.Tracer != nil {
+		ua.TransportLayer().OnMessage(s.traceStreamIn)
+	}
 	s.srv.OnInvite(s.guard(s.onInvite))
 	s.srv.OnAck(s.guard(s.onAck))
 	s.srv.OnBye(s.guard(s.inDialog))

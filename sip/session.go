@@ -380,7 +380,9 @@ func (c *session) cleanup() {
 	c.closeMedia()
 	c.writeRecord()
 	// One info line per call, with what its record holds (no credential).
-	c.s.log.Info("call ended", c.rec.Summary().LogAttrs()...)
+	sum := c.rec.Summary()
+	c.s.log.Info("call ended", sum.LogAttrs()...)
+	c.s.cfg.Observer.CallEnded(sum)
 	c.dropDialogs()
 	var keys []string
 	for _, u := range c.uas {

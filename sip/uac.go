@@ -152,6 +152,11 @@ func (c *session) onUACResponse(l *uacLeg, res *sipmsg.Response) {
 		}
 		if code == 180 || code == 183 {
 			l.alerted = true
+			if c.rec.RingingAt.IsZero() {
+				// Post-dial delay ends here; written with the next change
+				// of the record (answer or end), not a write of its own.
+				c.rec.RingingAt = time.Now().UTC()
+			}
 		}
 		body := sdpBody(res)
 		if l.delayedOffer() && o.rel.on {

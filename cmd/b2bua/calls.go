@@ -17,7 +17,7 @@ func newCallsCmd(opts *rootOptions) *cobra.Command {
 	return cmd
 }
 
-var callHeader = []string{"ID", "STARTED", "CALLER", "CALLEE", "TERMINAL", "SCP", "OUTCOME", "SIP", "Q850", "CAUSE", "SETUP", "TALK"}
+var callHeader = []string{"ID", "STARTED", "CALLER", "CALLEE", "TERMINAL", "SCP", "OUTCOME", "SIP", "Q850", "CAUSE", "PDD", "SETUP", "TALK"}
 
 func newCallsListCmd(opts *rootOptions) *cobra.Command {
 	var since, im, outcome, output string
@@ -99,7 +99,7 @@ func callRow(s registry.CallSummary, none string) []string {
 		return strconv.FormatFloat(*v, 'f', 3, 64)
 	}
 	return []string{strconv.FormatInt(s.ID, 10), s.StartedAt.Format(time.RFC3339), or(s.Caller), or(s.Callee), or(term),
-		or(s.SCPOutcome), s.Outcome, or(sip), or(q850), or(s.EndCause), or(secs(s.SetupSeconds)), or(secs(s.TalkSeconds))}
+		or(s.SCPOutcome), s.Outcome, or(sip), or(q850), or(s.EndCause), or(secs(s.PostDialSeconds)), or(secs(s.SetupSeconds)), or(secs(s.TalkSeconds))}
 }
 
 func timeOr(t *time.Time, none string) string {

@@ -30,7 +30,7 @@ func seedCalls(t *testing.T, t0 time.Time) string {
 	}
 	for _, r := range []registry.CallRecord{
 		{CallID: "c1@h", Caller: "sip:carol@im.example", Callee: "alice", TerminalID: 1, SCPOutcome: "online 127.0.0.1:5062",
-			StartedAt: at(0, 0), AnsweredAt: at(0, 2.5), EndedAt: at(1, 2.5), EndCause: "caller BYE",
+			StartedAt: at(0, 0), RingingAt: at(0, 0.75), AnsweredAt: at(0, 2.5), EndedAt: at(1, 2.5), EndCause: "caller BYE",
 			Stats: `{"a":{"packets_in":3000,"lost":2},"b":{"packets_in":2998,"lost":0}}`},
 		{CallID: "c2@h", Caller: "sip:carol@im.example", Callee: "bob", SCPOutcome: "busy",
 			StartedAt: at(1, 0), EndedAt: at(1, 0.1), EndCause: "486 user busy", SIPStatus: 486, Q850Cause: 17},
@@ -104,7 +104,7 @@ func TestCLICallsListJSONAndCSV(t *testing.T) {
 	}
 	c := l.Calls[0]
 	for k, want := range map[string]any{"started_at": "2030-01-02T15:00:00Z", "answered_at": "2030-01-02T15:00:02.5Z",
-		"ended_at": "2030-01-02T15:01:02.5Z", "setup_seconds": 2.5, "talk_seconds": 60.0, "total_seconds": 62.5,
+		"ended_at": "2030-01-02T15:01:02.5Z", "ringing_at": "2030-01-02T15:00:00.75Z", "post_dial_delay_seconds": 0.75, "setup_seconds": 2.5, "talk_seconds": 60.0, "total_seconds": 62.5,
 		"outcome": "answered", "sip_status": 200.0, "end_cause": "caller BYE", "terminal_id": 1.0, "scp_outcome": "online 127.0.0.1:5062"} {
 		if c[k] != want {
 			t.Errorf("%s = %v, want %v", k, c[k], want)
@@ -118,10 +118,10 @@ func TestCLICallsListJSONAndCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 3 || strings.Join(rows[0], ",") != "ID,STARTED,CALLER,CALLEE,TERMINAL,SCP,OUTCOME,SIP,Q850,CAUSE,SETUP,TALK,ENDED,CALL-ID,STATS" {
+	if len(rows) != 3 || strings.Join(rows[0], ",") != "ID,STARTED,CALLER,CALLEE,TERMINAL,SCP,OUTCOME,SIP,Q850,CAUSE,PDD,SETUP,TALK,ENDED,CALL-ID,STATS" {
 		t.Fatalf("csv = %q", rows)
 	}
-	if got := strings.Join(rows[1], ","); got != "5,2030-01-02T15:04:00Z,sip:carol@im.example,alice,,timeout,scp-down,504,,504 SCP timeout,,,2030-01-02T15:04:02Z,c5@h," {
+	if got := strings.Join(rows[1], ","); got != "5,2030-01-02T15:04:00Z,sip:carol@im.example,alice,,timeout,scp-down,504,,504 SCP timeout,,,,2030-01-02T15:04:02Z,c5@h," {
 		t.Errorf("csv row = %q", got)
 	}
 }

@@ -76,7 +76,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&opts.Domain, "domain", envOr("B2BUA_DOMAIN", defaultDomain), "IM domain and digest realm (env B2BUA_DOMAIN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	root.AddCommand(newUserCmd(opts), newTerminalCmd(opts), newContactCmd(opts), newTrunkCmd(opts), newDIDCmd(opts),
-		newClientCmd(opts), newCallsCmd(opts), newServeCmd(opts), newConferenceCmd(opts))
+		newClientCmd(opts), newCallsCmd(opts), newServeCmd(opts), newConferenceCmd(opts), newVersionCmd())
 	return root
 }
 

@@ -46,6 +46,7 @@ type serveOptions struct {
 	limits       limitOptions // serve_limits.go
 	conns        connOptions  // serve_conns.go
 	pprof        string       // serve_pprof.go
+	ops          opsOptions   // serve_ops.go
 	nodeID       string       // names the node in the store's call snapshots
 }
 
@@ -130,6 +131,7 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	o.limits.register(f)
 	f.StringVar(&o.nodeID, "node-id", envOr("B2BUA_NODE_ID", ""), "this node's name in the store's call snapshots, kept across restarts so that a restarted node ends the calls it held; distinct per node sharing a store (default the host name) (env B2BUA_NODE_ID)")
 	o.conns.register(f)
+	o.ops.register(f)
 	f.StringVar(&o.pprof, "pprof", "", "debug: serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	return cmd
 }
@@ -195,7 +197,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	d, err := daemon.Start(cmd.Context(), daemon.Config{
+	cfg := daemon.Config{
 		DBPath:           root.DBPath,
 		Domain:           domain,
 		SIPListen:        o.sipListen,
@@ -235,7 +237,9 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		NodeID:           o.nodeID,
 		SIPLimits:        limits,
 		SIPConns:         conns,
-	})
+	}
+	o.ops.apply(&cfg)
+	d, err := daemon.Start(cmd.Context(), cfg)
 	if err != nil {
 		return err
 	}

@@ -30,9 +30,13 @@ func openCAP(cfg serveConfig, s *sim.Simulator, logger *slog.Logger) (func(conte
 	if network != assoc.TCP && network != assoc.SCTP {
 		return nil, &usageError{fmt.Errorf("cap: %q: want IP:PORT, tcp://IP:PORT or sctp://IP:PORT", cfg.CAPAddr)}
 	}
+	if err := assoc.CheckNetwork(network); err != nil {
+		// SCTP asked of a kernel without it: the command line must change.
+		return nil, &usageError{fmt.Errorf("cap: listen %s %s: %w", network, addr, err)}
+	}
 	ln, err := capscp.Listen(network, addr)
 	if err != nil {
-		return nil, &usageError{fmt.Errorf("cap: %w", err)}
+		return nil, fmt.Errorf("cap: %w", err) // a busy port is no mistake in the command line: exit 1
 	}
 	var w *pcap.Writer
 	var capture io.Closer

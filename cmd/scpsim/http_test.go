@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imcall/b2bua/httpserver"
+	"github.com/imcall/b2bua/scp"
 )
 
 type logBuffer struct {
@@ -120,5 +122,23 @@ func TestServeHTTPErrorsAreJSON(t *testing.T) {
 		if !strings.HasPrefix(string(got), "HTTP/1.1 404") || !strings.Contains(string(got), "Content-Type: application/json") || !strings.Contains(string(got), `{"error":{"code":"not_found"`) {
 			t.Errorf("GET %s: %q, want 404 with the JSON error", p, got)
 		}
+	}
+}
+
+// TestServeOpenAPI: the protocol's OpenAPI document is served at
+// /scp/v1/openapi.yaml, without the token the other routes want.
+func TestServeOpenAPI(t *testing.T) {
+	addr := startInProcess(t, serveConfig{HTTPAddr: "127.0.0.1:0", Token: "sekrit"})
+	res, err := http.Get("http://" + addr + scp.OpenAPIPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/yaml" || !bytes.Equal(b, scp.OpenAPI()) {
+		t.Errorf("%s: %d %q, %d bytes", scp.OpenAPIPath, res.StatusCode, res.Header.Get("Content-Type"), len(b))
+	}
+	if res, err := http.Get("http://" + addr + "/scp/v1/subscribers"); err != nil || res.StatusCode != 401 {
+		t.Errorf("subscribers without the token: %v %v", res, err)
 	}
 }

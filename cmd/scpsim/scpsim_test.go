@@ -241,7 +241,9 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"subscriber", "list", "--server", "http://127.0.0.1:1"}, 1, "connection refused"},
 		{[]string{"serve", "extra"}, 2, `scpsim: unexpected argument "extra"`},
 		{[]string{"serve", "--http", "127.0.0.1:0", "--subscribers", filepath.Join("..", "..", "testdata", "scp", "missing.json")}, 1, "missing.json"},
-		{[]string{"serve", "--http", strings.TrimPrefix(srv.URL, "http://")}, 2, "address already in use"},
+		// A busy port is no mistake in the command line (exit 1), named once.
+		{[]string{"serve", "--http", strings.TrimPrefix(srv.URL, "http://")}, 1, "scpsim: http: listen tcp " + strings.TrimPrefix(srv.URL, "http://") + ": bind: address already in use"},
+		{[]string{"serve", "--http", "127.0.0.1:0", "--cap", strings.TrimPrefix(srv.URL, "http://")}, 1, "scpsim: cap: capscp: listen tcp " + strings.TrimPrefix(srv.URL, "http://") + ": bind: address already in use"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

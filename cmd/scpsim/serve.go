@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imcall/b2bua/httpserver"
+	"github.com/imcall/b2bua/scp"
 	"github.com/imcall/b2bua/scp/sim"
 )
 
@@ -71,7 +74,7 @@ token everything is open, as suits a lab simulator on loopback.`,
 	f.StringVar(&cfg.StateFile, "state", "", "file that keeps the subscribers across restarts")
 	f.StringVar(&cfg.CAPAddr, "cap", "", "also serve CAP/INAP over M3UA (as the gsmSCF) on [tcp://|sctp://]IP:PORT, e.g. 127.0.0.1:2905")
 	f.StringVar(&cfg.CAPPcap, "cap-pcap", "", "write the CAP signalling to this pcap file (readable by Wireshark and scpsim decode)")
-	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token every /scp/v1/ route requires (default: SCPSIM_TOKEN; neither: open)")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token every /scp/v1/ route requires, created with a random token if missing (default: SCPSIM_TOKEN; neither: open)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -81,7 +84,7 @@ token everything is open, as suits a lab simulator on loopback.`,
 // listeners: a new one opens its socket here, so that a busy port fails the
 // start, and appends its serve function.
 func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
-	token, err := serveToken(cfg)
+	token, err := serveToken(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -97,7 +100,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 
 	hln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return &usageError{fmt.Errorf("http: %w", err)}
+		return fmt.Errorf("http: %w", err) // a busy port is no mistake in the command line: exit 1
 	}
 	logger.Info("scpsim listening", "proto", "http", "addr", hln.Addr().String(), "token_required", token != "")
 	listeners = append(listeners, listener{"http", func(ctx context.Context) error {
@@ -193,6 +196,7 @@ func httpHandler(s *sim.Simulator, token string, logger *slog.Logger) http.Handl
 	})
 	// A path that cleans to one under /scp reaches the protocol's handler
 	// as it came, which answers JSON where ServeMux would redirect.
+	h = httpserver.ServeDocument(scp.OpenAPIPath, scp.OpenAPI(), h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := path.Clean(r.URL.Path); p == "/scp" || strings.HasPrefix(p, "/scp/") {
 			h.ServeHTTP(w, r)
@@ -233,12 +237,27 @@ func noArgs(_ *cobra.Command, args []string) error {
 }
 
 // serveToken is the bearer token of the /scp/v1/ routes: the first line of
-// --token-file, else SCPSIM_TOKEN, else "" (open).
-func serveToken(cfg serveConfig) (string, error) {
+// --token-file, else SCPSIM_TOKEN, else "" (open). A --token-file that does
+// not exist is created with a random token, readable by its owner only, as
+// b2bua serve does with its API token, so that `b2bua serve
+// --scp-token-file` can read the same file.
+func serveToken(cfg serveConfig, logger *slog.Logger) (string, error) {
 	if cfg.TokenFile == "" {
 		return strings.TrimSpace(cfg.Token), nil
 	}
 	b, err := os.ReadFile(cfg.TokenFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		var raw [24]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return "", fmt.Errorf("token-file: %w", err)
+		}
+		tok := hex.EncodeToString(raw[:])
+		if err := os.WriteFile(cfg.TokenFile, []byte(tok+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("token-file: %w", err)
+		}
+		logger.Info("token file created", "file", cfg.TokenFile)
+		return tok, nil
+	}
 	if err != nil {
 		return "", &usageError{fmt.Errorf("token-file: %w", err)}
 	}

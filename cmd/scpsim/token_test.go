@@ -93,17 +93,53 @@ func TestServeTokenFile(t *testing.T) {
 	}
 }
 
-// TestServeTokenFileErrors: a token file that cannot be used stops the
-// start rather than leaving the admin routes open.
+// TestServeTokenFileErrors: a token file that cannot be used (empty, or
+// a directory) stops the start rather than leaving the admin routes open.
 func TestServeTokenFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, []byte("\n"), 0o600)
-	for _, tf := range []string{filepath.Join(dir, "missing"), empty} {
+	for _, tf := range []string{empty, dir, filepath.Join(dir, "no-such-dir", "token")} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), []string{"serve", "--http", "127.0.0.1:0", "--token-file", tf}, &stdout, &stderr, func(string) string { return "" })
 		if code == 0 || !strings.Contains(stderr.String(), "token-file") {
 			t.Errorf("%s: exit %d, stderr %q", tf, code, stderr.String())
 		}
+	}
+}
+
+// TestServeCreatesTokenFile: a --token-file that does not exist is created
+// with a random token, mode 0600, which the routes then require, so the
+// README's `scpsim serve --token-file scp.token` followed by `b2bua serve
+// --scp-token-file scp.token` works from nothing.
+func TestServeCreatesTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	tf := filepath.Join(dir, "scp.token")
+	srv := startServerIn(t, dir, "serve", "--http", "127.0.0.1:0", "--token-file", tf)
+	fi, err := os.Stat(tf)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", fi, err)
+	}
+	b, _ := os.ReadFile(tf)
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 32 {
+		t.Fatalf("token %q", tok)
+	}
+	for auth, want := range map[string]int{"": 401, "Bearer " + tok: 200} {
+		req, _ := http.NewRequest("GET", srv.URL+"/scp/v1/subscribers", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("with %q: %d, want %d", auth, res.StatusCode, want)
+		}
+	}
+	if !strings.Contains(srv.logs.String(), "token file created") || strings.Contains(srv.logs.String(), tok) {
+		t.Errorf("log names the file without the token? %s", srv.logs)
 	}
 }

@@ -35,7 +35,7 @@ func Missing(t testing.TB, format string, args ...any) {
 }
 
 // debPackage names the Debian package of a program where it differs.
-var debPackage = map[string]string{"sipp": "sip-tester"}
+var debPackage = map[string]string{"sipp": "sip-tester", "chromedriver": "chromium-driver"}
 
 // NeedTool returns the path of the program name, or calls Missing.
 func NeedTool(t testing.TB, name string) string {

@@ -192,6 +192,11 @@ CREATE TRIGGER terminals_notify AFTER INSERT OR UPDATE OR DELETE ON terminals
 CREATE TRIGGER users_notify AFTER INSERT OR DELETE ON users
 	FOR EACH ROW EXECUTE FUNCTION registry_notify_active();
 `},
+	{name: "call ringing time", sql: `
+-- When the first 180 or 183 reached the caller: the post-dial delay is
+-- ringing - started (ITU-T E.431). NULL: the call never rang.
+ALTER TABLE call_records ADD COLUMN ringing BIGINT;
+`},
 }
 
 // migrationLock is the advisory lock key that serialises migrations: two

@@ -74,27 +74,53 @@ func (s *Store) Bindings(ctx context.Context, imID string, now time.Time) ([]reg
 	if err != nil {
 		return nil, wrapf(err, "bindings of %s", id)
 	}
-	out, err := collect(rows, func(row pgx.Row) (registry.Binding, error) {
-		var b registry.Binding
-		var term *int64
-		var expires, updated int64
-		err := row.Scan(&b.IMID, &b.Contact, &term, &b.Instance, &b.Source, &b.Transport, &expires, &updated)
-		b.TerminalID = derefID(term)
-		b.Expires, b.UpdatedAt = fromNanos(expires), fromNanos(updated)
-		return b, err
-	})
+	out, err := collect(rows, scanBinding)
 	if err != nil {
 		return nil, wrapf(err, "bindings of %s", id)
 	}
 	return out, nil
 }
 
+// LiveBindings lists every user's bindings that have not expired at now,
+// newest first, at most limit of them, with the number there are in all:
+// the clients logged in now, for the status page and the metrics.
+func (s *Store) LiveBindings(ctx context.Context, now time.Time, limit int) ([]registry.Binding, int, error) {
+	var total int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM bindings WHERE expires > $1`, nanos(now)).Scan(&total); err != nil {
+		return nil, 0, wrapf(err, "live bindings")
+	}
+	out := []registry.Binding{}
+	if limit <= 0 || total == 0 {
+		return out, total, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT im_id, contact, terminal_id, instance, source, transport, expires, updated
+		FROM bindings WHERE expires > $1 ORDER BY updated DESC, im_id COLLATE "C", binding_key COLLATE "C" LIMIT $2`, nanos(now), limit)
+	if err != nil {
+		return nil, 0, wrapf(err, "live bindings")
+	}
+	out, err = collect(rows, scanBinding)
+	if err != nil {
+		return nil, 0, wrapf(err, "live bindings")
+	}
+	return out, total, nil
+}
+
+func scanBinding(row pgx.Row) (registry.Binding, error) {
+	var b registry.Binding
+	var term *int64
+	var expires, updated int64
+	err := row.Scan(&b.IMID, &b.Contact, &term, &b.Instance, &b.Source, &b.Transport, &expires, &updated)
+	b.TerminalID = derefID(term)
+	b.Expires, b.UpdatedAt = fromNanos(expires), fromNanos(updated)
+	return b, err
+}
+
 const (
 	insertCallSQL = `INSERT INTO call_records
-		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause, node)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`
-	updateCallSQL = `UPDATE call_records SET answered = $1, ended = $2, end_cause = $3, terminal_id = $4,
-		scp_outcome = $5, stats = $6, sip_status = $7, q850_cause = $8 WHERE id = $9`
+		(call_id, caller, callee, terminal_id, scp_outcome, started, ringing, answered, ended, end_cause, stats, sip_status, q850_cause, node)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`
+	updateCallSQL = `UPDATE call_records SET ringing = $1, answered = $2, ended = $3, end_cause = $4, terminal_id = $5,
+		scp_outcome = $6, stats = $7, sip_status = $8, q850_cause = $9 WHERE id = $10`
 )
 
 // StartCall inserts a call record and returns its ID. A zero StartedAt
@@ -124,7 +150,7 @@ func checkStart(r registry.CallRecord) (registry.CallRecord, error) {
 
 func startArgs(r registry.CallRecord) []any {
 	return []any{r.CallID, r.Caller, r.Callee, nullID(r.TerminalID), r.SCPOutcome, nanos(r.StartedAt),
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause, r.Node}
+		nullNanos(r.RingingAt), nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause, r.Node}
 }
 
 func checkUpdate(r registry.CallRecord) error {
@@ -140,7 +166,7 @@ func checkUpdate(r registry.CallRecord) error {
 }
 
 func updateArgs(r registry.CallRecord) []any {
-	return []any{nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.SIPStatus, r.Q850Cause, r.ID}
+	return []any{nullNanos(r.RingingAt), nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.SIPStatus, r.Q850Cause, r.ID}
 }
 
 // UpdateCall writes the end fields of record r.ID; ErrNotFound if there is
@@ -255,7 +281,7 @@ func (s *Store) callPage(ctx context.Context, f registry.CallFilter, before int6
 		// The caller is a URI: the user's own is sip:IMID@domain.
 		where = append(where, `(callee = `+arg(f.IMID)+` OR caller LIKE `+arg("%:"+likeEscape(f.IMID)+"@%")+` ESCAPE '\')`)
 	}
-	q := `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause, node FROM call_records`
+	q := `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, ringing, answered, ended, end_cause, stats, sip_status, q850_cause, node FROM call_records`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -265,11 +291,11 @@ func (s *Store) callPage(ctx context.Context, f registry.CallFilter, before int6
 	}
 	return collect(rows, func(row pgx.Row) (registry.CallRecord, error) {
 		var r registry.CallRecord
-		var term, answered, ended *int64
+		var term, ringing, answered, ended *int64
 		var started int64
-		err := row.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats, &r.SIPStatus, &r.Q850Cause, &r.Node)
+		err := row.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &ringing, &answered, &ended, &r.EndCause, &r.Stats, &r.SIPStatus, &r.Q850Cause, &r.Node)
 		r.TerminalID = derefID(term)
-		r.StartedAt, r.AnsweredAt, r.EndedAt = fromNanos(started), fromNullNanos(answered), fromNullNanos(ended)
+		r.StartedAt, r.RingingAt, r.AnsweredAt, r.EndedAt = fromNanos(started), fromNullNanos(ringing), fromNullNanos(answered), fromNullNanos(ended)
 		return r, err
 	})
 }

@@ -125,6 +125,15 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Ping asks the server once, for readiness: an error says it cannot be
+// reached now.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("registry: %w", unavailable(err))
+	}
+	return nil
+}
+
 // maxTxAttempts bounds the retries of a transaction that lost a
 // serialisation conflict or a deadlock.
 const maxTxAttempts = 5

@@ -59,7 +59,7 @@ func (s *Store) callPage(ctx context.Context, f registry.CallFilter, before int6
 		where = append(where, `(callee = ? OR caller LIKE ? ESCAPE '\')`)
 		args = append(args, f.IMID, "%:"+likeEscape(f.IMID)+"@%")
 	}
-	q := `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause, node FROM call_records`
+	q := `SELECT id, call_id, caller, callee, terminal_id, scp_outcome, started, ringing, answered, ended, end_cause, stats, sip_status, q850_cause, node FROM call_records`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -75,13 +75,13 @@ func scanCalls(rows *sql.Rows) ([]registry.CallRecord, error) {
 	out := []registry.CallRecord{}
 	for rows.Next() {
 		var r registry.CallRecord
-		var term, answered, ended sql.NullInt64
+		var term, ringing, answered, ended sql.NullInt64
 		var started int64
-		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &answered, &ended, &r.EndCause, &r.Stats, &r.SIPStatus, &r.Q850Cause, &r.Node); err != nil {
+		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &term, &r.SCPOutcome, &started, &ringing, &answered, &ended, &r.EndCause, &r.Stats, &r.SIPStatus, &r.Q850Cause, &r.Node); err != nil {
 			return nil, err
 		}
 		r.TerminalID = term.Int64
-		r.StartedAt, r.AnsweredAt, r.EndedAt = fromNanos(started), fromNullNanos(answered), fromNullNanos(ended)
+		r.StartedAt, r.RingingAt, r.AnsweredAt, r.EndedAt = fromNanos(started), fromNullNanos(ringing), fromNullNanos(answered), fromNullNanos(ended)
 		out = append(out, r)
 	}
 	return out, rows.Err()

@@ -217,6 +217,11 @@ CREATE TABLE leases (
 -- Nodes sharing a store tell their calls apart; '' for the calls before.
 ALTER TABLE call_records ADD COLUMN node TEXT NOT NULL DEFAULT '';
 `},
+	{name: "call ringing time", sql: `
+-- When the first 180 or 183 reached the caller: the post-dial delay is
+-- ringing - started (ITU-T E.431). NULL: the call never rang.
+ALTER TABLE call_records ADD COLUMN ringing INTEGER;
+`},
 }
 
 // migrate brings the database on db (whose transactions begin IMMEDIATE)

@@ -94,13 +94,48 @@ func (s *Store) Bindings(ctx context.Context, imID string, now time.Time) ([]reg
 	return out, nil
 }
 
+// LiveBindings lists every user's bindings that have not expired at now,
+// newest first, at most limit of them, with the number there are in all:
+// the clients logged in now, for the status page and the metrics.
+func (s *Store) LiveBindings(ctx context.Context, now time.Time, limit int) ([]registry.Binding, int, error) {
+	var total int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM bindings WHERE expires > ?`, nanos(now)).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("live bindings: %w", err)
+	}
+	out := []registry.Binding{}
+	if limit <= 0 || total == 0 {
+		return out, total, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT im_id, contact, terminal_id, instance, source, transport, expires, updated
+		FROM bindings WHERE expires > ? ORDER BY updated DESC, im_id, binding_key LIMIT ?`, nanos(now), limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("live bindings: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b registry.Binding
+		var term sql.NullInt64
+		var expires, updated int64
+		if err := rows.Scan(&b.IMID, &b.Contact, &term, &b.Instance, &b.Source, &b.Transport, &expires, &updated); err != nil {
+			return nil, 0, fmt.Errorf("live bindings: %w", err)
+		}
+		b.TerminalID = term.Int64
+		b.Expires, b.UpdatedAt = fromNanos(expires), fromNanos(updated)
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("live bindings: %w", err)
+	}
+	return out, total, nil
+}
+
 // StartCall inserts a call record and returns its ID. A zero StartedAt
 // means now.
 func (s *Store) StartCall(ctx context.Context, r registry.CallRecord) (int64, error) {
 	return startCall(ctx, s.w, r)
 }
 
-// UpdateCall writes AnsweredAt, EndedAt, EndCause, TerminalID, SCPOutcome
+// UpdateCall writes RingingAt, AnsweredAt, EndedAt, EndCause, TerminalID, SCPOutcome
 // and Stats of record r.ID; ErrNotFound if there is no such record.
 func (s *Store) UpdateCall(ctx context.Context, r registry.CallRecord) error {
 	return updateCall(ctx, s.w, r)
@@ -174,9 +209,9 @@ func (q callStmts) close() {
 
 const (
 	insertCallSQL = `INSERT INTO call_records
-		(call_id, caller, callee, terminal_id, scp_outcome, started, answered, ended, end_cause, stats, sip_status, q850_cause, node)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
-	updateCallSQL = `UPDATE call_records SET answered = ?, ended = ?, end_cause = ?, terminal_id = ?,
+		(call_id, caller, callee, terminal_id, scp_outcome, started, ringing, answered, ended, end_cause, stats, sip_status, q850_cause, node)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	updateCallSQL = `UPDATE call_records SET ringing = ?, answered = ?, ended = ?, end_cause = ?, terminal_id = ?,
 		scp_outcome = ?, stats = ?, sip_status = ?, q850_cause = ? WHERE id = ?`
 )
 
@@ -213,7 +248,7 @@ func startCall(ctx context.Context, db rowQueryer, r registry.CallRecord) (int64
 	var id int64
 	err = db.QueryRowContext(ctx, insertCallSQL,
 		r.CallID, r.Caller, r.Callee, nullID(r.TerminalID), r.SCPOutcome, nanos(r.StartedAt),
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause, r.Node).Scan(&id)
+		nullNanos(r.RingingAt), nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, r.Stats, r.SIPStatus, r.Q850Cause, r.Node).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("start call record %s: %w", r.CallID, err)
 	}
@@ -230,7 +265,7 @@ func updateCall(ctx context.Context, db execer, r registry.CallRecord) error {
 		}
 	}
 	res, err := db.ExecContext(ctx, updateCallSQL,
-		nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.SIPStatus, r.Q850Cause, r.ID)
+		nullNanos(r.RingingAt), nullNanos(r.AnsweredAt), nullNanos(r.EndedAt), r.EndCause, nullID(r.TerminalID), r.SCPOutcome, r.Stats, r.SIPStatus, r.Q850Cause, r.ID)
 	return affectedOne(res, err, fmt.Sprintf("call record %d", r.ID))
 }
 

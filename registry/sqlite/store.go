@@ -176,6 +176,16 @@ func (s *Store) Close() error {
 // Path is the absolute path of the database file.
 func (s *Store) Path() string { return s.path }
 
+// Ping reads the database once, for readiness: an error says the file
+// cannot be read now (gone, locked past the busy timeout, corrupt).
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)`).Scan(&n); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	return nil
+}
+
 // withTx runs f in a write transaction (BEGIN IMMEDIATE) and commits it if f
 // returns nil.
 func (s *Store) withTx(ctx context.Context, f func(tx *sql.Tx) error) error {

@@ -104,7 +104,7 @@ func testCallRecords(t *testing.T, h Harness) {
 		}
 		ids = append(ids, id)
 	}
-	upd := registry.CallRecord{ID: ids[1], TerminalID: 7, SCPOutcome: "online 127.0.0.1:5062", AnsweredAt: t0.Add(2 * time.Second),
+	upd := registry.CallRecord{ID: ids[1], TerminalID: 7, SCPOutcome: "online 127.0.0.1:5062", RingingAt: t0.Add(1500 * time.Millisecond), AnsweredAt: t0.Add(2 * time.Second),
 		EndedAt: t0.Add(time.Minute), EndCause: "caller BYE", Stats: `{"a":{"packets":10}}`}
 	if err := s.UpdateCall(ctx, upd); err != nil {
 		t.Fatal(err)
@@ -202,5 +202,45 @@ func testWriteCalls(t *testing.T, h Harness) {
 		StartedAt: t0, AnsweredAt: t0.Add(time.Second), EndedAt: t0.Add(time.Minute), EndCause: "callee BYE"}
 	if byID[old] != want {
 		t.Errorf("updated record = %+v, want %+v", byID[old], want)
+	}
+}
+
+// testLiveBindings: every user's unexpired bindings, newest first, bounded
+// by the limit, with the count of them all.
+func testLiveBindings(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.open(t)
+	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	for i, im := range []string{"alice", "bob", "carol"} {
+		mustUser(t, s, im)
+		if err := s.PutBinding(ctx, registry.Binding{IMID: im, Contact: fmt.Sprintf("sip:%s@192.0.2.%d", im, i+1),
+			Expires: t0.Add(time.Duration(i+1) * time.Minute), UpdatedAt: t0.Add(time.Duration(i) * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		at        time.Time
+		limit     int
+		want      []string
+		wantTotal int
+	}{
+		{t0, 10, []string{"carol", "bob", "alice"}, 3},
+		{t0, 2, []string{"carol", "bob"}, 3},
+		{t0, 0, []string{}, 3},
+		{t0.Add(90 * time.Second), 10, []string{"carol", "bob"}, 2},
+		{t0.Add(time.Hour), 10, []string{}, 0},
+	}
+	for _, tt := range tests {
+		got, total, err := s.LiveBindings(ctx, tt.at, tt.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := []string{}
+		for _, b := range got {
+			ids = append(ids, b.IMID)
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(tt.want) || total != tt.wantTotal {
+			t.Errorf("at %v limit %d: %v of %d, want %v of %d", tt.at, tt.limit, ids, total, tt.want, tt.wantTotal)
+		}
 	}
 }

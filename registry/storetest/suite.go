@@ -23,6 +23,8 @@ type Store interface {
 	registry.NumberStore
 	registry.CallStore
 	registry.LeaseStore
+	LiveBindings(ctx context.Context, now time.Time, limit int) ([]registry.Binding, int, error)
+	Ping(ctx context.Context) error
 	WriteCalls(ctx context.Context, recs []registry.CallRecord) (errs []error, err error)
 	PutDialogs(ctx context.Context, put []registry.DialogSnapshot, gone []registry.DialogKey) error
 	Dialogs(ctx context.Context, node string) ([]registry.DialogSnapshot, error)
@@ -72,6 +74,7 @@ func Run(t *testing.T, h Harness) {
 		{"MediaStoreLifecycle", testMediaStoreLifecycle},
 		{"PendingMessages", testPendingMessages},
 		{"Bindings", testBindings},
+		{"LiveBindings", testLiveBindings},
 		{"CallRecords", testCallRecords},
 		{"WriteCalls", testWriteCalls},
 		{"ListCalls", testListCalls},

@@ -167,6 +167,15 @@ func TestURL(t *testing.T) {
 			t.Errorf("%s accepted", bad)
 		}
 	}
+	// A number out of its field's range says the range, not strconv's words.
+	for bad, want := range map[string]string{
+		"cap+tcp://x?opc=99999": "capscp: parameter opc=99999: must be a whole number from 0 to 16383",
+		"cap+tcp://x?ni=x":      "capscp: parameter ni=x: must be a whole number from 0 to 3",
+	} {
+		if _, err := ParseURL(bad); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", bad, err, want)
+		}
+	}
 	if _, err := New(Config{URL: "cap+tcp://127.0.0.1:1?lgt=12ab"}); err == nil {
 		t.Error("bad GT accepted")
 	}

@@ -130,7 +130,8 @@ func ParseURL(spec string) (Config, error) {
 		if v := q.Get(key); v != "" {
 			n, err := strconv.ParseUint(v, 10, bits)
 			if err != nil {
-				return fmt.Errorf("capscp: parameter %s=%q: %w", key, v, err)
+				// Say the range, not strconv's words ("value out of range").
+				return fmt.Errorf("capscp: parameter %s=%s: must be a whole number from 0 to %d", key, v, uint64(1)<<bits-1)
 			}
 			dst(n)
 		}

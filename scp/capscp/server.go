@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -75,7 +76,11 @@ func (s *Server) Serve(ln assoc.Listener) error { return s.srv.Serve(ln) }
 // once, with a clear message, where the kernel lacks SCTP.
 func Listen(network, addr string) (assoc.Listener, error) {
 	ln, err := assoc.Listen(network, addr)
-	if err != nil {
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &oe):
+		return nil, fmt.Errorf("capscp: %w", err) // it names the operation and the address
+	case err != nil:
 		return nil, fmt.Errorf("capscp: listen %s %s: %w", network, addr, err)
 	}
 	return ln, nil

@@ -82,6 +82,10 @@ func (b *breaker) done(probe bool, v verdict) {
 	}
 }
 
+// BreakerOpen reports whether the circuit breaker refuses lookups now
+// (open, or half-open while one probe is out), for readiness.
+func (c *Client) BreakerOpen() bool { return c.br.isOpen() }
+
 // isOpen reports whether lookups are currently refused.
 func (b *breaker) isOpen() bool {
 	b.mu.Lock()

@@ -145,8 +145,13 @@ func (h *handler) locate(w http.ResponseWriter, r *http.Request) {
 	}
 	loc, err := h.sim.Locate(r.Context(), id)
 	if err != nil {
-		// A malformed identity is answered like an unknown one: the SCP
-		// has no record of it, and that is what the caller must act on.
+		if _, perr := ParseID(id); perr != nil {
+			// Malformed: 400 as openapi.yaml says, not the 404 of an
+			// identity the SCP does not know (the lookup found nothing
+			// because there is nothing to look up).
+			writeErr(w, h.log, perr)
+			return
+		}
 		writeErr(w, h.log, err)
 		return
 	}

@@ -348,13 +348,14 @@ func TestMessageRefused(t *testing.T) {
 		body                       []byte
 		status                     int
 		header                     string
+		warning                    string // the Warning text says this
 	}{
-		{"over the size limit", "bob", "tcp", "image/png", fakePNG(40 << 10), 413, ""},
-		{"unsupported type", "bob", "udp", "application/zip", []byte("PK\x03\x04"), 415, "Accept"},
-		{"broken CPIM", "bob", "udp", "message/cpim", []byte("no headers"), 415, "Accept"},
-		{"unknown user", "nobody", "udp", "text/plain", []byte("hi"), 404, ""},
-		{"terminal shows no text", "mute", "udp", "image/png", fakePNG(100), 488, ""},
-		{"SCP down", "cut", "udp", "text/plain", []byte("hi"), 503, "Retry-After"},
+		{"over the size limit", "bob", "tcp", "image/png", fakePNG(40 << 10), 413, "", "over"},
+		{"unsupported type", "bob", "udp", "application/zip", []byte("PK\x03\x04"), 415, "Accept", "unsupported content type application/zip"},
+		{"broken CPIM", "bob", "udp", "message/cpim", []byte("no headers"), 415, "Accept", "unsupported message body: cpim"},
+		{"unknown user", "nobody", "udp", "text/plain", []byte("hi"), 404, "", ""},
+		{"terminal shows no text", "mute", "udp", "image/png", fakePNG(100), 488, "", ""},
+		{"SCP down", "cut", "udp", "text/plain", []byte("hi"), 503, "Retry-After", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -367,6 +368,9 @@ func TestMessageRefused(t *testing.T) {
 			}
 			if tt.header != "" && res.GetHeader(tt.header) == nil {
 				t.Errorf("no %s header", tt.header)
+			}
+			if w := res.GetHeader("Warning"); tt.warning != "" && (w == nil || !strings.Contains(w.Value(), tt.warning)) {
+				t.Errorf("Warning %v, want it to say %q", w, tt.warning)
 			}
 		})
 	}

@@ -57,13 +57,36 @@ type Config struct {
 	// Rules turns on forward / store-and-link / deferred delivery
 	// (rules.go); nil: a MESSAGE is relayed as it came (relay.go).
 	Rules *Rules
+	// Observer is told each MESSAGE's decision, for metrics; nil: nobody.
+	Observer Observer
 }
+
+// Observer is told what became of each MESSAGE the rules decided on. It
+// runs on the request's handler and must not block.
+type Observer interface {
+	// MessageDecided gets one of the Decision values.
+	MessageDecided(decision string)
+}
+
+// Decisions of Observer.MessageDecided.
+const (
+	DecisionForward = "forward" // delivered as sent
+	DecisionLink    = "link"    // stored, a text link delivered instead
+	DecisionDefer   = "defer"   // kept for later delivery
+	DecisionReject  = "reject"  // refused with a SIP answer
+	DecisionFail    = "fail"    // the delivery failed
+)
+
+type nopObserver struct{}
+
+func (nopObserver) MessageDecided(string) {}
 
 // Messenger is the MESSAGE service. Run owns its goroutines.
 type Messenger struct {
 	sip   Server
 	log   *slog.Logger
-	rules *Rules         // with defaults; nil: plain relay
+	rules *Rules // with defaults; nil: plain relay
+	obs   Observer
 	wake  chan string    // recipients to try at once (a REGISTER came in)
 	sends sync.WaitGroup // notices in flight, waited for by Run
 
@@ -84,7 +107,10 @@ func New(cfg Config) (*Messenger, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Messenger{sip: cfg.SIP, log: cfg.Logger, wake: make(chan string, 64)}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	m := &Messenger{sip: cfg.SIP, log: cfg.Logger, obs: cfg.Observer, wake: make(chan string, 64)}
 	if cfg.Rules != nil {
 		r, err := cfg.Rules.withDefaults()
 		if err != nil {

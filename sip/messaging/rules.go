@@ -131,12 +131,18 @@ func (m *Messenger) read(req *sipmsg.Request, tx sipmsg.ServerTransaction, inDia
 		InDialog: inDialog, Reach: msgpolicy.Online, Caps: registry.CapAudio | registry.CapText | registry.CapImage | registry.CapVideo, ForwardFits: true}
 	var err error
 	in.content, err = msgpolicy.Unwrap(in.ctype, in.body)
-	if err == nil {
-		pre.ContentType = in.content.Type
-	} else {
-		pre.ContentType = "unsupported"
+	pre.ContentType = in.content.Type
+	if err != nil {
+		// Only the size rules come before the body's type; past them the
+		// answer is 415 saying what is wrong with the body (a broken
+		// message/cpim wrapper, an unreadable Content-Type).
+		pre.ContentType = "text/plain"
 	}
-	if d := msgpolicy.Decide(pre); d.Action == msgpolicy.Reject {
+	d := msgpolicy.Decide(pre)
+	if d.Action != msgpolicy.Reject && err != nil {
+		d = msgpolicy.Decision{Action: msgpolicy.Reject, Status: 415, Text: err.Error()}
+	}
+	if d.Action == msgpolicy.Reject {
 		m.reject(tx, req, d)
 		return in, false
 	}
@@ -176,6 +182,7 @@ func (m *Messenger) outOfDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction
 		ReplyURI: req.From().Address.String(), ReplyDest: req.Source(), ReplyTransport: req.Transport(),
 	}
 	res := m.deliver(ctx, callee, in)
+	m.obs.MessageDecided(decision(res))
 	switch res.outcome {
 	case rejected:
 		if res.failure != nil {
@@ -373,4 +380,20 @@ func (m *Messenger) fitsTerminal(ctx context.Context, t registry.Terminal, size 
 		}
 	}
 	return !strings.EqualFold(transport, "udp") || size <= msgpolicy.MaxUDPMessage
+}
+
+// decision names res for the Observer.
+func decision(res result) string {
+	switch res.outcome {
+	case rejected:
+		return DecisionReject
+	case deferred:
+		return DecisionDefer
+	case delivered:
+		if res.action == msgpolicy.StoreLink {
+			return DecisionLink
+		}
+		return DecisionForward
+	}
+	return DecisionFail
 }

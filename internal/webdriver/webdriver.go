@@ -1,4 +1,9 @@
-package conference
+// Package webdriver is a minimal W3C WebDriver client
+// (https://www.w3.org/TR/webdriver2/) over net/http to chromedriver, enough
+// for tests to drive the product's web pages (the conference page, the
+// status page) in a real headless Chromium without a browser-automation
+// dependency.
+package webdriver
 
 import (
 	"bufio"
@@ -14,43 +19,33 @@ import (
 	"regexp"
 	"testing"
 	"time"
-)
 
-// This file is a minimal W3C WebDriver client (https://www.w3.org/TR/webdriver2/)
-// over net/http to chromedriver, enough to drive the conference page in a
-// real headless Chromium without a browser-automation dependency.
+	"github.com/imcall/b2bua/internal/testenv"
+)
 
 // webElementKey is the W3C web element identifier (WebDriver §12.1).
 const webElementKey = "element-6066-11e4-a52e-4f735466cecf"
 
-type browser struct {
+// Browser is one headless Chromium session.
+type Browser struct {
 	t       *testing.T
 	base    string // chromedriver's URL
 	session string
 }
 
 // chromiumTools finds chromedriver and chromium (Debian chromium-driver and
-// chromium); .ci/run installs them, so under CI=true they must be there.
+// chromium); .ci/run installs them, so under CI they must be there.
 func chromiumTools(t *testing.T) (driver, chromium string) {
 	t.Helper()
-	var err error
-	if driver, err = exec.LookPath("chromedriver"); err == nil {
-		chromium, err = exec.LookPath("chromium")
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium and chromedriver are required under CI=true: apt-get install chromium chromium-driver: %v", err)
-		}
-		t.Skipf("chromium or chromedriver not installed: %v", err)
-	}
-	return driver, chromium
+	return testenv.NeedTool(t, "chromedriver"), testenv.NeedTool(t, "chromium")
 }
 
 var driverPort = regexp.MustCompile(`started successfully on port (\d+)`)
 
-// startBrowser starts chromedriver on a port of its own choosing and a
-// headless Chromium session with a fresh profile; both end with the test.
-func startBrowser(t *testing.T, width, height int) *browser {
+// Start starts chromedriver on a port of its own choosing and a headless
+// Chromium session with a fresh profile and a window of width x height;
+// both end with the test.
+func Start(t *testing.T, width, height int) *Browser {
 	t.Helper()
 	driver, chromium := chromiumTools(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,7 +68,7 @@ func startBrowser(t *testing.T, width, height int) *browser {
 			}
 		}
 	}()
-	b := &browser{t: t}
+	b := &Browser{t: t}
 	select {
 	case p := <-port:
 		b.base = "http://127.0.0.1:" + p
@@ -99,7 +94,7 @@ func startBrowser(t *testing.T, width, height int) *browser {
 }
 
 // call does one WebDriver command and decodes its "value" into v.
-func (b *browser) call(method, path string, body, v any) {
+func (b *Browser) call(method, path string, body, v any) {
 	b.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -136,14 +131,15 @@ func (b *browser) call(method, path string, body, v any) {
 	}
 }
 
-func (b *browser) s(path string) string { return "/session/" + b.session + path }
+func (b *Browser) s(path string) string { return "/session/" + b.session + path }
 
-func (b *browser) open(url string) {
+// Open loads url.
+func (b *Browser) Open(url string) {
 	b.call(http.MethodPost, b.s("/url"), map[string]string{"url": url}, nil)
 }
 
-// eval runs script (a function body; arguments in `arguments`) in the page.
-func (b *browser) eval(v any, script string, args ...any) {
+// Eval runs script (a function body; arguments in `arguments`) in the page.
+func (b *Browser) Eval(v any, script string, args ...any) {
 	b.t.Helper()
 	if args == nil {
 		args = []any{}
@@ -151,7 +147,8 @@ func (b *browser) eval(v any, script string, args ...any) {
 	b.call(http.MethodPost, b.s("/execute/sync"), map[string]any{"script": script, "args": args}, v)
 }
 
-func (b *browser) click(css string) {
+// Click clicks the first element css selects.
+func (b *Browser) Click(css string) {
 	b.t.Helper()
 	var el map[string]string
 	b.call(http.MethodPost, b.s("/element"), map[string]string{"using": "css selector", "value": css}, &el)
@@ -161,12 +158,12 @@ func (b *browser) click(css string) {
 	b.call(http.MethodPost, b.s("/element/"+el[webElementKey]+"/click"), map[string]any{}, nil)
 }
 
-// waitFor evaluates script until it returns true or ctx is done.
-func (b *browser) waitFor(ctx context.Context, what, script string, args ...any) {
+// WaitFor evaluates script until it returns true or ctx is done.
+func (b *Browser) WaitFor(ctx context.Context, what, script string, args ...any) {
 	b.t.Helper()
 	for {
 		var ok bool
-		b.eval(&ok, script, args...)
+		b.Eval(&ok, script, args...)
 		if ok {
 			return
 		}
@@ -176,7 +173,8 @@ func (b *browser) waitFor(ctx context.Context, what, script string, args ...any)
 	}
 }
 
-func (b *browser) screenshot(path string) {
+// Screenshot saves the window as a PNG at path.
+func (b *Browser) Screenshot(path string) {
 	b.t.Helper()
 	var png string
 	b.call(http.MethodGet, b.s("/screenshot"), nil, &png)
@@ -187,4 +185,21 @@ func (b *browser) screenshot(path string) {
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
+}
+
+// element finds the first element css selects.
+func (b *Browser) element(css string) string {
+	b.t.Helper()
+	var el map[string]string
+	b.call(http.MethodPost, b.s("/element"), map[string]string{"using": "css selector", "value": css}, &el)
+	if el[webElementKey] == "" {
+		b.t.Fatalf("no element id for %s in %v", css, el)
+	}
+	return el[webElementKey]
+}
+
+// Type types text into the first element css selects (WebDriver §12.5.3).
+func (b *Browser) Type(css, text string) {
+	b.t.Helper()
+	b.call(http.MethodPost, b.s("/element/"+b.element(css)+"/value"), map[string]string{"text": text}, nil)
 }
