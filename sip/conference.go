@@ -52,3 +52,9 @@ func ReasonCause(v string) int {
 	c, _ := parseReasonCause(v)
 	return c
 }
+
+// WriteRequest sends req outside any transaction, with the server's own
+// Via: the ACK of a 2xx (RFC 3261 §13.2.2.4).
+func (s *Server) WriteRequest(req *sipmsg.Request) error {
+	return s.cli.WriteRequest(req, s.addVia)
+}

@@ -32,6 +32,7 @@ type serveOptions struct {
 	trusted      string
 	proxies      string
 	ringTimeout  time.Duration
+	confTrunk    string // --conference-trunk
 	drainTimeout time.Duration
 	dualPath     daemon.DualPath
 	scpTimeout   time.Duration
@@ -100,6 +101,7 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	f.StringVar(&o.trusted, "trusted", envOr("B2BUA_TRUSTED", ""), "comma-separated CIDRs of peers that are not challenged for authentication (env B2BUA_TRUSTED)")
 	f.StringVar(&o.proxies, "proxies", envOr("B2BUA_PROXIES", ""), "comma-separated CIDRs of proxies in front that are challenged like anyone: limits apply to the sender each reports in the bottom Via (received, else sent-by), never to the proxy as one source (env B2BUA_PROXIES)")
 	f.DurationVar(&o.ringTimeout, "ring-timeout", 60*time.Second, "how long a terminal rings before the caller gets 480")
+	f.StringVar(&o.confTrunk, "conference-trunk", envOr("B2BUA_CONFERENCE_TRUNK", ""), "HOST:PORT of the trunk that conference dial-outs to +E.164 numbers go to (default none: such participants fail) (env B2BUA_CONFERENCE_TRUNK)")
 	f.DurationVar(&o.dualPath.Window, "dual-path-window", 10*time.Second, "a device's second path (carrier or data) joins its call within this long of the first; 0: dual-path calls off")
 	f.DurationVar(&o.dualPath.LegMediaTimeout, "leg-media-timeout", 2*time.Second, "a path of a dual-path call silent this long stops being a media source")
 	f.DurationVar(&o.dualPath.LegTimeout, "leg-timeout", 30*time.Second, "a path of a dual-path call silent this long is ended with BYE")
@@ -203,6 +205,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		Trusted:          trusted,
 		Proxies:          proxies,
 		RingTimeout:      o.ringTimeout,
+		ConferenceTrunk:  o.confTrunk,
 		DualPath:         o.dualPath,
 		SCPTimeout:       o.scpTimeout,
 		SCPToken:         scpToken,

@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -30,6 +32,8 @@ import (
 // SIP is what the service needs of the SIP server (sip.Server has it).
 type SIP interface {
 	Request(ctx context.Context, req *sipmsg.Request) (sipmsg.ClientTransaction, error)
+	WriteRequest(req *sipmsg.Request) error
+	Domain() string
 	LocalAddr(transport string) sipmsg.Addr
 	Contact(transport string) *sipmsg.ContactHeader
 	UserAgent() string
@@ -51,13 +55,25 @@ type Mix interface {
 	Leave(confID, pid string) error
 }
 
-// Config is what New needs; every field but Logger is required.
+// Config is what New needs; SIP, Conferences, Media and Mix are
+// required.
 type Config struct {
 	SIP         SIP
 	Conferences Conferences
 	Media       Media
 	Mix         Mix
-	Logger      *slog.Logger
+	// Router routes dial-outs to IM users; nil: no dial-out.
+	Router Router
+	// Trunk is host:port where dial-outs to +E.164 numbers go; "": none.
+	Trunk string
+	// RingTimeout is how long a dial-out rings before it is CANCELed; 0: 60s.
+	RingTimeout time.Duration
+	// MediaTimeout ends a member's call that sent no RTP this long; 0: 60s.
+	MediaTimeout time.Duration
+	// T1 is the SIP timer T1 the 2xx of a dial-in is retransmitted on
+	// until its ACK (RFC 3261 §13.3.1.4); 0: 500ms.
+	T1     time.Duration
+	Logger *slog.Logger
 }
 
 // The member's and the bridge's legs on the member's relay call.
@@ -68,8 +84,10 @@ const (
 
 // Service holds the conference calls of this node.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	ctx  context.Context // ends at Close: dial-outs give up
+	stop context.CancelFunc
 
 	mu      sync.Mutex
 	byKey   map[string]*member // Call-ID and our tag
@@ -83,21 +101,47 @@ func New(cfg Config) (*Service, error) {
 	if cfg.SIP == nil || cfg.Conferences == nil || cfg.Media == nil || cfg.Mix == nil {
 		return nil, errors.New("confcall: SIP, Conferences, Media and Mix are required")
 	}
+	if cfg.Trunk != "" {
+		if _, _, err := net.SplitHostPort(cfg.Trunk); err != nil {
+			return nil, fmt.Errorf("confcall: trunk %q: %w", cfg.Trunk, err)
+		}
+	}
+	if cfg.RingTimeout <= 0 {
+		cfg.RingTimeout = 60 * time.Second
+	}
+	if cfg.MediaTimeout <= 0 {
+		cfg.MediaTimeout = 60 * time.Second
+	}
+	if cfg.T1 <= 0 {
+		cfg.T1 = sipmsg.T1
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log, byKey: map[string]*member{}, byPart: map[string]*member{}}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Service{cfg: cfg, log: log, ctx: ctx, stop: cancel, byKey: map[string]*member{}, byPart: map[string]*member{}}, nil
 }
 
 // member is one participant's call.
 type member struct {
 	confID, pid string
 	leg         conference.Leg
-	call        *rtpproxy.Call
-	dlg         dialog
-	key         string
+	out         *outCall // a dial-out's INVITE; nil for a dial-in
 	once        sync.Once
+	done        chan struct{} // closed when the member has ended
+	acked       chan struct{} // a dial-in's: closed when its 2xx is ACKed
+	ackOnce     sync.Once
+	held        atomic.Bool
+
+	mu   sync.Mutex // guards what follows once the call is shared
+	call *rtpproxy.Call
+	dlg  dialog
+	key  string
+}
+
+func newMember(confID, pid string, leg conference.Leg) *member {
+	return &member{confID: confID, pid: pid, leg: leg, done: make(chan struct{}), acked: make(chan struct{})}
 }
 
 func partKey(confID, pid string) string { return confID + "\x00" + pid }
@@ -126,7 +170,7 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 		}
 		return
 	}
-	m := &member{confID: confID, pid: leg.ParticipantID(), leg: leg}
+	m := newMember(confID, leg.ParticipantID(), leg)
 	answer, err := s.anchor(m, req, offer)
 	if err != nil {
 		s.log.Warn("confcall: media", "conference", confID, "err", err)
@@ -149,6 +193,8 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 		return
 	}
 	_ = leg.Connected()
+	s.expectAck(m, tx, res)
+	s.watchMedia(m)
 	s.log.Info("conference call joined", "conference", confID, "participant", m.pid, "caller", caller)
 }
 
@@ -186,42 +232,17 @@ func (s *Service) fail(tx sipmsg.ServerTransaction, req *sipmsg.Request, status 
 	_ = tx.Respond(res)
 }
 
-// HandleInDialog answers the requests of a conference call's dialog.
-func (s *Service) HandleInDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
-	tag, _ := req.To().Params.Get("tag")
-	s.mu.Lock()
-	m := s.byKey[req.CallID().Value()+"\x00"+tag]
-	s.mu.Unlock()
-	if m == nil {
-		return false
-	}
-	switch req.Method {
-	case sipmsg.ACK:
-	case sipmsg.BYE:
-		res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
-		_ = tx.Respond(res)
-		cause := 16 // RFC 3326: the caller's Reason, else normal clearing
-		if h := req.GetHeader("Reason"); h != nil {
-			if c := sip.ReasonCause(h.Value()); c > 0 {
-				cause = c
-			}
-		}
-		s.end(m, conference.Ending{Method: conference.Departed, Q850: cause, Reason: "the participant hung up"})
-	default:
-		// A re-INVITE (hold, codec change) is not taken yet: the call
-		// goes on as it was (RFC 3261 §14.2).
-		s.fail(tx, req, 488, "not taken in a conference call")
-	}
-	return true
-}
-
-// Hangup ends a participant's call with BYE and Reason (kick, end).
+// Hangup ends a participant's call (kick, end): BYE with Reason once
+// answered, CANCEL while a dial-out rings.
 func (s *Service) Hangup(ctx context.Context, confID, pid string, why conference.Ending) error {
 	s.mu.Lock()
 	m := s.byPart[partKey(confID, pid)]
 	s.mu.Unlock()
 	if m == nil {
 		return fmt.Errorf("confcall: %s in %s: %w", pid, confID, conference.ErrNotLive)
+	}
+	if m.out != nil && s.cancel(m, why) {
+		return nil // the 487 (or a 2xx racing the CANCEL) ends it
 	}
 	// The call is over whether or not the BYE is answered (RFC 3261
 	// §15.1.1: no answer ends the dialog too).
@@ -237,17 +258,23 @@ func (s *Service) Hangup(ctx context.Context, confID, pid string, why conference
 func (s *Service) end(m *member, why conference.Ending) {
 	m.once.Do(func() {
 		s.mu.Lock()
-		delete(s.byKey, m.key)
+		if s.byKey[m.key] == m {
+			delete(s.byKey, m.key)
+		}
 		delete(s.byPart, partKey(m.confID, m.pid))
 		s.mu.Unlock()
+		close(m.done)
 		if err := s.cfg.Mix.Leave(m.confID, m.pid); err != nil {
 			s.log.Debug("confcall: leave", "err", err)
 		}
-		if m.call != nil {
-			m.call.Close()
+		m.mu.Lock()
+		call := m.call
+		m.mu.Unlock()
+		if call != nil {
+			call.Close()
 		}
 		_ = m.leg.Ended(why)
-		s.log.Info("conference call ended", "conference", m.confID, "participant", m.pid, "method", why.Method)
+		s.log.Info("conference call ended", "conference", m.confID, "participant", m.pid, "method", why.Method, "sip", why.SIPCode, "cause", why.Q850, "reason", why.Reason)
 	})
 }
 
@@ -262,20 +289,30 @@ func (s *Service) Talking(confID, pid string, on bool) {
 	}
 }
 
-// Close hangs up every call.
+// Close hangs up every call, CANCELs every dial-out still ringing, and
+// waits for the calls' goroutines.
 func (s *Service) Close() error {
 	s.mu.Lock()
-	ms := make([]*member, 0, len(s.byKey))
-	for _, m := range s.byKey {
+	s.closing = true
+	ms := make([]*member, 0, len(s.byPart))
+	for _, m := range s.byPart {
 		ms = append(ms, m)
 	}
 	s.mu.Unlock()
+	s.stop()
 	for _, m := range ms {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.Hangup(ctx, m.confID, m.pid, conference.Ending{Method: conference.Booted, Q850: 16, Reason: "service shutting down"})
 		cancel()
 	}
+	s.wg.Wait()
 	return nil
+}
+
+func newCallID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func newTag() string {
