@@ -300,11 +300,18 @@ func (s *Service) Close() error {
 	}
 	s.mu.Unlock()
 	s.stop()
+	// All at once: a shutdown waits for the slowest BYE, not their sum.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var hung sync.WaitGroup
 	for _, m := range ms {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = s.Hangup(ctx, m.confID, m.pid, conference.Ending{Method: conference.Booted, Q850: 16, Reason: "service shutting down"})
-		cancel()
+		hung.Add(1)
+		go func() {
+			defer hung.Done()
+			_ = s.Hangup(ctx, m.confID, m.pid, conference.Ending{Method: conference.Booted, Q850: 16, Reason: "service shutting down"})
+		}()
 	}
+	hung.Wait()
 	s.wg.Wait()
 	return nil
 }
