@@ -39,9 +39,14 @@ type SIP interface {
 	UserAgent() string
 }
 
-// Conferences puts a caller on a conference's roster (conference.Manager).
+// Conferences is the conferences' state (conference.Manager): a caller
+// put on a roster, a conference created by its factory URI, a participant
+// added by REFER.
 type Conferences interface {
 	Join(confID, target, display string) (conference.Leg, error)
+	Create(ctx context.Context, owner string, dial []string) (conference.Created, error)
+	Add(ctx context.Context, confID, target, display string) (conference.Participant, error)
+	Conference(id string) (*conference.Conference, error)
 }
 
 // Media anchors a call's media (rtpproxy.Proxy).
@@ -160,6 +165,17 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 		s.fail(tx, req, 488, "no G.711 audio offered")
 		return
 	}
+	if req.Recipient.User == sip.ConferenceFactory {
+		// RFC 4579 §5.2: the factory makes a conference, the caller its
+		// owner and first participant.
+		c, err := s.cfg.Conferences.Create(context.Background(), caller, nil)
+		if err != nil {
+			s.fail(tx, req, 403, "only an IM user may create a conference: "+err.Error())
+			return
+		}
+		confID = c.ID
+		s.log.Info("conference created by its factory URI", "conference", confID, "owner", caller)
+	}
 	display := req.From().DisplayName
 	leg, err := s.cfg.Conferences.Join(confID, caller, display)
 	if err != nil {
@@ -182,17 +198,19 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 	m.key = m.dlg.callID + "\x00" + m.dlg.localTag
 	res := sipmsg.NewResponseFromRequest(req, 200, "OK", answer)
 	res.To().Params.Add("tag", m.dlg.localTag)
-	res.AppendHeader(s.cfg.SIP.Contact(req.Transport()))
+	res.AppendHeader(s.focusContact(confID, req.Transport()))
 	res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	res.AppendHeader(sipmsg.NewHeader("Server", s.cfg.SIP.UserAgent()))
 	s.mu.Lock()
 	s.byKey[m.key], s.byPart[partKey(confID, m.pid)] = m, m
 	s.mu.Unlock()
+	// Connected before the 200 leaves, so that whoever got the 200 sees
+	// the participant connected.
+	_ = leg.Connected()
 	if err := tx.Respond(res); err != nil {
 		s.end(m, conference.Ending{Method: conference.Failed, Reason: "answer not sent: " + err.Error()})
 		return
 	}
-	_ = leg.Connected()
 	s.expectAck(m, tx, res)
 	s.watchMedia(m)
 	s.log.Info("conference call joined", "conference", confID, "participant", m.pid, "caller", caller)
@@ -314,6 +332,19 @@ func (s *Service) Close() error {
 	hung.Wait()
 	s.wg.Wait()
 	return nil
+}
+
+// focusContact is our Contact in a conference's dialogs: the conference
+// URI at our address, marked isfocus (RFC 4579 §3, RFC 3840), so that a
+// participant's UA knows it talks to a conference and can REFER to it.
+func (s *Service) focusContact(confID, transport string) *sipmsg.ContactHeader {
+	c := s.cfg.SIP.Contact(transport)
+	c.Address.User = sip.ConferencePrefix + confID
+	if c.Params == nil {
+		c.Params = sipmsg.NewParams()
+	}
+	c.Params.Add("isfocus", "")
+	return c
 }
 
 func newCallID() string {

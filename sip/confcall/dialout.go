@@ -111,7 +111,7 @@ func (s *Service) dial(m *member, p conference.Participant) {
 	m.out.inv = inv
 	m.mu.Unlock()
 	inv.From().DisplayName = "Conference"
-	inv.AppendHeader(s.cfg.SIP.Contact(t.Transport))
+	inv.AppendHeader(s.focusContact(m.confID, t.Transport))
 	inv.AppendHeader(sipmsg.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"))
 	inv.AppendHeader(sipmsg.NewHeader("User-Agent", s.cfg.SIP.UserAgent()))
 	inv.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))

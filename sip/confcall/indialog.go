@@ -34,6 +34,8 @@ func (s *Service) HandleInDialog(req *sipmsg.Request, tx sipmsg.ServerTransactio
 		s.end(m, conference.Ending{Method: conference.Departed, Q850: cause, Reason: "the participant hung up"})
 	case sipmsg.INVITE:
 		s.reinvite(m, req, tx)
+	case sipmsg.REFER:
+		s.refer(req, tx, m.confID, "", m)
 	case sipmsg.OPTIONS:
 		_ = tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
 	default:
@@ -98,7 +100,7 @@ func (s *Service) reinvite(m *member, req *sipmsg.Request, tx sipmsg.ServerTrans
 			res.To().Params.Add("tag", key)
 		}
 	}
-	res.AppendHeader(s.cfg.SIP.Contact(req.Transport()))
+	res.AppendHeader(s.focusContact(m.confID, req.Transport()))
 	res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	res.AppendHeader(sipmsg.NewHeader("Server", s.cfg.SIP.UserAgent()))
 	_ = tx.Respond(res)
