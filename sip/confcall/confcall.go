@@ -212,7 +212,6 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 		return
 	}
 	s.expectAck(m, tx, res)
-	s.watchMedia(m)
 	s.log.Info("conference call joined", "conference", confID, "participant", m.pid, "caller", caller)
 }
 

@@ -27,6 +27,8 @@ func (s *Service) expectAck(m *member, tx sipmsg.ServerTransaction, res *sipmsg.
 		for {
 			select {
 			case <-m.acked:
+				// The call is up: from now on its RTP must flow.
+				s.watchMedia(m)
 				return
 			case <-m.done:
 				return
@@ -44,7 +46,7 @@ func (s *Service) expectAck(m *member, tx sipmsg.ServerTransaction, res *sipmsg.
 }
 
 // watchMedia ends a member's call whose party sent no RTP for the media
-// timeout, unless it is on hold; the clock starts when it joins the mix.
+// timeout, unless it is on hold; the clock starts now (the call's ACK).
 func (s *Service) watchMedia(m *member) {
 	m.mu.Lock()
 	call := m.call
