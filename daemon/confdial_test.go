@@ -278,6 +278,32 @@ func TestConferenceDialOut(t *testing.T) {
 		t.Errorf("bob ended %+v, want departed", e)
 	}
 
+	// Each ended leg has its call record, saying which conference it was in.
+	var recs []registry.CallRecord
+	deadline := time.Now().Add(5 * time.Second)
+	for len(recs) < 3 && time.Now().Before(deadline) {
+		if recs, err = d.Store().Calls(ctx, 10); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	byCallee := map[string]registry.CallRecord{}
+	for _, r := range recs {
+		byCallee[r.Callee] = r
+		if r.Caller != c.URI || !strings.HasPrefix(r.EndCause, "conference conf-"+c.ID+" ") {
+			t.Errorf("record %+v: want caller %s and the conference in its end cause", r, c.URI)
+		}
+	}
+	if r := byCallee["carol"]; r.SIPStatus != 486 || r.Q850Cause != 17 || !r.AnsweredAt.IsZero() || r.TerminalID == 0 || !strings.HasPrefix(r.SCPOutcome, "online") {
+		t.Errorf("carol's record %+v, want 486 cause 17 unanswered, her terminal located by the SCP", r)
+	}
+	if r := byCallee["bob"]; r.AnsweredAt.IsZero() || !strings.Contains(r.EndCause, "departed") || !strings.Contains(r.Stats, `"packets":1`) {
+		t.Errorf("bob's record %+v, want answered, departed, with his packets", r)
+	}
+	if r := byCallee["dave"]; !r.AnsweredAt.IsZero() || !strings.Contains(r.EndCause, "booted") {
+		t.Errorf("dave's record %+v, want unanswered, booted", r)
+	}
+
 	var all string
 	for !strings.Contains(all, "<disconnection-method>departed</disconnection-method>") {
 		all += sub.notify()

@@ -73,11 +73,11 @@ type callConfig struct {
 // serveCalls answers INVITEs to conference URIs on srv and places the
 // dial-outs, their media anchored on proxy (none in passthrough mode: no
 // conference calls).
-func (c *conferences) serveCalls(srv *sip.Server, proxy *rtpproxy.Proxy, cc callConfig, log *slog.Logger) error {
+func (c *conferences) serveCalls(srv *sip.Server, proxy *rtpproxy.Proxy, records confcall.Records, cc callConfig, log *slog.Logger) error {
 	if proxy == nil {
 		return nil
 	}
-	calls, err := confcall.New(confcall.Config{SIP: srv, Conferences: c.m, Media: proxy, Mix: c.bridge, Router: srv,
+	calls, err := confcall.New(confcall.Config{SIP: srv, Conferences: c.m, Media: proxy, Mix: c.bridge, Router: srv, Records: records,
 		Trunk: cc.Trunk, RingTimeout: cc.RingTimeout, MediaTimeout: cc.MediaTimeout, Logger: log})
 	if err != nil {
 		return err

@@ -304,7 +304,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.conf.serveEvents(d.sip, log.With("component", "confevent")); err != nil {
 		return nil, err
 	}
-	if err := d.conf.serveCalls(d.sip, d.rtp, callConfig{Trunk: cfg.ConferenceTrunk, RingTimeout: cfg.RingTimeout, MediaTimeout: cfg.MediaTimeout}, log.With("component", "confcall")); err != nil {
+	if err := d.conf.serveCalls(d.sip, d.rtp, store, callConfig{Trunk: cfg.ConferenceTrunk, RingTimeout: cfg.RingTimeout, MediaTimeout: cfg.MediaTimeout}, log.With("component", "confcall")); err != nil {
 		return nil, err
 	}
 	if err := d.sip.Listen(cfg.SIPListen); err != nil {

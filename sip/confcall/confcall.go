@@ -75,6 +75,8 @@ type Config struct {
 	RingTimeout time.Duration
 	// MediaTimeout ends a member's call that sent no RTP this long; 0: 60s.
 	MediaTimeout time.Duration
+	// Records keeps each member's call record; nil: none kept.
+	Records Records
 	// T1 is the SIP timer T1 the 2xx of a dial-in is retransmitted on
 	// until its ACK (RFC 3261 §13.3.1.4); 0: 500ms.
 	T1     time.Duration
@@ -143,6 +145,7 @@ type member struct {
 	call *rtpproxy.Call
 	dlg  dialog
 	key  string
+	rec  record
 }
 
 func newMember(confID, pid string, leg conference.Leg) *member {
@@ -196,6 +199,8 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 	}
 	m.dlg = newDialog(req)
 	m.key = m.dlg.callID + "\x00" + m.dlg.localTag
+	now := time.Now().UTC()
+	m.rec = record{callID: m.dlg.callID, caller: req.From().Address.Addr(), callee: sip.ConferencePrefix + confID, started: now, answered: now}
 	res := sipmsg.NewResponseFromRequest(req, 200, "OK", answer)
 	res.To().Params.Add("tag", m.dlg.localTag)
 	res.AppendHeader(s.focusContact(confID, req.Transport()))
@@ -284,6 +289,7 @@ func (s *Service) end(m *member, why conference.Ending) {
 		if err := s.cfg.Mix.Leave(m.confID, m.pid); err != nil {
 			s.log.Debug("confcall: leave", "err", err)
 		}
+		s.writeRecord(m, why, legStats(m))
 		m.mu.Lock()
 		call := m.call
 		m.mu.Unlock()

@@ -107,6 +107,9 @@ func (s *Service) dial(m *member, p conference.Participant) {
 	m.dlg = dialog{callID: callID, localTag: newTag(), local: s.confURI(m.confID), remote: to,
 		target: t.URI, dest: t.Dest, transport: t.Transport, seq: 1}
 	m.key = callID + "\x00" + m.dlg.localTag
+	conf := s.confURI(m.confID)
+	m.rec = record{callID: callID, caller: conf.Addr(), callee: p.Target,
+		terminalID: t.Terminal.ID, scp: t.SCPOutcome, started: time.Now().UTC()}
 	inv := s.request(&m.dlg, sipmsg.INVITE, 1)
 	m.out.inv = inv
 	m.mu.Unlock()
@@ -278,6 +281,9 @@ func (s *Service) answered(m *member, tx sipmsg.ClientTransaction, res *sipmsg.R
 		s.hangup(m, conference.Ending{Method: conference.Failed, SIPCode: 488, Q850: sip.CauseInterworking, Reason: "no G.711 audio in the answer"})
 		return
 	}
+	m.mu.Lock()
+	m.rec.answered = time.Now().UTC()
+	m.mu.Unlock()
 	_ = m.leg.Connected()
 	s.watchMedia(m)
 	s.log.Info("conference dial-out connected", "conference", m.confID, "participant", m.pid, "codec", codec.Law)
