@@ -155,4 +155,23 @@ func TestConferenceFactoryAndRefer(t *testing.T) {
 	if !strings.HasPrefix(frags[1], "SIP/2.0 503 ") || !strings.Contains(frags[1], "terminated") {
 		t.Errorf("the numbers's NOTIFYs: %q, want 100 then 503, terminated", frags)
 	}
+
+	// The owner REFERs from outside any dialog: the 202 makes the
+	// subscription's dialog, where the NOTIFYs come.
+	out := newMember(t, "ann", mixer.PCMU, 0)
+	frags = nil
+	refer = withHeader(sipRequest("REFER", confURI, out.sip.LocalAddr().String(), "refer-ann-out", ""), "Refer-To: <sip:+15551230002@127.0.0.1;user=phone>")
+	out.sip.WriteTo([]byte(strings.ReplaceAll(refer, "sip:kate@", "sip:ann@")), sipTo)
+	var accepted string
+	for len(frags) < 2 {
+		if m := out.sipNext(t, &frags); strings.HasPrefix(m, "SIP/2.0 ") {
+			accepted = m
+		}
+	}
+	if !strings.HasPrefix(accepted, "SIP/2.0 202") || !strings.Contains(header(accepted, "To"), ";tag=") {
+		t.Errorf("the owner's REFER: %q, want 202 with a To tag", accepted)
+	}
+	if !strings.HasPrefix(frags[0], "SIP/2.0 100 Trying") || !strings.HasPrefix(frags[1], "SIP/2.0 503 ") {
+		t.Errorf("the owner's REFER NOTIFYs: %q", frags)
+	}
 }
