@@ -315,3 +315,56 @@ func TestConferenceDialOut(t *testing.T) {
 		}
 	}
 }
+
+// TestConferenceDialOutRingTimeout: a dial-out nobody answers is CANCELed
+// after the ring timeout and shows failed, 480 with Q.850 cause 19.
+func TestConferenceDialOutRingTimeout(t *testing.T) {
+	bob := newPhone(t, "bob", mixer.PCMU, 300)
+	dir := t.TempDir()
+	subs, _ := json.Marshal([]map[string]string{{"imsi": "001010000000031", "addr": bob.sip.LocalAddr().String(), "state": "online"}})
+	if err := os.WriteFile(filepath.Join(dir, "subs.json"), subs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(context.Background(), Config{
+		DBPath: filepath.Join(dir, "b2bua.db"), Domain: "127.0.0.1",
+		SIPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", APIToken: httpTestToken,
+		RTPPortMin: 37800, RTPPortMax: 37899, // a range no other package's tests use
+		SCPSubscribers: filepath.Join(dir, "subs.json"), RingTimeout: time.Second,
+		Logger:  slog.New(slog.DiscardHandler),
+		Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ctx := context.Background()
+	if _, err := d.Store().AddUser(ctx, registry.User{IMID: "bob", Creds: registry.NewCredentials("bob", "127.0.0.1", "bob-pw")}); err != nil {
+		t.Fatal(err)
+	}
+	imsi, _ := registry.ParseIMSI("001010000000031")
+	if _, err := d.Store().AddTerminal(ctx, registry.NewTerminal{IMID: "bob", MobileID: imsi, Kind: registry.Legacy, Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	code, b := apiDo(t, d, "POST", "/api/v1/conferences", httpTestToken, `{"owner":"alice","dial":["bob"]}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	var c conference.CreatedResponse
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	bob.ring(c.URI)
+	bob.respond(bob.invite, 180, "Ringing", "")
+	rang := time.Now()
+	cancel := bob.expect("CANCEL")
+	if waited := time.Since(rang); waited < 800*time.Millisecond || waited > 3*time.Second {
+		t.Errorf("CANCEL %v after the 180, want the 1 s ring timeout", waited)
+	}
+	bob.respond(cancel, 200, "OK", "")
+	bob.respond(bob.invite, 487, "Request Terminated", "")
+	bob.expect("ACK")
+	e := waitStatus(t, d, c.ID, "p1", conference.StatusDisconnected).Ended
+	if e == nil || e.Method != conference.Failed || e.SIPCode != 480 || e.Q850 != 19 {
+		t.Errorf("bob ended %+v, want failed 480 cause 19", e)
+	}
+}
