@@ -111,6 +111,10 @@ func TestConferenceCallLegs(t *testing.T) {
 	if !strings.HasPrefix(res, "SIP/2.0 200") || !strings.Contains(res, "a=recvonly") {
 		t.Fatalf("hold: %q", res)
 	}
+	// The re-INVITE's 200 too is sent again until its ACK.
+	if again := bob.sipNext(t, &frags); !strings.HasPrefix(again, "SIP/2.0 200") || header(again, "CSeq") != "2 INVITE" {
+		t.Errorf("after the hold's 200: %.60q, want it again", again)
+	}
 	bob.sip.WriteTo([]byte(strings.Replace(bob.inDialog("ACK", uri, 2), "-ack-", "-ack2-", 1)), sipTo)
 	waitStatus(t, d, confID, "p1", conference.StatusOnHold)
 	mu.Lock()

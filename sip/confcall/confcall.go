@@ -137,8 +137,8 @@ type member struct {
 	out         *outCall // a dial-out's INVITE; nil for a dial-in
 	once        sync.Once
 	done        chan struct{} // closed when the member has ended
-	acked       chan struct{} // a dial-in's: closed when its 2xx is ACKed
-	ackOnce     sync.Once
+	ackSeq      atomic.Uint32 // CSeq of the latest ACK from the member
+	ackCh       chan struct{} // told of each ACK (one pending at most)
 	held        atomic.Bool
 
 	mu   sync.Mutex // guards what follows once the call is shared
@@ -149,7 +149,7 @@ type member struct {
 }
 
 func newMember(confID, pid string, leg conference.Leg) *member {
-	return &member{confID: confID, pid: pid, leg: leg, done: make(chan struct{}), acked: make(chan struct{})}
+	return &member{confID: confID, pid: pid, leg: leg, done: make(chan struct{}), ackCh: make(chan struct{}, 1)}
 }
 
 func partKey(confID, pid string) string { return confID + "\x00" + pid }
@@ -216,7 +216,7 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 		s.end(m, conference.Ending{Method: conference.Failed, Reason: "answer not sent: " + err.Error()})
 		return
 	}
-	s.expectAck(m, tx, res)
+	s.expectAck(m, tx, res, true)
 	s.log.Info("conference call joined", "conference", confID, "participant", m.pid, "caller", caller)
 }
 

@@ -21,7 +21,13 @@ func (s *Service) HandleInDialog(req *sipmsg.Request, tx sipmsg.ServerTransactio
 	}
 	switch req.Method {
 	case sipmsg.ACK:
-		m.ackOnce.Do(func() { close(m.acked) })
+		if seq := req.CSeq().SeqNo; seq > m.ackSeq.Load() {
+			m.ackSeq.Store(seq)
+		}
+		select {
+		case m.ackCh <- struct{}{}:
+		default:
+		}
 	case sipmsg.BYE:
 		res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
 		_ = tx.Respond(res)
@@ -104,6 +110,7 @@ func (s *Service) reinvite(m *member, req *sipmsg.Request, tx sipmsg.ServerTrans
 	res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	res.AppendHeader(sipmsg.NewHeader("Server", s.cfg.SIP.UserAgent()))
 	_ = tx.Respond(res)
+	s.expectAck(m, tx, res, false)
 	m.setHeld(held)
 	_ = m.leg.Held(held)
 	s.log.Info("conference call re-INVITE", "conference", m.confID, "participant", m.pid, "held", held)

@@ -10,10 +10,23 @@ import (
 	"github.com/imcall/b2bua/sip"
 )
 
-// expectAck retransmits a dial-in's 2xx until its ACK arrives, T1 doubling
-// to T2, and ends the call with BYE when none came within 64*T1 (RFC 3261
-// §13.3.1.4): sipgo's server transaction is done with a 2xx once sent.
-func (s *Service) expectAck(m *member, tx sipmsg.ServerTransaction, res *sipmsg.Response) {
+// expectAck retransmits our 2xx to a member's INVITE (the dial-in's or a
+// re-INVITE's) until its ACK arrives, T1 doubling to T2, and ends the call
+// with BYE when none came within 64*T1 (RFC 3261 §13.3.1.4): sipgo's
+// server transaction is done with a 2xx once sent. first: the call's own
+// INVITE, whose ACK starts the media timeout.
+func (s *Service) expectAck(m *member, tx sipmsg.ServerTransaction, res *sipmsg.Response, first bool) {
+	seq := res.CSeq().SeqNo
+	acked := func() bool {
+		if m.ackSeq.Load() < seq {
+			return false // none yet, or an older INVITE's
+		}
+		if first {
+			// The call is up: from now on its RTP must flow.
+			s.watchMedia(m)
+		}
+		return true
+	}
 	t1 := s.cfg.T1
 	t2 := min(8*t1, sipmsg.T2)
 	s.wg.Add(1)
@@ -26,10 +39,10 @@ func (s *Service) expectAck(m *member, tx sipmsg.ServerTransaction, res *sipmsg.
 		defer next.Stop()
 		for {
 			select {
-			case <-m.acked:
-				// The call is up: from now on its RTP must flow.
-				s.watchMedia(m)
-				return
+			case <-m.ackCh:
+				if acked() {
+					return
+				}
 			case <-m.done:
 				return
 			case <-deadline.C:
@@ -37,6 +50,10 @@ func (s *Service) expectAck(m *member, tx sipmsg.ServerTransaction, res *sipmsg.
 				s.hangup(m, conference.Ending{Method: conference.Failed, Q850: sip.CauseRecoveryOnTimer, Reason: "no ACK for the answer"})
 				return
 			case <-next.C:
+				// Another INVITE's wait may have taken the signal.
+				if acked() {
+					return
+				}
 				_ = tx.Respond(res)
 				interval = min(2*interval, t2)
 				next.Reset(interval)
