@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -153,10 +154,11 @@ func TestConferenceDialOut(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "subs.json"), subs, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	lo, hi := confRTP(t)
 	d, err := Start(context.Background(), Config{
 		DBPath: filepath.Join(dir, "b2bua.db"), Domain: "127.0.0.1",
 		SIPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", APIToken: httpTestToken,
-		RTPPortMin: 37500, RTPPortMax: 37599, // a range no other package's tests use
+		RTPPortMin: lo, RTPPortMax: hi,
 		SCPSubscribers:  filepath.Join(dir, "subs.json"),
 		ConferenceTrunk: erin.sip.LocalAddr().String(),
 		Logger:          slog.New(slog.DiscardHandler),
@@ -325,10 +327,11 @@ func TestConferenceDialOutRingTimeout(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "subs.json"), subs, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	lo, hi := confRTP(t)
 	d, err := Start(context.Background(), Config{
 		DBPath: filepath.Join(dir, "b2bua.db"), Domain: "127.0.0.1",
 		SIPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", APIToken: httpTestToken,
-		RTPPortMin: 37800, RTPPortMax: 37899, // a range no other package's tests use
+		RTPPortMin: lo, RTPPortMax: hi,
 		SCPSubscribers: filepath.Join(dir, "subs.json"), RingTimeout: time.Second,
 		Logger:  slog.New(slog.DiscardHandler),
 		Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
@@ -367,4 +370,40 @@ func TestConferenceDialOutRingTimeout(t *testing.T) {
 	if e == nil || e.Method != conference.Failed || e.SIPCode != 480 || e.Q850 != 19 {
 		t.Errorf("bob ended %+v, want failed 480 cause 19", e)
 	}
+}
+
+// confRTP gives a conference test 100 media ports of its own, below the
+// kernel's ephemeral ports (32768 and up, where this machine's port-0
+// sockets land) and each free a moment ago: a fixed range up there can be
+// half taken by other processes' sockets, and the proxy then runs out of
+// bind attempts.
+func confRTP(t *testing.T) (lo, hi int) {
+	t.Helper()
+	start := rand.IntN(25)
+	var err error
+	for i := range 25 {
+		lo = 30000 + 100*((start+i)%25)
+		if err = portsFree(lo, lo+99); err == nil {
+			return lo, lo + 99
+		}
+	}
+	t.Fatalf("no free block of 100 UDP ports in 30000-32499: %v", err)
+	return 0, 0
+}
+
+func portsFree(lo, hi int) error {
+	var held []net.PacketConn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for p := lo; p <= hi; p++ {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return err
+		}
+		held = append(held, c)
+	}
+	return nil
 }

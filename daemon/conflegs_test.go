@@ -35,10 +35,11 @@ func (m *member) reinvite(ruri, dir string, cseq int) string {
 // sendrecv resumes it; once resumed, RTP that stops for the media timeout
 // ends the call with BYE and Reason cause 102.
 func TestConferenceCallLegs(t *testing.T) {
+	lo, hi := confRTP(t)
 	d, err := Start(context.Background(), Config{
 		DBPath: filepath.Join(t.TempDir(), "b2bua.db"), Domain: "127.0.0.1",
 		SIPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", APIToken: httpTestToken,
-		RTPPortMin: 37700, RTPPortMax: 37799, // a range no other package's tests use
+		RTPPortMin: lo, RTPPortMax: hi,
 		MediaTimeout: time.Second,
 		Logger:       slog.New(slog.DiscardHandler),
 		Trusted:      []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},

@@ -60,10 +60,11 @@ func TestConferenceFactoryAndRefer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "subs.json"), subs, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	lo, hi := confRTP(t)
 	d, err := Start(context.Background(), Config{
 		DBPath: filepath.Join(dir, "b2bua.db"), Domain: "127.0.0.1",
 		SIPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", APIToken: httpTestToken,
-		RTPPortMin: 37600, RTPPortMax: 37699, // a range no other package's tests use
+		RTPPortMin: lo, RTPPortMax: hi,
 		SCPSubscribers: filepath.Join(dir, "subs.json"),
 		Logger:         slog.New(slog.DiscardHandler),
 		Trusted:        []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
