@@ -112,7 +112,12 @@ func (s *Service) dial(m *member, p conference.Participant) {
 		terminalID: t.Terminal.ID, scp: t.SCPOutcome, started: time.Now().UTC()}
 	inv := s.request(&m.dlg, sipmsg.INVITE, 1)
 	m.out.inv = inv
+	why := m.out.why // kicked while it was being routed
 	m.mu.Unlock()
+	if why != nil {
+		s.end(m, *why)
+		return
+	}
 	inv.From().DisplayName = "Conference"
 	inv.AppendHeader(s.focusContact(m.confID, t.Transport))
 	inv.AppendHeader(sipmsg.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"))
@@ -161,7 +166,13 @@ func (s *Service) dial(m *member, p conference.Participant) {
 				return
 			}
 		case <-tx.Done():
-			s.end(m, conference.Ending{Method: conference.Failed, SIPCode: 408, Q850: sip.CauseNoUserResponding, Reason: "no answer to the INVITE"})
+			m.mu.Lock()
+			why := m.out.why
+			m.mu.Unlock()
+			if why == nil {
+				why = &conference.Ending{Method: conference.Failed, SIPCode: 408, Q850: sip.CauseNoUserResponding, Reason: "no answer to the INVITE"}
+			}
+			s.end(m, *why)
 			return
 		case <-ring.C:
 			s.cancel(m, conference.Ending{Method: conference.Failed, SIPCode: 480, Q850: sip.CauseNoAnswer, Reason: "no answer"})
