@@ -231,3 +231,23 @@ func receive(t *testing.T, p *party, frames int) []int16 {
 	}
 	return pcm
 }
+
+func TestHold(t *testing.T) {
+	for _, tc := range []struct {
+		name, conn, attrs string
+		held              bool
+		dir               string
+	}{
+		{"sendrecv", "192.0.2.1", "a=sendrecv\r\n", false, ""},
+		{"no direction", "192.0.2.1", "", false, ""},
+		{"sendonly", "192.0.2.1", "a=sendonly\r\n", true, "recvonly"},
+		{"inactive", "192.0.2.1", "a=inactive\r\n", true, "inactive"},
+		{"rfc 2543 zero address", "0.0.0.0", "", true, "inactive"},
+		{"recvonly is no hold", "192.0.2.1", "a=recvonly\r\n", false, ""},
+	} {
+		offer := "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 " + tc.conn + "\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n" + tc.attrs
+		if held, dir := Hold([]byte(offer)); held != tc.held || dir != tc.dir {
+			t.Errorf("%s: %v %q, want %v %q", tc.name, held, dir, tc.held, tc.dir)
+		}
+	}
+}

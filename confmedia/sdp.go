@@ -124,3 +124,47 @@ func build(c Codec) []byte {
 	return []byte("v=0\r\no=- 1 1 IN IP4 " + discard + "\r\ns=conference\r\nc=IN IP4 " + discard + "\r\nt=0 0\r\n" +
 		"m=audio 9 RTP/AVP " + pts + "\r\n" + maps + "a=ptime:20\r\na=sendrecv\r\n")
 }
+
+// Hold reads whether an offer puts the call on hold (RFC 3264 §8.4): its
+// first audio stream sendonly or inactive, or at 0.0.0.0 (RFC 2543). dir is
+// the direction the answer then takes: recvonly for sendonly, else
+// inactive.
+func Hold(offer []byte) (held bool, dir string) {
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(offer); err != nil {
+		return false, ""
+	}
+	session := "sendrecv"
+	for _, a := range sd.Attributes {
+		if isDirection(a.Key) {
+			session = a.Key
+		}
+	}
+	zero := sd.ConnectionInformation != nil && sd.ConnectionInformation.Address != nil && sd.ConnectionInformation.Address.Address == "0.0.0.0"
+	for _, m := range sd.MediaDescriptions {
+		if m.MediaName.Media != "audio" || m.MediaName.Port.Value == 0 {
+			continue
+		}
+		d := session
+		for _, a := range m.Attributes {
+			if isDirection(a.Key) {
+				d = a.Key
+			}
+		}
+		if m.ConnectionInformation != nil && m.ConnectionInformation.Address != nil {
+			zero = m.ConnectionInformation.Address.Address == "0.0.0.0"
+		}
+		switch {
+		case d == "sendonly":
+			return true, "recvonly"
+		case d == "inactive" || zero:
+			return true, "inactive"
+		}
+		return false, ""
+	}
+	return false, ""
+}
+
+func isDirection(k string) bool {
+	return k == "sendrecv" || k == "sendonly" || k == "recvonly" || k == "inactive"
+}

@@ -155,10 +155,11 @@ func goertzel(x []int16, freq float64) float64 {
 // hears the other two and not itself; a subscriber sees them connect; one
 // hangs up (departed), the owner kicks another (it gets BYE with Reason).
 func TestConferenceDialIn(t *testing.T) {
+	lo, hi := confRTP(t)
 	d, err := Start(context.Background(), Config{
 		DBPath: filepath.Join(t.TempDir(), "b2bua.db"), Domain: "127.0.0.1",
 		SIPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", APIToken: httpTestToken,
-		RTPPortMin: 37400, RTPPortMax: 37499, // a range no other package's tests use
+		RTPPortMin: lo, RTPPortMax: hi,
 		Logger:  slog.New(slog.DiscardHandler),
 		Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 	})

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/imcall/b2bua/conference"
 	"github.com/imcall/b2bua/confmedia"
@@ -27,12 +28,15 @@ type conferences struct {
 	bridge *confmedia.Bridge
 }
 
-// errNoDialOut: the bridge does not place calls yet; a participant added
-// by dial-out shows failed with this reason.
-var errNoDialOut = errors.New("dial-out is not available yet: participants join by calling the conference URI")
+// errNoDialOut: a node without conference calls (passthrough media)
+// places none; a participant added by dial-out shows failed with it.
+var errNoDialOut = errors.New("dial-out needs anchored media (--media anchor)")
 
-// Dial is the manager's dial-out; not available yet.
-func (c *conferences) Dial(context.Context, string, conference.Participant, conference.Leg) error {
+// Dial is the manager's dial-out (confcall.Service.Dial).
+func (c *conferences) Dial(ctx context.Context, confID string, p conference.Participant, leg conference.Leg) error {
+	if calls := c.calls.Load(); calls != nil {
+		return calls.Dial(ctx, confID, p, leg)
+	}
 	return errNoDialOut
 }
 
@@ -59,13 +63,22 @@ func newConferences(domain string, log *slog.Logger) (*conferences, error) {
 	return c, nil
 }
 
-// serveCalls answers INVITEs to conference URIs on srv, their media
-// anchored on proxy (none in passthrough mode: no conference calls).
-func (c *conferences) serveCalls(srv *sip.Server, proxy *rtpproxy.Proxy, log *slog.Logger) error {
+// callConfig is what the conference calls take from the daemon's Config.
+type callConfig struct {
+	Trunk        string // host:port of dial-outs to +E.164 numbers
+	RingTimeout  time.Duration
+	MediaTimeout time.Duration
+}
+
+// serveCalls answers INVITEs to conference URIs on srv and places the
+// dial-outs, their media anchored on proxy (none in passthrough mode: no
+// conference calls).
+func (c *conferences) serveCalls(srv *sip.Server, proxy *rtpproxy.Proxy, records confcall.Records, cc callConfig, log *slog.Logger) error {
 	if proxy == nil {
 		return nil
 	}
-	calls, err := confcall.New(confcall.Config{SIP: srv, Conferences: c.m, Media: proxy, Mix: c.bridge, Logger: log})
+	calls, err := confcall.New(confcall.Config{SIP: srv, Conferences: c.m, Media: proxy, Mix: c.bridge, Router: srv, Records: records,
+		Trunk: cc.Trunk, RingTimeout: cc.RingTimeout, MediaTimeout: cc.MediaTimeout, Logger: log})
 	if err != nil {
 		return err
 	}

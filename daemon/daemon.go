@@ -56,11 +56,14 @@ type Config struct {
 	Trusted        []netip.Prefix // peers not challenged
 	Proxies        []netip.Prefix // proxies in front, challenged; limits apply to the senders they report
 	RingTimeout    time.Duration  // 0: 60s
-	DualPath       DualPath       // dual-path calls; zero Window: off
-	SCPTimeout     time.Duration  // 0: scp.DefaultTimeout (2s), for every backend
-	APIToken       string         // "" : read or create TokenFile
-	TokenFile      string         // "" : b2bua.token beside the SQLite file
-	NoAuth         bool           // challenge nobody (lab use)
+	// ConferenceTrunk is host:port where conference dial-outs to +E.164
+	// numbers go; "" : none (such a participant fails).
+	ConferenceTrunk string
+	DualPath        DualPath      // dual-path calls; zero Window: off
+	SCPTimeout      time.Duration // 0: scp.DefaultTimeout (2s), for every backend
+	APIToken        string        // "" : read or create TokenFile
+	TokenFile       string        // "" : b2bua.token beside the SQLite file
+	NoAuth          bool          // challenge nobody (lab use)
 
 	// SessionExpires is the RFC 4028 session interval of each leg; 0:
 	// 30 minutes; negative: no session timers. MinSE is the shortest
@@ -357,7 +360,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.conf.serveEvents(d.sip, log.With("component", "confevent")); err != nil {
 		return nil, err
 	}
-	if err := d.conf.serveCalls(d.sip, d.rtp, log.With("component", "confcall")); err != nil {
+	if err := d.conf.serveCalls(d.sip, d.rtp, store, callConfig{Trunk: cfg.ConferenceTrunk, RingTimeout: cfg.RingTimeout, MediaTimeout: cfg.MediaTimeout}, log.With("component", "confcall")); err != nil {
 		return nil, err
 	}
 	if err := d.sip.Listen(cfg.SIPListen); err != nil {

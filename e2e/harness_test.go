@@ -372,6 +372,9 @@ type sippRun struct {
 	port     int    // SIP port; 0 picks one
 	media    bool   // pick a port for SIPp's media (-mp)
 	args     []string
+	// files are copied into SIPp's run directory before it starts: name
+	// there → source path (a pcap its scenario plays by a relative name).
+	files map[string]string
 }
 
 // errAddrInUse is SIPp failing to bind a port it was given.
@@ -411,6 +414,15 @@ func launchSipp(t *testing.T, r sippRun, port, mp, attempt int) *sipp {
 	dir := filepath.Join(t.TempDir(), fmt.Sprintf("%s-%d", r.name, attempt))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	for name, src := range r.files {
+		b, err := os.ReadFile(src)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	full := []string{"-sf", scenario(r.scenario),
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port),

@@ -73,7 +73,14 @@ func ParseIMID(s string) (string, error) {
 // user would reach the conference bridge instead.
 const ReservedPrefix = "conf-"
 
-func reserved(imID string) bool { return strings.HasPrefix(imID, ReservedPrefix) }
+// FactoryUser is the user part of the conference factory URI
+// (sip:conference@DOMAIN, RFC 4579 §5.2): an INVITE to it creates a
+// conference, so no user may have the name either.
+const FactoryUser = "conference"
+
+func reserved(imID string) bool {
+	return strings.HasPrefix(imID, ReservedPrefix) || imID == FactoryUser
+}
 
 // ParseDisplay validates a display name: at most 128 characters of
 // printable UTF-8, surrounding space trimmed. Empty is allowed.
@@ -131,7 +138,7 @@ func ValidateUser(u User) (User, error) {
 		return User{}, err
 	}
 	if reserved(u.IMID) {
-		return User{}, invalid("im_id", "names starting with "+ReservedPrefix+" are the conference bridge's (sip:conf-ID@DOMAIN), not a user's")
+		return User{}, invalid("im_id", FactoryUser+" and names starting with "+ReservedPrefix+" are the conference bridge's (sip:conference@DOMAIN, sip:conf-ID@DOMAIN), not a user's")
 	}
 	if u.Display, err = ParseDisplay(u.Display); err != nil {
 		return User{}, err

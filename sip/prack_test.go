@@ -395,6 +395,7 @@ func (r confRecorder) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransact
 }
 
 func (confRecorder) HandleInDialog(*sipmsg.Request, sipmsg.ServerTransaction) bool { return false }
+func (confRecorder) HandleRefer(*sipmsg.Request, sipmsg.ServerTransaction, string) {}
 
 // TestConferenceRequire: conference legs have neither reliable
 // provisionals nor session timers, so an INVITE to a conference URI that

@@ -329,6 +329,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.srv.OnOptions(s.guard(s.onOptions))
 	s.srv.OnMessage(s.guard(s.onMessage))
 	s.srv.OnSubscribe(s.guard(s.onSubscribe))
+	s.srv.OnRefer(s.guard(s.onRefer)) // conference.go
 	s.srv.OnRegister(s.guard(s.onRegister))
 	s.srv.OnNoRoute(s.guard(s.onUnsupported))
 	return s, nil

@@ -33,6 +33,7 @@ type serveOptions struct {
 	proxies      string
 	ringTimeout  time.Duration
 	sessTimers   sessionTimerOptions
+	confTrunk    string // --conference-trunk
 	drainTimeout time.Duration
 	dualPath     daemon.DualPath
 	scpTimeout   time.Duration
@@ -105,6 +106,7 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	f.DurationVar(&o.sessTimers.expires, "session-expires", 30*time.Minute, "RFC 4028 session interval asked for and granted on each leg; a leg not refreshed within it ends the call with BYE; 0: no session timers")
 	f.DurationVar(&o.sessTimers.minSE, "min-se", 90*time.Second, "shortest session interval accepted (Min-SE; shorter requests get 422); RFC 4028 §4 makes 90s the floor, lower values are for tests only")
 	f.DurationVar(&o.sessTimers.maxCall, "max-call-duration", 0, "end an answered call with BYE on both legs this long after its answer; 0: no limit")
+	f.StringVar(&o.confTrunk, "conference-trunk", envOr("B2BUA_CONFERENCE_TRUNK", ""), "HOST:PORT of the trunk that conference dial-outs to +E.164 numbers go to (default none: such participants fail) (env B2BUA_CONFERENCE_TRUNK)")
 	f.DurationVar(&o.dualPath.Window, "dual-path-window", 10*time.Second, "a device's second path (carrier or data) joins its call within this long of the first; 0: dual-path calls off")
 	f.DurationVar(&o.dualPath.LegMediaTimeout, "leg-media-timeout", 2*time.Second, "a path of a dual-path call silent this long stops being a media source")
 	f.DurationVar(&o.dualPath.LegTimeout, "leg-timeout", 30*time.Second, "a path of a dual-path call silent this long is ended with BYE")
@@ -213,6 +215,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		SessionExpires:   o.sessTimers.sipExpires(),
 		MinSE:            o.sessTimers.minSE,
 		MaxCallDuration:  o.sessTimers.maxCall,
+		ConferenceTrunk:  o.confTrunk,
 		DualPath:         o.dualPath,
 		SCPTimeout:       o.scpTimeout,
 		SCPToken:         scpToken,

@@ -66,8 +66,10 @@ func testUsers(t *testing.T, h Harness) {
 	}
 	// conf- names the conference bridge's URIs, never a user.
 	var ve *registry.ValidationError
-	if _, err := s.AddUser(ctx, registry.User{IMID: "conf-1"}); !errors.As(err, &ve) || ve.Field != "im_id" || !strings.Contains(err.Error(), "conference") {
-		t.Errorf("AddUser(conf-1): err = %v, want ValidationError on im_id naming the conference bridge", err)
+	for _, name := range []string{"conf-1", "conference"} {
+		if _, err := s.AddUser(ctx, registry.User{IMID: name}); !errors.As(err, &ve) || ve.Field != "im_id" || !strings.Contains(err.Error(), "conference bridge") {
+			t.Errorf("AddUser(%s): err = %v, want ValidationError on im_id naming the conference bridge", name, err)
+		}
 	}
 	got, err := s.User(ctx, "alice")
 	if err != nil {

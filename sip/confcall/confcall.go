@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -30,14 +32,21 @@ import (
 // SIP is what the service needs of the SIP server (sip.Server has it).
 type SIP interface {
 	Request(ctx context.Context, req *sipmsg.Request) (sipmsg.ClientTransaction, error)
+	WriteRequest(req *sipmsg.Request) error
+	Domain() string
 	LocalAddr(transport string) sipmsg.Addr
 	Contact(transport string) *sipmsg.ContactHeader
 	UserAgent() string
 }
 
-// Conferences puts a caller on a conference's roster (conference.Manager).
+// Conferences is the conferences' state (conference.Manager): a caller
+// put on a roster, a conference created by its factory URI, a participant
+// added by REFER.
 type Conferences interface {
 	Join(confID, target, display string) (conference.Leg, error)
+	Create(ctx context.Context, owner string, dial []string) (conference.Created, error)
+	Add(ctx context.Context, confID, target, display string) (conference.Participant, error)
+	Conference(id string) (*conference.Conference, error)
 }
 
 // Media anchors a call's media (rtpproxy.Proxy).
@@ -51,13 +60,27 @@ type Mix interface {
 	Leave(confID, pid string) error
 }
 
-// Config is what New needs; every field but Logger is required.
+// Config is what New needs; SIP, Conferences, Media and Mix are
+// required.
 type Config struct {
 	SIP         SIP
 	Conferences Conferences
 	Media       Media
 	Mix         Mix
-	Logger      *slog.Logger
+	// Router routes dial-outs to IM users; nil: no dial-out.
+	Router Router
+	// Trunk is host:port where dial-outs to +E.164 numbers go; "": none.
+	Trunk string
+	// RingTimeout is how long a dial-out rings before it is CANCELed; 0: 60s.
+	RingTimeout time.Duration
+	// MediaTimeout ends a member's call that sent no RTP this long; 0: 60s.
+	MediaTimeout time.Duration
+	// Records keeps each member's call record; nil: none kept.
+	Records Records
+	// T1 is the SIP timer T1 the 2xx of a dial-in is retransmitted on
+	// until its ACK (RFC 3261 §13.3.1.4); 0: 500ms.
+	T1     time.Duration
+	Logger *slog.Logger
 }
 
 // The member's and the bridge's legs on the member's relay call.
@@ -68,8 +91,10 @@ const (
 
 // Service holds the conference calls of this node.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	ctx  context.Context // ends at Close: dial-outs give up
+	stop context.CancelFunc
 
 	mu      sync.Mutex
 	byKey   map[string]*member // Call-ID and our tag
@@ -83,21 +108,48 @@ func New(cfg Config) (*Service, error) {
 	if cfg.SIP == nil || cfg.Conferences == nil || cfg.Media == nil || cfg.Mix == nil {
 		return nil, errors.New("confcall: SIP, Conferences, Media and Mix are required")
 	}
+	if cfg.Trunk != "" {
+		if _, _, err := net.SplitHostPort(cfg.Trunk); err != nil {
+			return nil, fmt.Errorf("confcall: trunk %q: %w", cfg.Trunk, err)
+		}
+	}
+	if cfg.RingTimeout <= 0 {
+		cfg.RingTimeout = 60 * time.Second
+	}
+	if cfg.MediaTimeout <= 0 {
+		cfg.MediaTimeout = 60 * time.Second
+	}
+	if cfg.T1 <= 0 {
+		cfg.T1 = sipmsg.T1
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log, byKey: map[string]*member{}, byPart: map[string]*member{}}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Service{cfg: cfg, log: log, ctx: ctx, stop: cancel, byKey: map[string]*member{}, byPart: map[string]*member{}}, nil
 }
 
 // member is one participant's call.
 type member struct {
 	confID, pid string
 	leg         conference.Leg
-	call        *rtpproxy.Call
-	dlg         dialog
-	key         string
+	out         *outCall // a dial-out's INVITE; nil for a dial-in
 	once        sync.Once
+	done        chan struct{} // closed when the member has ended
+	ackSeq      atomic.Uint32 // CSeq of the latest ACK from the member
+	ackCh       chan struct{} // told of each ACK (one pending at most)
+	held        atomic.Bool
+
+	mu   sync.Mutex // guards what follows once the call is shared
+	call *rtpproxy.Call
+	dlg  dialog
+	key  string
+	rec  record
+}
+
+func newMember(confID, pid string, leg conference.Leg) *member {
+	return &member{confID: confID, pid: pid, leg: leg, done: make(chan struct{}), ackCh: make(chan struct{}, 1)}
 }
 
 func partKey(confID, pid string) string { return confID + "\x00" + pid }
@@ -116,6 +168,17 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 		s.fail(tx, req, 488, "no G.711 audio offered")
 		return
 	}
+	if req.Recipient.User == sip.ConferenceFactory {
+		// RFC 4579 §5.2: the factory makes a conference, the caller its
+		// owner and first participant.
+		c, err := s.cfg.Conferences.Create(context.Background(), caller, nil)
+		if err != nil {
+			s.fail(tx, req, 403, "only an IM user may create a conference: "+err.Error())
+			return
+		}
+		confID = c.ID
+		s.log.Info("conference created by its factory URI", "conference", confID, "owner", caller)
+	}
 	display := req.From().DisplayName
 	leg, err := s.cfg.Conferences.Join(confID, caller, display)
 	if err != nil {
@@ -126,7 +189,7 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 		}
 		return
 	}
-	m := &member{confID: confID, pid: leg.ParticipantID(), leg: leg}
+	m := newMember(confID, leg.ParticipantID(), leg)
 	answer, err := s.anchor(m, req, offer)
 	if err != nil {
 		s.log.Warn("confcall: media", "conference", confID, "err", err)
@@ -136,19 +199,24 @@ func (s *Service) HandleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction,
 	}
 	m.dlg = newDialog(req)
 	m.key = m.dlg.callID + "\x00" + m.dlg.localTag
+	now := time.Now().UTC()
+	m.rec = record{callID: m.dlg.callID, caller: req.From().Address.Addr(), callee: sip.ConferencePrefix + confID, started: now, answered: now}
 	res := sipmsg.NewResponseFromRequest(req, 200, "OK", answer)
 	res.To().Params.Add("tag", m.dlg.localTag)
-	res.AppendHeader(s.cfg.SIP.Contact(req.Transport()))
+	res.AppendHeader(s.focusContact(confID, req.Transport()))
 	res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	res.AppendHeader(sipmsg.NewHeader("Server", s.cfg.SIP.UserAgent()))
 	s.mu.Lock()
 	s.byKey[m.key], s.byPart[partKey(confID, m.pid)] = m, m
 	s.mu.Unlock()
+	// Connected before the 200 leaves, so that whoever got the 200 sees
+	// the participant connected.
+	_ = leg.Connected()
 	if err := tx.Respond(res); err != nil {
 		s.end(m, conference.Ending{Method: conference.Failed, Reason: "answer not sent: " + err.Error()})
 		return
 	}
-	_ = leg.Connected()
+	s.expectAck(m, tx, res, true)
 	s.log.Info("conference call joined", "conference", confID, "participant", m.pid, "caller", caller)
 }
 
@@ -186,42 +254,17 @@ func (s *Service) fail(tx sipmsg.ServerTransaction, req *sipmsg.Request, status 
 	_ = tx.Respond(res)
 }
 
-// HandleInDialog answers the requests of a conference call's dialog.
-func (s *Service) HandleInDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
-	tag, _ := req.To().Params.Get("tag")
-	s.mu.Lock()
-	m := s.byKey[req.CallID().Value()+"\x00"+tag]
-	s.mu.Unlock()
-	if m == nil {
-		return false
-	}
-	switch req.Method {
-	case sipmsg.ACK:
-	case sipmsg.BYE:
-		res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
-		_ = tx.Respond(res)
-		cause := 16 // RFC 3326: the caller's Reason, else normal clearing
-		if h := req.GetHeader("Reason"); h != nil {
-			if c := sip.ReasonCause(h.Value()); c > 0 {
-				cause = c
-			}
-		}
-		s.end(m, conference.Ending{Method: conference.Departed, Q850: cause, Reason: "the participant hung up"})
-	default:
-		// A re-INVITE (hold, codec change) is not taken yet: the call
-		// goes on as it was (RFC 3261 §14.2).
-		s.fail(tx, req, 488, "not taken in a conference call")
-	}
-	return true
-}
-
-// Hangup ends a participant's call with BYE and Reason (kick, end).
+// Hangup ends a participant's call (kick, end): BYE with Reason once
+// answered, CANCEL while a dial-out rings.
 func (s *Service) Hangup(ctx context.Context, confID, pid string, why conference.Ending) error {
 	s.mu.Lock()
 	m := s.byPart[partKey(confID, pid)]
 	s.mu.Unlock()
 	if m == nil {
 		return fmt.Errorf("confcall: %s in %s: %w", pid, confID, conference.ErrNotLive)
+	}
+	if m.out != nil && s.cancel(m, why) {
+		return nil // the 487 (or a 2xx racing the CANCEL) ends it
 	}
 	// The call is over whether or not the BYE is answered (RFC 3261
 	// §15.1.1: no answer ends the dialog too).
@@ -237,17 +280,24 @@ func (s *Service) Hangup(ctx context.Context, confID, pid string, why conference
 func (s *Service) end(m *member, why conference.Ending) {
 	m.once.Do(func() {
 		s.mu.Lock()
-		delete(s.byKey, m.key)
+		if s.byKey[m.key] == m {
+			delete(s.byKey, m.key)
+		}
 		delete(s.byPart, partKey(m.confID, m.pid))
 		s.mu.Unlock()
+		close(m.done)
 		if err := s.cfg.Mix.Leave(m.confID, m.pid); err != nil {
 			s.log.Debug("confcall: leave", "err", err)
 		}
-		if m.call != nil {
-			m.call.Close()
+		s.writeRecord(m, why, legStats(m))
+		m.mu.Lock()
+		call := m.call
+		m.mu.Unlock()
+		if call != nil {
+			call.Close()
 		}
 		_ = m.leg.Ended(why)
-		s.log.Info("conference call ended", "conference", m.confID, "participant", m.pid, "method", why.Method)
+		s.log.Info("conference call ended", "conference", m.confID, "participant", m.pid, "method", why.Method, "sip", why.SIPCode, "cause", why.Q850, "reason", why.Reason)
 	})
 }
 
@@ -262,20 +312,50 @@ func (s *Service) Talking(confID, pid string, on bool) {
 	}
 }
 
-// Close hangs up every call.
+// Close hangs up every call, CANCELs every dial-out still ringing, and
+// waits for the calls' goroutines.
 func (s *Service) Close() error {
 	s.mu.Lock()
-	ms := make([]*member, 0, len(s.byKey))
-	for _, m := range s.byKey {
+	s.closing = true
+	ms := make([]*member, 0, len(s.byPart))
+	for _, m := range s.byPart {
 		ms = append(ms, m)
 	}
 	s.mu.Unlock()
+	s.stop()
+	// All at once: a shutdown waits for the slowest BYE, not their sum.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var hung sync.WaitGroup
 	for _, m := range ms {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = s.Hangup(ctx, m.confID, m.pid, conference.Ending{Method: conference.Booted, Q850: 16, Reason: "service shutting down"})
-		cancel()
+		hung.Add(1)
+		go func() {
+			defer hung.Done()
+			_ = s.Hangup(ctx, m.confID, m.pid, conference.Ending{Method: conference.Booted, Q850: 16, Reason: "service shutting down"})
+		}()
 	}
+	hung.Wait()
+	s.wg.Wait()
 	return nil
+}
+
+// focusContact is our Contact in a conference's dialogs: the conference
+// URI at our address, marked isfocus (RFC 4579 §3, RFC 3840), so that a
+// participant's UA knows it talks to a conference and can REFER to it.
+func (s *Service) focusContact(confID, transport string) *sipmsg.ContactHeader {
+	c := s.cfg.SIP.Contact(transport)
+	c.Address.User = sip.ConferencePrefix + confID
+	if c.Params == nil {
+		c.Params = sipmsg.NewParams()
+	}
+	c.Params.Add("isfocus", "")
+	return c
+}
+
+func newCallID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func newTag() string {

@@ -62,7 +62,10 @@ type Conferences interface {
 type Config struct {
 	SIP         SIP         // required
 	Conferences Conferences // required
-	Logger      *slog.Logger
+	// TalkingInterval is the least time between NOTIFYs that only change
+	// who is talking; 0: DefaultTalkingInterval.
+	TalkingInterval time.Duration
+	Logger          *slog.Logger
 }
 
 // Service holds the subscriptions. Close ends them.
@@ -81,6 +84,9 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.SIP == nil || cfg.Conferences == nil {
 		return nil, errors.New("confevent: SIP and Conferences are required")
+	}
+	if cfg.TalkingInterval <= 0 {
+		cfg.TalkingInterval = DefaultTalkingInterval
 	}
 	log := cfg.Logger
 	if log == nil {

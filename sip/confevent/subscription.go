@@ -134,17 +134,37 @@ func (s *Service) run(sub *subscription) {
 	if !send(last, "") {
 		return
 	}
+	th := throttle{every: s.cfg.TalkingInterval}
+	th.sentNow(last, time.Now())
+	hold := time.NewTimer(0)
+	<-hold.C
+	defer hold.Stop()
 	for {
 		select {
 		case ev, ok := <-watch.Events():
 			if !ok {
-				// The conference ended; its last event went out already.
+				// The conference ended; its last event went out already,
+				// or is held and goes out with the final NOTIFY's state.
 				send(final(), "noresource")
 				return
 			}
 			last = ev
-			if !send(ev, "") {
+			out, now, at := th.offer(ev, time.Now())
+			if !now {
+				hold.Reset(time.Until(at))
+				continue
+			}
+			hold.Stop()
+			if !send(out, "") {
 				return
+			}
+			th.sentNow(out, time.Now())
+		case <-hold.C:
+			if ev, ok := th.flush(); ok {
+				if !send(ev, "") {
+					return
+				}
+				th.sentNow(ev, time.Now())
 			}
 		case d := <-sub.expires:
 			if d == 0 {
