@@ -1,0 +1,165 @@
+package rtpproxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// bpfPath is the loaded program, its maps and its attachments. The
+// attachments are TCX links owned by this process: they go away with it,
+// so a crashed proxy leaves nothing behind on the interfaces.
+type bpfPath struct {
+	fwd, tot *ebpf.Map
+	prog     *ebpf.Program
+	links    []link.Link
+	addrs    map[netip.Addr]bool
+}
+
+// errNoPrivilege explains the usual reason the program does not load.
+var errNoPrivilege = errors.New("needs CAP_BPF and CAP_NET_ADMIN (or root)")
+
+// loadBPF loads the program with a map for entries ports and attaches it
+// to the ingress of the interfaces media arrives on: loopback (where a
+// host's own traffic to any of its addresses goes) and every interface
+// that holds bind (all of them for 0.0.0.0).
+func loadBPF(bind netip.Addr, entries int) (fastPath, error) {
+	b := &bpfPath{addrs: map[netip.Addr]bool{}}
+	ok := false
+	defer func() {
+		if !ok {
+			b.close()
+		}
+	}()
+	var err error
+	b.fwd, err = ebpf.NewMap(&ebpf.MapSpec{Name: "rtp_fwd", Type: ebpf.Hash, KeySize: 4, ValueSize: valueSize, MaxEntries: uint32(entries)})
+	if err != nil {
+		return nil, explain("forwarding map", err)
+	}
+	b.tot, err = ebpf.NewMap(&ebpf.MapSpec{Name: "rtp_tot", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 16, MaxEntries: 1})
+	if err != nil {
+		return nil, explain("totals map", err)
+	}
+	b.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "rtp_fwd",
+		Type:         ebpf.SchedCLS,
+		Instructions: fwdProgram(b.fwd, b.tot),
+		License:      "Dual MIT/GPL",
+	})
+	if err != nil {
+		return nil, explain("program", err)
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("interfaces: %w", err)
+	}
+	for _, ifc := range ifaces {
+		addrs, _ := ifc.Addrs()
+		mine := ifc.Flags&net.FlagLoopback != 0
+		for _, a := range addrs {
+			pfx, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			ip := pfx.Addr().Unmap()
+			b.addrs[ip] = true
+			if ip == bind || (bind.IsUnspecified() && ip.Is4()) {
+				mine = true
+			}
+		}
+		if !mine || ifc.Flags&net.FlagUp == 0 {
+			continue
+		}
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: b.prog, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return nil, explain("attach to "+ifc.Name+" ingress", err)
+		}
+		b.links = append(b.links, l)
+	}
+	if len(b.links) == 0 {
+		return nil, fmt.Errorf("no interface holds %v", bind)
+	}
+	ok = true
+	return b, nil
+}
+
+func explain(what string, err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%s: %w: %w", what, errNoPrivilege, err)
+	}
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return fmt.Errorf("%s: this kernel lacks it (TCX needs Linux 6.6): %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func fwdKey(port int) [4]byte { return [4]byte{byte(port >> 8), byte(port)} }
+
+func (b *bpfPath) put(port int, v *fwdValue) error {
+	return b.fwd.Update(fwdKey(port), v.marshal(), ebpf.UpdateAny)
+}
+
+func (b *bpfPath) take(port int) (fwdValue, bool) {
+	var v fwdValue
+	raw := make([]byte, valueSize)
+	if err := b.fwd.LookupAndDelete(fwdKey(port), &raw); err != nil {
+		return v, false
+	}
+	v.unmarshal(raw)
+	return v, true
+}
+
+func (b *bpfPath) peek(port int) (fwdValue, bool) {
+	var v fwdValue
+	raw := make([]byte, valueSize)
+	if err := b.fwd.Lookup(fwdKey(port), &raw); err != nil {
+		return v, false
+	}
+	v.unmarshal(raw)
+	return v, true
+}
+
+func (b *bpfPath) totals() (packets, bytes uint64) {
+	var per [][16]byte
+	if err := b.tot.Lookup(uint32(0), &per); err != nil {
+		return 0, 0
+	}
+	for _, c := range per {
+		packets += binary.NativeEndian.Uint64(c[:8])
+		bytes += binary.NativeEndian.Uint64(c[8:])
+	}
+	return packets, bytes
+}
+
+func (b *bpfPath) local(a netip.Addr) bool { return a.IsLoopback() || b.addrs[a] }
+
+func (b *bpfPath) close() error {
+	var errs []error
+	for _, l := range b.links {
+		errs = append(errs, l.Close())
+	}
+	if b.prog != nil {
+		errs = append(errs, b.prog.Close())
+	}
+	for _, m := range []*ebpf.Map{b.fwd, b.tot} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// monoNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns and of Go's
+// monotonic time.
+func monoNow() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
