@@ -36,10 +36,16 @@ func (d *Daemon) startMedia(cfg Config) (sip.MediaAnchor, error) {
 		PortMin:       cfg.RTPPortMin,
 		PortMax:       cfg.RTPPortMax,
 		MediaTimeout:  cfg.MediaTimeout,
+		Kernel:        cfg.RTPKernel,
 		Logger:        d.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
+	}
+	if k := p.Kernel(); k.Active {
+		d.log.Info("RTP of latched two-party calls is forwarded in the kernel")
+	} else if cfg.RTPKernel != rtpproxy.KernelOff {
+		d.log.Warn("RTP is relayed in userspace: in-kernel forwarding unavailable", "reason", k.Reason)
 	}
 	d.rtp = p
 	return sip.RTPProxy{Proxy: p}, nil
@@ -92,6 +98,8 @@ func (d *Daemon) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	metric("b2bua_rtp_port_pairs_in_use", "gauge", "Port pairs not free for a new call: held by a call's media stream or draining.", m.PortPairs-m.PortPairsFree)
 	metric("b2bua_rtp_port_pairs_draining", "gauge", "Port pairs of ended media streams still reading and discarding late packets before they return to the pool.", m.Draining)
 	metric("b2bua_rtp_packets_relayed_total", "counter", "RTP and RTCP datagrams the proxy sent on to the other party.", m.Packets)
+	metric("b2bua_rtp_packets_kernel_total", "counter", "Of b2bua_rtp_packets_relayed_total, the RTP datagrams forwarded in the kernel (--rtp-kernel).", m.KernelPackets)
+	metric("b2bua_rtp_kernel_streams", "gauge", "Streams (one direction of one m-line) forwarded in the kernel now: latched, two-party, not held.", m.KernelStreams)
 	metric("b2bua_rtp_bytes_relayed_total", "counter", "UDP payload bytes of the relayed RTP and RTCP datagrams.", m.Bytes)
 	// What this counts, from rtpproxy's relay loop: every datagram read on
 	// a live port and not sent on. Besides faults and attacks, a clean call
