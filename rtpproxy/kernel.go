@@ -73,9 +73,10 @@ type fastPath interface {
 	peek(port int) (fwdValue, bool)
 	// totals are the packets and bytes the kernel forwarded so far.
 	totals() (packets, bytes uint64)
-	// local tells whether a is an address of this host: the program hands
-	// packets for it back to the stack, which delivers them.
-	local(a netip.Addr) bool
+	// route gives the interface toward a: 0 for an address of this host
+	// (the program hands such packets back to the stack), false if there
+	// is no route.
+	route(a netip.Addr) (ifindex uint32, ok bool)
 	close() error
 }
 
@@ -93,11 +94,14 @@ const (
 	vCycles   = 32 // uint32
 	vTransit  = 36 // uint32
 	vJitter   = 40 // uint32, scaled by 16
-	vEpoch    = 48 // uint64: CLOCK_MONOTONIC ns of the proxy clock's zero
-	vPackets  = 56 // uint64
-	vBytes    = 64 // uint64
-	vLast     = 72 // uint64, proxy clock of the last packet
-	valueSize = 80
+	// vOutIfindex: the interface toward a receiver elsewhere; 0: on this
+	// host, delivered by the local stack.
+	vOutIfindex = 44 // uint32
+	vEpoch      = 48 // uint64: CLOCK_MONOTONIC ns of the proxy clock's zero
+	vPackets    = 56 // uint64
+	vBytes      = 64 // uint64
+	vLast       = 72 // uint64, proxy clock of the last packet
+	valueSize   = 80
 )
 
 // fwdValue is one entry of the forwarding map (layout: the v* offsets
@@ -112,6 +116,7 @@ type fwdValue struct {
 	outDport uint16
 	ssrc     uint32
 	clock    uint32
+	ifindex  uint32 // toward the receiver; 0: it is on this host
 
 	// The reception state of the party's stream (rxStats), seeded by
 	// userspace and carried on by the kernel.
@@ -136,6 +141,7 @@ func (v *fwdValue) marshal() []byte {
 	binary.BigEndian.PutUint32(b[vSSRC:], v.ssrc)
 	ne := binary.NativeEndian
 	ne.PutUint32(b[vClock:], v.clock)
+	ne.PutUint32(b[vOutIfindex:], v.ifindex)
 	ne.PutUint16(b[vMaxSeq:], v.maxSeq)
 	ne.PutUint32(b[vCycles:], v.cycles)
 	ne.PutUint32(b[vTransit:], v.transit)
@@ -157,6 +163,7 @@ func (v *fwdValue) unmarshal(b []byte) {
 	v.ssrc = binary.BigEndian.Uint32(b[vSSRC:])
 	ne := binary.NativeEndian
 	v.clock = ne.Uint32(b[vClock:])
+	v.ifindex = ne.Uint32(b[vOutIfindex:])
 	v.maxSeq = ne.Uint16(b[vMaxSeq:])
 	v.cycles = ne.Uint32(b[vCycles:])
 	v.transit = ne.Uint32(b[vTransit:])
@@ -171,16 +178,15 @@ func (v *fwdValue) unmarshal(b []byte) {
 func (v *fwdValue) sameRoute(o *fwdValue) bool {
 	return v.localIP == o.localIP && v.srcIP == o.srcIP && v.srcPort == o.srcPort &&
 		v.outDaddr == o.outDaddr && v.outSport == o.outSport && v.outDport == o.outDport &&
-		v.ssrc == o.ssrc && v.clock == o.clock
+		v.ssrc == o.ssrc && v.clock == o.clock && v.ifindex == o.ifindex
 }
 
 // kernelRoute is the entry that would forward ep's RTP in the kernel, or
 // false when ep's stream must stay in userspace: it is in the kernel only
 // while the party is latched on IPv4 RTP, the stream is live both ways
 // (not held), and its packets go to exactly one other leg, byte for byte
-// (no fan-out, no sink, no rewrite after a switch), on this host (the
-// program delivers through the local stack). Called with c.mu and ep.mu
-// held.
+// (no fan-out, no sink, no rewrite after a switch), to a receiver there
+// is a route to. Called with c.mu and ep.mu held.
 func (c *Call) kernelRoute(ep *endpoint, t *table) (fwdValue, bool) {
 	var v fwdValue
 	if !ep.isRTP || ep.v6 || !ep.latched || ep.removed || !ep.live || !ep.st.init {
@@ -193,8 +199,11 @@ func (c *Call) kernelRoute(ep *endpoint, t *table) (fwdValue, bool) {
 	d := rt.to[0].ep
 	src, dst := ep.dstRTP.Load(), d.dstRTP.Load()
 	if d.removed || !d.live || d.v6 || src == nil || dst == nil ||
-		ep.rtp.state.Load() != sockLive || d.rtp.state.Load() != sockLive ||
-		!c.p.kern.local(dst.ap.Addr()) {
+		ep.rtp.state.Load() != sockLive || d.rtp.state.Load() != sockLive {
+		return v, false
+	}
+	var ok bool
+	if v.ifindex, ok = c.p.kern.route(dst.ap.Addr()); !ok {
 		return v, false
 	}
 	if b := c.p.cfg.BindAddr; !b.IsUnspecified() {

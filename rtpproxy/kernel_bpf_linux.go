@@ -20,7 +20,7 @@ type bpfPath struct {
 	fwd, tot *ebpf.Map
 	prog     *ebpf.Program
 	links    []link.Link
-	addrs    map[netip.Addr]bool
+	addrs    map[netip.Addr]int // this host's addresses and their interfaces
 }
 
 // errNoPrivilege explains the usual reason the program does not load.
@@ -31,7 +31,7 @@ var errNoPrivilege = errors.New("needs CAP_BPF and CAP_NET_ADMIN (or root)")
 // host's own traffic to any of its addresses goes) and every interface
 // that holds bind (all of them for 0.0.0.0).
 func loadBPF(bind netip.Addr, entries int) (fastPath, error) {
-	b := &bpfPath{addrs: map[netip.Addr]bool{}}
+	b := &bpfPath{addrs: map[netip.Addr]int{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -69,7 +69,7 @@ func loadBPF(bind netip.Addr, entries int) (fastPath, error) {
 				continue
 			}
 			ip := pfx.Addr().Unmap()
-			b.addrs[ip] = true
+			b.addrs[ip] = ifc.Index
 			if ip == bind || (bind.IsUnspecified() && ip.Is4()) {
 				mine = true
 			}
@@ -138,7 +138,31 @@ func (b *bpfPath) totals() (packets, bytes uint64) {
 	return packets, bytes
 }
 
-func (b *bpfPath) local(a netip.Addr) bool { return a.IsLoopback() || b.addrs[a] }
+// route asks the kernel's routing table which local address, hence which
+// interface, would send to a (a connected UDP socket sends nothing).
+func (b *bpfPath) route(a netip.Addr) (uint32, bool) {
+	if _, mine := b.addrs[a]; mine || a.IsLoopback() {
+		return 0, true
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: a.As4(), Port: 9}); err != nil {
+		return 0, false
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, false
+	}
+	s4, ok := sa.(*unix.SockaddrInet4)
+	if !ok {
+		return 0, false
+	}
+	idx := b.addrs[netip.AddrFrom4(s4.Addr)]
+	return uint32(idx), idx > 0
+}
 
 func (b *bpfPath) close() error {
 	var errs []error

@@ -14,7 +14,8 @@ import (
 // sequence number that continues it, RTP version 2, not RTCP) is counted
 // the way the userspace relay counts (RFC 3550 A.1 sequence, A.8 jitter),
 // rewritten to leave from the receiver's endpoint port toward the
-// receiver, and passed on up the stack, which delivers it there. Anything
+// receiver, and passed on up the stack (a receiver on this host) or
+// redirected out of the receiver's interface. Anything
 // else goes on unchanged to the next program and the socket, so userspace
 // sees every packet the kernel does not handle.
 
@@ -212,9 +213,20 @@ func fwdProgram(fwd, tot *ebpf.Map) asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R0, 8, asm.DWord),
 		asm.Add.Reg(asm.R2, asm.R8),
 		asm.StoreMem(asm.R0, 8, asm.R2, asm.DWord),
-		// The receiver is on this host (userspace admits no other): the
-		// stack delivers the rewritten packet to its socket.
-		asm.Mov.Imm(asm.R0, tcxPass).WithSymbol("pass"),
+		// A receiver on this host: the stack delivers the rewritten
+		// packet to its socket. Elsewhere: out of the interface userspace
+		// found the route on, with the next hop's link-layer address
+		// resolved by the neighbour table (bpf_redirect_neigh routes the
+		// new destination itself, so neither forwarding nor a
+		// precomputed MAC is needed).
+		asm.LoadMem(asm.R1, val, vOutIfindex, asm.Word).WithSymbol("pass"),
+		asm.JNE.Imm(asm.R1, 0, "redirect"),
+		asm.Mov.Imm(asm.R0, tcxPass),
+		asm.Return(),
+		asm.Mov.Imm(asm.R2, 0).WithSymbol("redirect"),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnRedirectNeigh.Call(),
 		asm.Return(),
 		asm.Mov.Imm(asm.R0, tcxNext).WithSymbol(next),
 		asm.Return(),
