@@ -92,7 +92,9 @@ func loadBPF(bind netip.Addr, entries int) (fastPath, error) {
 
 func explain(what string, err error) error {
 	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
-		return fmt.Errorf("%s: %w: %w", what, errNoPrivilege, err)
+		// (the library's own hint at this error, RLIMIT_MEMLOCK, has not
+		// applied since Linux 5.11 accounts BPF memory to the cgroup)
+		return fmt.Errorf("%s: %w (%w)", what, errNoPrivilege, unix.EPERM)
 	}
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		return fmt.Errorf("%s: this kernel lacks it (TCX needs Linux 6.6): %w", what, err)

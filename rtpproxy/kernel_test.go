@@ -4,6 +4,7 @@ package rtpproxy
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -333,5 +334,42 @@ func TestKernelLeavesTableChangesToUserspace(t *testing.T) {
 				t.Fatal("not back in the kernel once undone")
 			}
 		})
+	}
+}
+
+// TestKernelStreamsKeepTheCallAlive: media supervision sees the packets
+// the kernel forwards (the relay threads never do), and still ends the
+// call once they stop.
+func TestKernelStreamsKeepTheCallAlive(t *testing.T) {
+	needKernel(t)
+	p := newTestProxy(t, 44800, func(c *Config) { c.Kernel, c.MediaTimeout = KernelOn, 200*time.Millisecond })
+	c := newTestCall(t, p)
+	a, b := newParty(t, 0xa6), newParty(t, 0xb6)
+	setupCall(t, c, a, b)
+	latchBoth(t, c, a, b)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	alive := time.After(600 * time.Millisecond) // three media timeouts
+	for sending := true; sending; {
+		select {
+		case <-c.Done():
+			t.Fatalf("call ended while the kernel forwarded its media: %v", c.Err())
+		case <-alive:
+			sending = false
+		case <-tick.C:
+			a.send(a.rtp, a.packet())
+			b.send(b.rtp, b.packet())
+		}
+	}
+	if userPackets(c, legA) != 1 || userPackets(c, legB) != 1 {
+		t.Fatal("the media went through userspace")
+	}
+	select {
+	case <-c.Done():
+		if !errors.Is(c.Err(), ErrMediaTimeout) {
+			t.Fatalf("cause %v, want media timeout", c.Err())
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no media timeout after the media stopped")
 	}
 }
