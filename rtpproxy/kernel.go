@@ -2,9 +2,11 @@ package rtpproxy
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // KernelMode says whether the RTP of latched two-party streams is
@@ -77,7 +79,20 @@ type fastPath interface {
 	// (the program hands such packets back to the stack), false if there
 	// is no route.
 	route(a netip.Addr) (ifindex uint32, ok bool)
+	// runStats is how often the program ran and for how long in all,
+	// while the kernel keeps the figures (EnableKernelRunStats).
+	runStats() (runs uint64, total time.Duration, err error)
 	close() error
+}
+
+// KernelRunStats tells how many packets the in-kernel program looked at
+// and the CPU time it took for them, counted while EnableKernelRunStats
+// is in force (the kernel does not keep the figures otherwise).
+func (p *Proxy) KernelRunStats() (runs uint64, total time.Duration, err error) {
+	if p.kern == nil {
+		return 0, 0, errors.New("rtpproxy: in-kernel forwarding is not active")
+	}
+	return p.kern.runStats()
 }
 
 // Offsets in a forwarding map value (fwdProgram reads and writes them).

@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -180,6 +182,22 @@ func (b *bpfPath) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (b *bpfPath) runStats() (uint64, time.Duration, error) {
+	s, err := b.prog.Stats()
+	if err != nil {
+		return 0, 0, err
+	}
+	return s.RunCount, s.Runtime, nil
+}
+
+// EnableKernelRunStats makes the kernel count the run time of BPF
+// programs (all of them, on the whole machine, at a small cost per run)
+// until the returned Closer is closed or the process exits; see
+// Proxy.KernelRunStats. Needs CAP_SYS_ADMIN.
+func EnableKernelRunStats() (io.Closer, error) {
+	return ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 }
 
 // monoNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns and of Go's

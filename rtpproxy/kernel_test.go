@@ -112,6 +112,15 @@ func TestKernelForwardsLatchedStream(t *testing.T) {
 	if m := p.Metrics(); m.KernelStreams != 2 {
 		t.Fatalf("kernel streams %d, want 2", m.KernelStreams)
 	}
+	stats, err := EnableKernelRunStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stats.Close()
+	runs0, _, err := p.KernelRunStats()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	before := p.Metrics().Packets
 	for _, dir := range []struct {
@@ -130,6 +139,10 @@ func TestKernelForwardsLatchedStream(t *testing.T) {
 	m := p.Metrics()
 	if m.KernelPackets != 200 || m.Packets != before+200 {
 		t.Fatalf("metrics: %d packets (%d in the kernel), want %d (200)", m.Packets, m.KernelPackets, before+200)
+	}
+	// the program sees every packet on loopback, ours among them
+	if runs, total, err := p.KernelRunStats(); err != nil || runs-runs0 < 200 || total <= 0 {
+		t.Fatalf("program runs %d (%v in all, %v), want at least the 200 packets", runs-runs0, total, err)
 	}
 	for _, l := range []Leg{legA, legB} {
 		s := legStats(c, l)

@@ -35,14 +35,15 @@ func main() {
 	workers := flag.Int("workers", 0, "relay threads (default GOMAXPROCS)")
 	life := flag.Duration("for", 10*time.Minute, "exit after this long")
 	kernel := flag.String("kernel", "off", "in-kernel forwarding of latched streams: off, auto or on")
+	bpfStats := flag.Bool("bpf-stats", false, "with -kernel: have the kernel time the program, and print its runs and ns per run at exit")
 	flag.Parse()
-	if err := run(*ngAddr, *bind, *adv, *ports, *workers, *life, *kernel); err != nil {
+	if err := run(*ngAddr, *bind, *adv, *ports, *workers, *life, *kernel, *bpfStats); err != nil {
 		fmt.Fprintln(os.Stderr, "ngshim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ngAddr, bind, adv, ports string, workers int, life time.Duration, kernel string) error {
+func run(ngAddr, bind, adv, ports string, workers int, life time.Duration, kernel string, bpfStats bool) error {
 	lo, hi, ok := strings.Cut(ports, "-")
 	pmin, e1 := strconv.Atoi(lo)
 	pmax, e2 := strconv.Atoi(hi)
@@ -68,6 +69,18 @@ func run(ngAddr, bind, adv, ports string, workers int, life time.Duration, kerne
 		return err
 	}
 	defer proxy.Close()
+	if bpfStats {
+		st, err := rtpproxy.EnableKernelRunStats()
+		if err != nil {
+			return fmt.Errorf("-bpf-stats: %w", err)
+		}
+		defer st.Close()
+		defer func() {
+			if runs, total, err := proxy.KernelRunStats(); err == nil && runs > 0 {
+				fmt.Fprintf(os.Stderr, "kernel program: %d runs, %v, %.0f ns per run\n", runs, total, float64(total.Nanoseconds())/float64(runs))
+			}
+		}()
+	}
 	pc, err := net.ListenPacket("udp", ngAddr)
 	if err != nil {
 		return err
@@ -77,7 +90,7 @@ func run(ngAddr, bind, adv, ports string, workers int, life time.Duration, kerne
 	ctx, cancel := context.WithTimeout(ctx, life)
 	defer cancel()
 	go func() { <-ctx.Done(); pc.Close() }()
-	fmt.Println("ready")
+	fmt.Printf("ready (in-kernel forwarding: %+v)\n", proxy.Kernel())
 
 	s := &server{proxy: proxy, calls: map[string]*rtpproxy.Call{}}
 	buf := make([]byte, 65535)
