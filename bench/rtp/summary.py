@@ -11,10 +11,12 @@ import sys
 
 
 def med(xs):
+    xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 
 
 def spread(xs, fmt):
+    xs = [x for x in xs if x is not None]
     if not xs:
         return "-"
     return (fmt + " [" + fmt + "–" + fmt + "]") % (med(xs), min(xs), max(xs))
@@ -55,8 +57,9 @@ def main(path):
             allc = [per10k(r["own_cpu"] - base[n][0], r) for r in ok]
             if base[n][1] is not None:
                 stat = [per10k(r["stat_cpu"]["busy"] - base[n][1], r) for r in ok if r.get("stat_cpu")]
-        p50 = [r["latency_us"]["p50"] / 1000 for r in ok]
-        p99 = [r["latency_us"]["p99"] / 1000 for r in ok]
+        # a run that delivered nothing has no latency (rtpload says -1)
+        p50 = [r["latency_us"]["p50"] / 1000 for r in ok if r["latency_us"]["p50"] >= 0]
+        p99 = [r["latency_us"]["p99"] / 1000 for r in ok if r["latency_us"]["p99"] >= 0]
         load = [r["load_avg"][0] for r in ok if r.get("load_avg")]
         foreign = [r.get("foreign_cpu_pct_of_one_core") or 0 for r in ok]
         figs[(n, t)] = {"relay": med(relay), "all": med(allc), "p99": med(p99), "loss": max(loss)}
@@ -73,8 +76,11 @@ def main(path):
         if t in ("rtpengine", "direct") or not e:
             continue
         ratio = lambda a, b: "%.2f" % (a / b) if a is not None and b else "-"
+        loss = "yes" if f["loss"] == 0 else "no (max %.5f)" % f["loss"]
+        if e["loss"] > 0:
+            loss += "; rtpengine lost up to %.5f" % e["loss"]
         print("| %d | %s | %s | %s | %s | %s |" % (n, t, ratio(f["relay"], e["relay"]), ratio(f["all"], e["all"]),
-                                                 ratio(f["p99"], e["p99"]), "yes" if f["loss"] == 0 else "no (max %.5f)" % f["loss"]))
+                                                 ratio(f["p99"], e["p99"]), loss))
 
 
 if __name__ == "__main__":
