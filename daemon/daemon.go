@@ -101,7 +101,10 @@ type Config struct {
 	RTPPortMin, RTPPortMax int
 	// MediaTimeout ends an answered call whose media stopped; 0: 60s.
 	MediaTimeout time.Duration
-	Logger       *slog.Logger
+	// RTPKernel forwards the RTP of latched two-party streams in the
+	// kernel (rtpproxy.Config.Kernel); zero: off.
+	RTPKernel rtpproxy.KernelMode
+	Logger    *slog.Logger
 	// NodeID names this node in the dialog snapshots of the store, the
 	// same across restarts and distinct per node sharing a store; "" :
 	// the host name.

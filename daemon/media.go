@@ -34,10 +34,16 @@ func (d *Daemon) startMedia(cfg Config) (sip.MediaAnchor, error) {
 		PortMin:       cfg.RTPPortMin,
 		PortMax:       cfg.RTPPortMax,
 		MediaTimeout:  cfg.MediaTimeout,
+		Kernel:        cfg.RTPKernel,
 		Logger:        d.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
+	}
+	if k := p.Kernel(); k.Active {
+		d.log.Info("RTP of latched two-party calls is forwarded in the kernel")
+	} else if cfg.RTPKernel != rtpproxy.KernelOff {
+		d.log.Warn("RTP is relayed in userspace: in-kernel forwarding unavailable", "reason", k.Reason)
 	}
 	d.rtp = p
 	return sip.RTPProxy{Proxy: p}, nil

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imcall/b2bua/rtpproxy"
 )
 
 // TestMediaModes: anchoring is the default and exposes the RTP proxy's
@@ -26,6 +28,8 @@ func TestMediaModes(t *testing.T) {
 			want: []string{"b2bua_calls_active 0", "b2bua_rtp_calls 0", "b2bua_rtp_port_pairs 50", "b2bua_rtp_port_pairs_in_use 0",
 				"b2bua_rtp_packets_relayed_total 0", "b2bua_rtp_bytes_relayed_total 0", "# TYPE b2bua_rtp_packets_relayed_total counter",
 				"b2bua_dual_path_switches_total 0", "b2bua_dual_path_sessions_two_paths 0", `b2bua_dual_path_switch_gap_seconds_bucket{le="+Inf"} 0`}},
+		{name: "in-kernel forwarding", set: func(c *Config) { c.RTPKernel = rtpproxy.KernelOn },
+			want: []string{"b2bua_rtp_kernel_streams 0", "b2bua_rtp_packets_kernel_total 0", "# TYPE b2bua_rtp_packets_kernel_total counter"}},
 		{name: "passthrough", set: func(c *Config) { c.Media = MediaPassthrough },
 			want: []string{"b2bua_calls_active 0"}, notWant: "b2bua_rtp_"},
 		{name: "unknown mode", set: func(c *Config) { c.Media = "relay" }, err: `media: "relay": must be anchor or passthrough`},

@@ -64,6 +64,10 @@ var rtpDescs = []rtpDesc{
 		func(m rtpproxy.Metrics) float64 { return float64(m.Draining) }),
 	rtp("b2bua_rtp_packets_relayed_total", "RTP and RTCP datagrams the proxy sent on to the other party.", prometheus.CounterValue,
 		func(m rtpproxy.Metrics) float64 { return float64(m.Packets) }),
+	rtp("b2bua_rtp_packets_kernel_total", "Of b2bua_rtp_packets_relayed_total, the RTP datagrams forwarded in the kernel (--rtp-kernel).", prometheus.CounterValue,
+		func(m rtpproxy.Metrics) float64 { return float64(m.KernelPackets) }),
+	rtp("b2bua_rtp_kernel_streams", "Streams (one direction of one m-line) forwarded in the kernel now: latched, two-party, not held.", prometheus.GaugeValue,
+		func(m rtpproxy.Metrics) float64 { return float64(m.KernelStreams) }),
 	rtp("b2bua_rtp_bytes_relayed_total", "UDP payload bytes of the relayed RTP and RTCP datagrams.", prometheus.CounterValue,
 		func(m rtpproxy.Metrics) float64 { return float64(m.Bytes) }),
 	// What this counts, from rtpproxy's relay loop: every datagram read on

@@ -155,6 +155,7 @@ func (c *Call) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.syncKernel() // before the ports drain: their packets come back to userspace
 	for _, st := range c.streams {
 		for _, ep := range st.eps {
 			if !ep.removed {
@@ -182,7 +183,7 @@ func (c *Call) ensure(i int, media string, v6 bool, legs ...Leg) (*stream, error
 		if st.endpointOf(l) != nil {
 			continue
 		}
-		ep := &endpoint{leg: l, media: st.media, strm: st, idx: len(st.eps), v6: v6, isRTP: true}
+		ep := &endpoint{leg: l, media: st.media, strm: st, call: c, idx: len(st.eps), v6: v6, isRTP: true}
 		if err := c.p.eng.openPair(c.w, ep); err != nil {
 			return nil, err
 		}
@@ -215,6 +216,11 @@ func (c *Call) checkMedia(now, timeout int64) error {
 			if ep == nil || !ep.live || st.liveCount() < 2 {
 				continue
 			}
+			if c.p.kern != nil {
+				ep.mu.Lock()
+				c.p.refreshSeen(ep)
+				ep.mu.Unlock()
+			}
 			active = true
 			last = max(last, ep.lastSeen.Load(), st.since, c.answered)
 		}
@@ -234,6 +240,7 @@ type LegStats struct {
 	LocalPort   int       `json:"local_port"`
 	Remote      string    `json:"remote,omitempty"` // where the proxy sends this party's media
 	Latched     bool      `json:"latched"`
+	Kernel      bool      `json:"kernel,omitempty"`  // forwarded in the kernel now
 	Removed     bool      `json:"removed,omitempty"` // RemoveLeg: the counters stopped there
 	Packets     uint64    `json:"packets"`
 	Bytes       uint64    `json:"bytes"`
@@ -257,21 +264,26 @@ func (c *Call) Stats() []LegStats {
 			if r := ep.dstRTP.Load(); r != nil {
 				ls.Remote = r.ap.String()
 			}
-			if t := ep.lastSeen.Load(); t != 0 {
-				ls.LastSeen = c.p.epoch.Add(time.Duration(t))
-			}
 			clock := ep.clock.Load()
 			ep.mu.Lock()
+			st, last := ep.st, ep.lastSeen.Load()
+			if c.p.kern != nil {
+				st, last = c.p.kernelView(ep)
+			}
 			ls.Latched = ep.latched
-			ls.Packets, ls.Bytes = ep.st.packets, ep.st.bytes
+			ls.Kernel = ep.kern != nil
+			ls.Packets, ls.Bytes = st.packets, st.bytes
 			ls.RTCPPackets = ep.rtcpPackets
-			ls.Expected = ep.st.prevExpected + ep.st.expected()
-			ls.Lost = ep.st.lost()
+			ls.Expected = st.prevExpected + st.expected()
+			ls.Lost = st.lost()
 			ls.Dropped = ep.dropped
 			if clock > 0 {
-				ls.JitterMs = float64(ep.st.jitter>>4) * 1000 / float64(clock)
+				ls.JitterMs = float64(st.jitter>>4) * 1000 / float64(clock)
 			}
 			ep.mu.Unlock()
+			if last != 0 {
+				ls.LastSeen = c.p.epoch.Add(time.Duration(last))
+			}
 			out = append(out, ls)
 		}
 	}

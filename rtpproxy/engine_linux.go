@@ -292,6 +292,8 @@ func (w *worker) relay(s *sock, now int64) {
 	window := uint16(w.e.p.cfg.LatchWindow)
 	k, bytes := 0, 0
 	ep.mu.Lock()
+	kern := w.e.p.kern != nil
+	latched, cur, evicted := ep.latched, ep.dstRTP.Load(), false
 	for i := 0; i < n; i++ {
 		ln := int(w.rx[i].Len)
 		if w.rx[i].Hdr.Flags&unix.MSG_TRUNC != 0 || ln == 0 {
@@ -300,6 +302,10 @@ func (w *worker) relay(s *sock, now int64) {
 		}
 		b := w.bufs[i][:ln]
 		src := addrFromRaw(&w.names[i])
+		if ep.kern != nil && !s.rtcp && ep.mustEvict(src, b) {
+			w.e.p.evict(ep) // its state decides on this packet
+			evicted = true
+		}
 		var ok bool
 		if s.rtcp {
 			ok = ep.admitRTCP(src, b)
@@ -315,7 +321,11 @@ func (w *worker) relay(s *sock, now int64) {
 			bytes += ln
 		}
 	}
+	moved := kern && (evicted || ep.latched != latched || ep.dstRTP.Load() != cur)
 	ep.mu.Unlock()
+	if moved {
+		w.e.p.kick(ep.call) // the stream may move into the kernel, or its entry change
+	}
 	if k == 0 || rt == nil || (len(rt.to) == 0 && rt.sink == nil) {
 		w.dropped.Add(uint64(n))
 		return

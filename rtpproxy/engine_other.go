@@ -21,9 +21,12 @@ type remote struct {
 func newRemote(ap, sdp netip.AddrPort) *remote { return &remote{ap: ap, sdp: sdp} }
 
 type sock struct {
-	port int
-	w    *worker
+	port  int
+	w     *worker
+	state atomic.Int32
 }
+
+const sockLive int32 = 0
 
 type worker struct{}
 

@@ -13,6 +13,11 @@ func (c *Call) LastRTP(l Leg) time.Time {
 	var last int64
 	for _, st := range c.streams {
 		if ep := st.endpointOf(l); ep != nil {
+			if c.p.kern != nil {
+				ep.mu.Lock()
+				c.p.refreshSeen(ep)
+				ep.mu.Unlock()
+			}
 			last = max(last, ep.lastSeen.Load())
 		}
 	}

@@ -69,6 +69,10 @@ type Config struct {
 	LatchWindow int
 	// Workers is the number of relay threads. Default GOMAXPROCS.
 	Workers int
+	// Kernel forwards latched two-party streams in the kernel (an eBPF
+	// program, needs CAP_BPF and CAP_NET_ADMIN and Linux 6.6): KernelOff
+	// (default), KernelAuto or KernelOn.
+	Kernel KernelMode
 	// Logger receives operational messages. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -154,6 +158,14 @@ type Proxy struct {
 	wg     sync.WaitGroup
 
 	timeouts atomic.Uint64
+
+	// kern is the in-kernel path; nil: everything in userspace, kernWhy
+	// says why.
+	kern        fastPath
+	kernWhy     string
+	monoEpoch   uint64 // CLOCK_MONOTONIC at epoch
+	kernStreams atomic.Int64
+	ksync       kernelSync
 	// sessionID gives the o= session id of each side of a new call; tests
 	// make it deterministic.
 	sessionID func() uint64
@@ -173,15 +185,46 @@ func New(cfg Config) (*Proxy, error) {
 		stop:  make(chan struct{}),
 		// fits every SDP parser's integer type
 		sessionID: func() uint64 { return rand.Uint64N(1 << 40) },
+		monoEpoch: monoNow(),
+		ksync:     kernelSync{dirty: map[*Call]struct{}{}, wake: make(chan struct{}, 1)},
+	}
+	if err := p.loadKernel(); err != nil {
+		return nil, err
 	}
 	eng, err := newEngine(p, cfg.Workers)
 	if err != nil {
+		if p.kern != nil {
+			p.kern.close()
+		}
 		return nil, err
 	}
 	p.eng = eng
 	p.wg.Add(1)
 	go p.supervise()
+	if p.kern != nil {
+		p.wg.Add(1)
+		go p.syncLoop()
+	}
 	return p, nil
+}
+
+// loadKernel sets up the in-kernel path as Config.Kernel asks.
+func (p *Proxy) loadKernel() error {
+	if p.cfg.Kernel == KernelOff {
+		p.kernWhy = "off"
+		return nil
+	}
+	k, err := loadBPF(p.cfg.BindAddr, (p.cfg.PortMax-p.cfg.PortMin+1)/2)
+	if err != nil {
+		if p.cfg.Kernel == KernelOn {
+			return fmt.Errorf("rtpproxy: in-kernel forwarding: %w", err)
+		}
+		p.kernWhy = err.Error()
+		p.log.Info("in-kernel forwarding unavailable, relaying in userspace", "err", err)
+		return nil
+	}
+	p.kern = k
+	return nil
 }
 
 // now is the monotonic clock the relay threads stamp packets with.
@@ -207,6 +250,9 @@ func (p *Proxy) Close() error {
 	close(p.stop)
 	p.wg.Wait()
 	p.eng.close()
+	if p.kern != nil {
+		return p.kern.close()
+	}
 	return nil
 }
 
@@ -271,8 +317,10 @@ type Metrics struct {
 	PortPairs     int    `json:"port_pairs"`      // pairs in the configured range
 	PortPairsFree int    `json:"port_pairs_free"` // pairs ready for a new call
 	Draining      int    `json:"draining"`        // pairs released, still draining
-	Packets       uint64 `json:"packets"`         // relayed
+	Packets       uint64 `json:"packets"`         // relayed, in userspace and in the kernel
 	Bytes         uint64 `json:"bytes"`           // relayed
+	KernelStreams int    `json:"kernel_streams"`  // streams forwarded in the kernel now
+	KernelPackets uint64 `json:"kernel_packets"`  // of Packets, forwarded in the kernel
 	Dropped       uint64 `json:"dropped"`         // from strangers, invalid or unroutable
 	DrainDropped  uint64 `json:"drain_dropped"`   // arrived on a draining port
 	MediaTimeouts uint64 `json:"media_timeouts"`
@@ -287,5 +335,12 @@ func (p *Proxy) Metrics() Metrics {
 	m.PortPairs, m.PortPairsFree = p.pool.size()
 	m.Draining = int(p.eng.draining.Load())
 	m.Packets, m.Bytes, m.Dropped, m.DrainDropped = p.eng.counters()
+	if p.kern != nil {
+		kp, kb := p.kern.totals()
+		m.KernelPackets = kp
+		m.Packets += kp
+		m.Bytes += kb
+		m.KernelStreams = int(p.kernStreams.Load())
+	}
 	return m
 }

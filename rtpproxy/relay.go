@@ -16,6 +16,7 @@ type endpoint struct {
 	leg   Leg
 	media string // "audio", "video", ...
 	strm  *stream
+	call  *Call
 	idx   int  // index in strm.eps and in the table's routes; never changes
 	v6    bool // the sockets are IPv6; so is every remote address
 	rtp   *sock
@@ -43,6 +44,9 @@ type endpoint struct {
 	rtcpPackets uint64
 	rtcpBytes   uint64
 	dropped     uint64 // strangers and invalid packets
+	// kern is the entry the kernel forwards this party's RTP with, as
+	// put; nil while userspace relays it.
+	kern *fwdValue
 
 	// Guarded by the Call's mu.
 	live    bool // the leg's latest SDP has this stream sendrecv at a real address

@@ -23,6 +23,7 @@ type party struct {
 	proxyPort  int // where this party sends RTP
 	proxyRTCP  int
 	proxyAddr  netip.Addr
+	host       string // the address its SDP gives; default 127.0.0.1
 	sdpVersion int
 }
 
@@ -47,9 +48,13 @@ func port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
 // on its rtcp socket.
 func (p *party) sdp(dir string) []byte {
 	p.sdpVersion++
-	return []byte(fmt.Sprintf("v=0\r\no=- 1 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+	host := p.host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return []byte(fmt.Sprintf("v=0\r\no=- 1 %d IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"+
 		"m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=rtcp:%d\r\na=%s\r\n",
-		p.sdpVersion, port(p.rtp), port(p.rtcp), dir))
+		p.sdpVersion, host, host, port(p.rtp), port(p.rtcp), dir))
 }
 
 // packet builds the next RTP packet of this party's stream, 20 ms of PCMU.

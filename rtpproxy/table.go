@@ -90,6 +90,7 @@ func (c *Call) publish() {
 	for _, st := range c.streams {
 		st.table.Store(c.route.build(st))
 	}
+	c.syncKernel()
 }
 
 // Connect makes from's media go to to (on every stream both have), beside

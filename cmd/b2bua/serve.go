@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imcall/b2bua/daemon"
+	"github.com/imcall/b2bua/rtpproxy"
 	"github.com/imcall/b2bua/scp"
 )
 
@@ -60,6 +61,7 @@ type rtpOptions struct {
 	adv6      string
 	ports     string
 	timeout   string
+	kernel    string
 }
 
 // mediaOptions are the flags of MESSAGE media handling.
@@ -129,6 +131,7 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	f.StringVar(&o.rtp.bindV6, "rtp-bind-v6", envOr("B2BUA_RTP_BIND_V6", ""), "IPv6 address the RTP proxy binds for offers with c=IN IP6 (default none: such offers get 488) (env B2BUA_RTP_BIND_V6)")
 	f.StringVar(&o.rtp.adv6, "rtp-advertise-v6", envOr("B2BUA_RTP_ADVERTISE_V6", ""), "IPv6 media address written into SDP (default the IPv6 bind address) (env B2BUA_RTP_ADVERTISE_V6)")
 	f.StringVar(&o.rtp.ports, "rtp-ports", envOr("B2BUA_RTP_PORTS", "20000-29999"), "UDP port range of the RTP proxy, MIN-MAX (env B2BUA_RTP_PORTS)")
+	f.StringVar(&o.rtp.kernel, "rtp-kernel", envOr("B2BUA_RTP_KERNEL", "off"), "forward the RTP of latched two-party calls in the kernel (eBPF, needs root or CAP_BPF+CAP_NET_ADMIN and Linux 6.6): on (fail without it), auto (fall back to userspace) or off (env B2BUA_RTP_KERNEL)")
 	f.StringVar(&o.rtp.timeout, "media-timeout", envOr("B2BUA_MEDIA_TIMEOUT", "60s"), "an answered call whose RTP stopped this long ends with BYE to both sides (env B2BUA_MEDIA_TIMEOUT)")
 	o.limits.register(f)
 	f.StringVar(&o.nodeID, "node-id", envOr("B2BUA_NODE_ID", ""), "this node's name in the store's call snapshots, kept across restarts so that a restarted node ends the calls it held; distinct per node sharing a store (default the host name) (env B2BUA_NODE_ID)")
@@ -236,6 +239,7 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		RTPPortMin:       rtp.RTPPortMin,
 		RTPPortMax:       rtp.RTPPortMax,
 		MediaTimeout:     rtp.MediaTimeout,
+		RTPKernel:        rtp.RTPKernel,
 		Logger:           log,
 		NodeID:           o.nodeID,
 		SIPLimits:        limits,
@@ -403,6 +407,9 @@ func (o rtpOptions) parse() (daemon.Config, error) {
 	}
 	if c.MediaTimeout, err = time.ParseDuration(o.timeout); err != nil || c.MediaTimeout <= 0 {
 		return c, fmt.Errorf("--media-timeout: %q: must be a positive duration such as 60s", o.timeout)
+	}
+	if c.RTPKernel, err = rtpproxy.ParseKernelMode(o.kernel); err != nil {
+		return c, fmt.Errorf("--rtp-kernel: %q: must be auto, on or off", o.kernel)
 	}
 	return c, nil
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRTPOptions(t *testing.T) {
-	ok := rtpOptions{mode: "anchor", ports: "20000-29999", timeout: "60s"}
+	ok := rtpOptions{mode: "anchor", ports: "20000-29999", timeout: "60s", kernel: "off"}
 	tests := []struct {
 		name string
 		set  func(*rtpOptions)
@@ -33,6 +33,9 @@ func TestRTPOptions(t *testing.T) {
 		{"ports low", func(o *rtpOptions) { o.ports = "80-200" }, `--rtp-ports: "80-200"`},
 		{"timeout", func(o *rtpOptions) { o.timeout = "soon" }, `--media-timeout: "soon"`},
 		{"timeout zero", func(o *rtpOptions) { o.timeout = "0s" }, `--media-timeout: "0s"`},
+		{"kernel auto", func(o *rtpOptions) { o.kernel = "auto" }, ""},
+		{"kernel on", func(o *rtpOptions) { o.kernel = "on" }, ""},
+		{"kernel", func(o *rtpOptions) { o.kernel = "yes" }, `--rtp-kernel: "yes": must be auto, on or off`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,7 +46,7 @@ func TestRTPOptions(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c.Media != o.mode || c.RTPPortMin != 20000 || c.RTPPortMax != 29999 || c.MediaTimeout != time.Minute {
+				if c.Media != o.mode || c.RTPPortMin != 20000 || c.RTPPortMax != 29999 || c.MediaTimeout != time.Minute || c.RTPKernel.String() != o.kernel {
 					t.Errorf("parse = %+v", c)
 				}
 				return

@@ -4,7 +4,7 @@
 // It is a bench tool, not a product: one offer makes one call, leg A is the
 // from-tag's side, leg B answers.
 //
-//	ngshim -ng 127.0.0.1:2224 -ports 20000-49999 -for 120s
+//	ngshim -ng 127.0.0.1:2224 -ports 20000-49999 -for 120s [-kernel on]
 package main
 
 import (
@@ -34,14 +34,16 @@ func main() {
 	ports := flag.String("ports", "20000-49999", "media port range")
 	workers := flag.Int("workers", 0, "relay threads (default GOMAXPROCS)")
 	life := flag.Duration("for", 10*time.Minute, "exit after this long")
+	kernel := flag.String("kernel", "off", "in-kernel forwarding of latched streams: off, auto or on")
+	bpfStats := flag.Bool("bpf-stats", false, "with -kernel: have the kernel time the program, and print its runs and ns per run at exit")
 	flag.Parse()
-	if err := run(*ngAddr, *bind, *adv, *ports, *workers, *life); err != nil {
+	if err := run(*ngAddr, *bind, *adv, *ports, *workers, *life, *kernel, *bpfStats); err != nil {
 		fmt.Fprintln(os.Stderr, "ngshim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ngAddr, bind, adv, ports string, workers int, life time.Duration) error {
+func run(ngAddr, bind, adv, ports string, workers int, life time.Duration, kernel string, bpfStats bool) error {
 	lo, hi, ok := strings.Cut(ports, "-")
 	pmin, e1 := strconv.Atoi(lo)
 	pmax, e2 := strconv.Atoi(hi)
@@ -51,6 +53,9 @@ func run(ngAddr, bind, adv, ports string, workers int, life time.Duration) error
 	cfg := rtpproxy.Config{PortMin: pmin, PortMax: pmax, Workers: workers, MediaTimeout: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	var err error
+	if cfg.Kernel, err = rtpproxy.ParseKernelMode(kernel); err != nil {
+		return err
+	}
 	if cfg.BindAddr, err = netip.ParseAddr(bind); err != nil {
 		return err
 	}
@@ -64,6 +69,18 @@ func run(ngAddr, bind, adv, ports string, workers int, life time.Duration) error
 		return err
 	}
 	defer proxy.Close()
+	if bpfStats {
+		st, err := rtpproxy.EnableKernelRunStats()
+		if err != nil {
+			return fmt.Errorf("-bpf-stats: %w", err)
+		}
+		defer st.Close()
+		defer func() {
+			if runs, total, err := proxy.KernelRunStats(); err == nil && runs > 0 {
+				fmt.Fprintf(os.Stderr, "kernel program: %d runs, %v, %.0f ns per run\n", runs, total, float64(total.Nanoseconds())/float64(runs))
+			}
+		}()
+	}
 	pc, err := net.ListenPacket("udp", ngAddr)
 	if err != nil {
 		return err
@@ -73,7 +90,7 @@ func run(ngAddr, bind, adv, ports string, workers int, life time.Duration) error
 	ctx, cancel := context.WithTimeout(ctx, life)
 	defer cancel()
 	go func() { <-ctx.Done(); pc.Close() }()
-	fmt.Println("ready")
+	fmt.Printf("ready (in-kernel forwarding: %+v)\n", proxy.Kernel())
 
 	s := &server{proxy: proxy, calls: map[string]*rtpproxy.Call{}}
 	buf := make([]byte, 65535)
@@ -142,7 +159,8 @@ func (s *server) handle(body []byte) map[string]any {
 		return map[string]any{"result": "ok"}
 	case "statistics", "list":
 		m := s.proxy.Metrics()
-		return map[string]any{"result": "ok", "calls": m.Calls, "packets": int(m.Packets), "dropped": int(m.Dropped)}
+		return map[string]any{"result": "ok", "calls": m.Calls, "packets": int(m.Packets), "dropped": int(m.Dropped),
+			"kernel-packets": int(m.KernelPackets), "kernel-streams": m.KernelStreams}
 	default:
 		return fail("unsupported command " + strconv.Quote(cmd))
 	}
