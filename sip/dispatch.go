@@ -20,21 +20,21 @@ func (s *Server) route(ctx context.Context, imID string) ([]Target, error) {
 func (s *Server) addSession(c *session) {
 	s.mu.Lock()
 	s.calls[c] = struct{}{}
+	s.live.Store(int64(len(s.calls)))
 	s.mu.Unlock()
 }
 
-func (s *Server) removeSession(c *session, keys []string) {
+func (s *Server) removeSession(c *session, keys []dialogID) {
 	s.joins.remove(c)
 	if c.dual != nil && c.dual.two {
 		s.pathMetrics.twoPaths.Add(-1)
 	}
+	for _, k := range keys {
+		s.dialogs.remove(k, c)
+	}
 	s.mu.Lock()
 	delete(s.calls, c)
-	for _, k := range keys {
-		if s.dialogs[k] == c {
-			delete(s.dialogs, k)
-		}
-	}
+	s.live.Store(int64(len(s.calls)))
 	s.mu.Unlock()
 	select {
 	case s.idle <- struct{}{}:
@@ -42,11 +42,7 @@ func (s *Server) removeSession(c *session, keys []string) {
 	}
 }
 
-func (s *Server) setDialog(key string, c *session) {
-	s.mu.Lock()
-	s.dialogs[key] = c
-	s.mu.Unlock()
-}
+func (s *Server) setDialog(key dialogID, c *session) { s.dialogs.set(key, c) }
 
 func (s *Server) dialog(req *sipmsg.Request) *session {
 	to := req.To()
@@ -58,9 +54,7 @@ func (s *Server) dialog(req *sipmsg.Request) *session {
 	if tag == "" {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dialogs[dialogKey(cid.Value(), tag)]
+	return s.dialogs.get(dialogID{cid.Value(), tag})
 }
 
 // onWire sees every message in the order the transport read it, before the

@@ -261,7 +261,7 @@ func (c *session) onJoin(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev d
 	c.dual.dev[u] = dev
 	c.dual.joined[u] = time.Now()
 	c.policy = dualPath{}
-	c.s.setDialog(u.key(), c)
+	c.s.setDialog(u.dialogID(), c)
 	if !tx.OnCancel(func(*sipmsg.Request) { c.post(func() { c.onUASCancel(u) }) }) {
 		u.final = true
 		c.legEnded(&u.leg, "caller CANCEL")

@@ -67,12 +67,11 @@ func (s *Server) badRequestFilter(props sipmsg.TransportReadProps, data []byte) 
 			_, _ = w.Write(res)
 		}
 	} else {
-		s.mu.Lock()
-		udp := s.udp
-		s.mu.Unlock()
-		if udp == nil || props.LocalAddr == nil || props.LocalAddr.String() != udp.LocalAddr().String() {
+		ln := s.ln.Load()
+		if ln == nil || props.LocalAddr == nil || props.LocalAddr.String() != ln.udp[0].LocalAddr().String() {
 			return nil, nil
 		}
+		udp := ln.udp[0]
 		if ua, ok := props.RemoteAddr.(*net.UDPAddr); ok {
 			_, _ = udp.WriteTo(res, ua)
 		}

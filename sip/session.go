@@ -87,7 +87,7 @@ func newSession(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, cal
 		return nil
 	}
 	s.addSession(c)
-	s.setDialog(u.key(), c)
+	s.setDialog(u.dialogID(), c)
 	return c
 }
 
@@ -377,13 +377,13 @@ func (c *session) cleanup() {
 	// One info line per call, with what its record holds (no credential).
 	c.s.log.Info("call ended", c.rec.Summary().LogAttrs()...)
 	c.dropDialogs()
-	var keys []string
+	var keys []dialogID
 	for _, u := range c.uas {
-		keys = append(keys, u.key())
+		keys = append(keys, u.dialogID())
 		u.end(c.endCause)
 	}
 	for _, l := range c.uac {
-		keys = append(keys, l.key())
+		keys = append(keys, l.dialogID())
 		c.s.binv.Delete(l.callID)
 		if l.tx != nil && !l.txFailed {
 			// A transaction that took a non-2xx final is left to its

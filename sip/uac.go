@@ -60,7 +60,7 @@ func (c *session) prepare(t Target) bool {
 
 // send sends l's INVITE.
 func (c *session) send(l *uacLeg) {
-	c.s.setDialog(l.key(), c)
+	c.s.setDialog(l.dialogID(), c)
 	c.s.binv.Store(l.callID, c)
 	tx, err := c.s.cli.TransactionRequest(c.ctx, l.inv, c.s.addVia)
 	if err != nil {

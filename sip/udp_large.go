@@ -23,12 +23,10 @@ func (s *Server) sendLargeUDP(res *sipmsg.Response) bool {
 	if err != nil {
 		return false
 	}
-	s.mu.Lock()
-	udp := s.udp
-	s.mu.Unlock()
-	if udp == nil {
+	ln := s.ln.Load()
+	if ln == nil {
 		return false
 	}
-	_, err = udp.WriteTo([]byte(res.String()), net.UDPAddrFromAddrPort(ap))
+	_, err = ln.udp[0].WriteTo([]byte(res.String()), net.UDPAddrFromAddrPort(ap))
 	return err == nil
 }
