@@ -79,7 +79,8 @@ func (s *Server) onWire(m sipmsg.Message) {
 }
 
 // onInvite handles an INVITE: in a dialog it is a re-INVITE for the call;
-// otherwise it starts a call, and this goroutine becomes the call's loop.
+// otherwise it starts a call, and this goroutine is the call's loop until
+// the INVITE has its final answer (session.run).
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if tag, _ := req.To().Params.Get("tag"); tag != "" {
 		s.inDialog(req, tx)
@@ -132,17 +133,20 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
 		return
 	}
-	defer s.wg.Done()
 	if join != nil {
+		defer s.wg.Done()
 		s.joinLeg(join, req, tx, dev)
 		return
 	}
 	c := newSession(s, req, tx, in.caller, in.callee)
 	if c == nil {
+		s.wg.Done()
 		return
 	}
 	c.in = in
 	c.initDual(dev)
+	// The session holds the count until its cleanup; run returns once the
+	// INVITE is answered, with the session live or over.
 	c.run()
 }
 

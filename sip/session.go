@@ -70,7 +70,6 @@ func newSession(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, cal
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &session{
 		s:      s,
-		tasks:  newTaskQueue(),
 		ended:  make(chan struct{}),
 		ctx:    ctx,
 		cancel: cancel,
@@ -79,6 +78,7 @@ func newSession(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, cal
 		policy: twoParty{},
 		peer:   map[*leg]*leg{},
 	}
+	c.tasks = newTaskQueue(c.startRunner)
 	u := c.addUAS(req, tx)
 	c.origin = u
 	c.log = s.log.With("call", u.callID, "callee", callee)
@@ -100,12 +100,42 @@ func (c *session) after(d time.Duration, fn func()) *time.Timer {
 	return time.AfterFunc(d, func() { c.post(fn) })
 }
 
-// run is the session's event loop.
+// run is the session's event loop while the call is set up, on the
+// goroutine of its INVITE's handler, which must not return before the
+// INVITE has its final answer (sipgo ends the transaction then). Once it
+// has, the loop detaches: the session keeps no goroutine of its own, and
+// each burst of tasks runs on a runner that a post starts (drain). Either
+// way one goroutine at a time runs the session's tasks, in the order they
+// were posted.
 func (c *session) run() {
-	defer c.cleanup()
-	c.start()
-	for !c.finished {
+	for c.start(); !c.finished; {
+		if c.origin.final && c.tasks.detach() {
+			return
+		}
 		c.tasks.pop()()
+	}
+	c.cleanup()
+}
+
+func (c *session) startRunner() {
+	c.s.wg.Add(1)
+	go c.drain()
+}
+
+// drain runs the queued tasks of a detached session, and its cleanup when
+// one of them finishes it.
+func (c *session) drain() {
+	defer c.s.wg.Done()
+	for {
+		fn, ok := c.tasks.next()
+		if !ok {
+			return
+		}
+		fn()
+		if c.finished {
+			c.cleanup()
+			return
+		}
 	}
 }
 
@@ -396,6 +426,7 @@ func (c *session) cleanup() {
 	c.cancel(errors.New(c.endCause))
 	c.tasks.close()
 	close(c.ended)
+	c.s.wg.Done() // the count onInvite took for the session's life
 }
 
 // closeMedia takes the media counters into the record and closes the
