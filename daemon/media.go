@@ -69,6 +69,10 @@ func (d *Daemon) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, kind, name, v)
 	}
 	metric("b2bua_calls_active", "gauge", "Calls the SIP side holds now, from the INVITE accepted until both legs are ended.", d.sip.ActiveCalls())
+	ov := d.sip.OverloadStats()
+	metric("b2bua_sip_overload_refused_total", "counter", "New INVITEs answered 503 with Retry-After because the node was past its capacity (--overload-delay, --max-calls).", ov.Refused)
+	metric("b2bua_sip_overload_shedding", "gauge", "1 while new calls are refused for overload.", map[bool]int{true: 1}[ov.Shedding])
+	metric("b2bua_sip_sched_delay_p90_seconds", "gauge", "90th percentile of the time goroutines waited to run in the last window of the overload guard (0 when not watched or idle).", ov.Delay.Seconds())
 	pm := d.sip.PathMetrics()
 	metric("b2bua_dual_path_sessions_two_paths", "gauge", "Dual-path calls with two answered near legs.", pm.TwoPaths)
 	metric("b2bua_dual_path_switches_total", "counter", "Media source switches between the paths of dual-path calls.", pm.Switches)

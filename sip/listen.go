@@ -157,7 +157,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		time.Sleep(time.Millisecond)
 	}
 	recCtx, stopRec := context.WithCancel(context.Background())
-	recDone := make(chan struct{}, 2)
+	recDone := make(chan struct{}, 3)
 	go func() {
 		defer func() { recDone <- struct{}{} }()
 		if s.rec != nil {
@@ -170,7 +170,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.snaps.run(recCtx)
 		}
 	}()
-	defer func() { stopRec(); <-recDone; <-recDone }()
+	go func() {
+		defer func() { recDone <- struct{}{} }()
+		s.over.watch(recCtx) // overload.go
+	}()
+	defer func() { stopRec(); <-recDone; <-recDone; <-recDone }()
 	close(s.ready)
 	s.log.Info("SIP listening", "udp", udp[0].LocalAddr().String(), "udp_readers", len(udp), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
 	var err error

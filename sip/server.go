@@ -119,6 +119,9 @@ type Config struct {
 	// UDPReaders is the number of UDP sockets on the SIP port, each read
 	// by a loop of its own (udp_readers.go); 0: one per CPU.
 	UDPReaders int
+	// Overload refuses new calls early past capacity (overload.go); zero:
+	// never.
+	Overload Overload
 
 	DualPath DualPathConfig // dual-path calls (dualpath.go); zero: off
 
@@ -145,6 +148,7 @@ type Server struct {
 	snaps  *snapshotter // nil without Config.Dialogs
 	trunks *trunkCache  // nil without Config.Numbers
 	lim    limiters     // per-source limits (ratelimit.go)
+	over   *overload    // nil: never refuses for overload (overload.go)
 	token  string       // marks our Via branches, to detect loops
 
 	ln    atomic.Pointer[listeners] // set once by Listen (udp_readers.go)
@@ -240,6 +244,7 @@ func NewServer(cfg Config) (*Server, error) {
 		dialogs: newDialogTable(),
 		idle:    make(chan struct{}, 1),
 	}
+	s.over = newOverload(cfg.Overload, s.token)
 	if cfg.Calls != nil {
 		s.rec = newRecorder(cfg.Calls, cfg.Logger)
 	}

@@ -44,6 +44,7 @@ type serveOptions struct {
 	rtp          rtpOptions
 	limits       limitOptions // serve_limits.go
 	conns        connOptions  // serve_conns.go
+	load         loadOptions  // serve_load.go
 	pprof        string       // serve_pprof.go
 	nodeID       string       // names the node in the store's call snapshots
 }
@@ -125,6 +126,7 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	o.limits.register(f)
 	f.StringVar(&o.nodeID, "node-id", envOr("B2BUA_NODE_ID", ""), "this node's name in the store's call snapshots, kept across restarts so that a restarted node ends the calls it held; distinct per node sharing a store (default the host name) (env B2BUA_NODE_ID)")
 	o.conns.register(f)
+	o.load.register(f)
 	f.StringVar(&o.pprof, "pprof", "", "debug: serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	return cmd
 }
@@ -147,6 +149,10 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return usageError(cmd, err.Error())
 	}
 	conns, err := o.conns.limits()
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
+	readers, overload, err := o.load.config()
 	if err != nil {
 		return usageError(cmd, err.Error())
 	}
@@ -227,6 +233,8 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		NodeID:           o.nodeID,
 		SIPLimits:        limits,
 		SIPConns:         conns,
+		SIPUDPReaders:    readers,
+		SIPOverload:      overload,
 	})
 	if err != nil {
 		return err
