@@ -405,7 +405,11 @@ func (c *session) cleanup() {
 	c.closeMedia()
 	c.writeRecord()
 	// One info line per call, with what its record holds (no credential).
-	c.s.log.Info("call ended", c.rec.Summary().LogAttrs()...)
+	// The attributes are built only for a log that takes them: at warn
+	// level they were a dozen allocations per call for nothing.
+	if c.s.log.Enabled(context.Background(), slog.LevelInfo) {
+		c.s.log.Info("call ended", c.rec.Summary().LogAttrs()...)
+	}
 	c.dropDialogs()
 	var keys []dialogID
 	for _, u := range c.uas {
