@@ -235,6 +235,7 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	c.rec.TerminalID = l.target.Terminal.ID // the branch that took the call
 	c.writeRecord()
 	c.saveDialogs()
+	c.compactLater() // compact.go
 	c.log.Debug("call answered", "leg", l.id)
 }
 

@@ -125,12 +125,12 @@ print('ALLOCS %d calls (%d failed, %d retransmissions): %.0f allocations, %.0f b
 			fi
 			stop
 			ir+=("$(awk '/^summary:/ {print $2}' "$work/cg.$n")")
-			[ "$n" = 0 ] || calls=$ok
+			[ "$n" = 0 ] || { calls=$ok cfailed=$failed cretr=$retr; }
 		done
 		python3 -c "
-import sys; idle,loaded,ok=map(float,sys.argv[1:])
-print('INSTR %d calls: %.0f instructions idle, %.0f loaded: %.0f instructions per call' % (ok, idle, loaded, (loaded-idle)/ok))
-" "${ir[0]}" "${ir[1]}" "$calls"
+import sys; idle,loaded,ok,f,r=map(float,sys.argv[1:])
+print('INSTR %d calls (%d failed, %d retransmissions): %.0f instructions idle, %.0f loaded: %.0f instructions per call' % (ok, f, r, idle, loaded, (loaded-idle)/ok))
+" "${ir[0]}" "${ir[1]}" "$calls" "$cfailed" "$cretr"
 		;;
 	live)
 		# LIVE calls held up at once (each lasts past the ramp), then the
