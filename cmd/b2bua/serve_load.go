@@ -25,8 +25,15 @@ func (o *loadOptions) register(f *pflag.FlagSet) {
 }
 
 func (o *loadOptions) config() (readers int, ov sip.Overload, err error) {
-	if o.readers < 0 || o.maxCalls < 0 || o.maxDelay < 0 || o.retryAfter < time.Second {
-		return 0, sip.Overload{}, fmt.Errorf("--sip-udp-readers, --max-calls and --overload-delay must be 0 or more, --overload-retry-after at least 1s")
+	switch {
+	case o.readers < 0:
+		return 0, sip.Overload{}, fmt.Errorf("--sip-udp-readers: %d: must be 0 (one per CPU) or more", o.readers)
+	case o.maxCalls < 0:
+		return 0, sip.Overload{}, fmt.Errorf("--max-calls: %d: must be 0 (no limit) or more", o.maxCalls)
+	case o.maxDelay < 0:
+		return 0, sip.Overload{}, fmt.Errorf("--overload-delay: %v: must be 0 (off) or more", o.maxDelay)
+	case o.retryAfter < time.Second:
+		return 0, sip.Overload{}, fmt.Errorf("--overload-retry-after: %v: must be at least 1s (Retry-After counts seconds)", o.retryAfter)
 	}
 	return o.readers, sip.Overload{MaxDelay: o.maxDelay, MaxCalls: o.maxCalls, RetryAfter: o.retryAfter}, nil
 }
