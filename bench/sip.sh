@@ -20,10 +20,13 @@
 #    the b2bua (proportional set size, Go live heap and stacks, goroutines)
 #    beside Kamailio with its dialog module (the proportional set size of
 #    all its processes, shared memory counted once).
+# 5. Overload: OVER_RATE (past capacity) for DURATION, then CLEAN_RATE at
+#    once, with the overload guard and without it: what is refused (503),
+#    what is retransmitted, and whether the next clean run is clean.
 #
 #   bench/sip.sh                          # everything, ~60 min
 #   DURATION=30 MAX_RUNS=4 bench/sip.sh   # quicker
-#   STEPS=b2bua bench/sip.sh              # only the b2bua (also: b2bua-anchor, kamailio, pdd, readers, live)
+#   STEPS=b2bua bench/sip.sh              # only the b2bua (also: b2bua-anchor, kamailio, pdd, readers, overload, live)
 #   MEDIA=anchor bench/sip.sh             # media through the RTP proxy in every b2bua step
 #
 # Needs sipp (sip-tester) and kamailio (apt-get install -y kamailio).
@@ -40,8 +43,14 @@ KAM_LO=${KAM_LO:-500}
 KAM_HI=${KAM_HI:-4000}
 PDD_RATE=${PDD_RATE:-200}
 PDD_SECS=${PDD_SECS:-30}
-STEPS=${STEPS:-b2bua b2bua-anchor kamailio pdd readers live}
+STEPS=${STEPS:-b2bua kamailio b2bua-anchor readers pdd overload live}
 READERS=${READERS:-0} # --sip-udp-readers of the b2bua steps; 0: one per CPU
+# The searches measure capacity without the overload guard, as Kamailio
+# has none: with it, a run past capacity ends in 503s rather than in
+# retransmissions, and fails either way. The overload step measures it.
+SEARCH_FLAGS=${SEARCH_FLAGS:---overload-delay 0}
+OVER_RATE=${OVER_RATE:-1000}   # overload step: a rate past capacity
+CLEAN_RATE=${CLEAN_RATE:-100}  # and one under it, run right after
 READER_CURVE=${READER_CURVE:-1 2 4}
 LIVE=${LIVE:-10000}
 LIVE_RATE=${LIVE_RATE:-200}
@@ -80,8 +89,9 @@ echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -srm)  cpus: $(nproc
 echo "# $(go version)  $(sipp -v 2>&1 | grep -o 'SIPp v[^ -]*' | head -1)  $(kamailio -v 2>/dev/null | head -1 || echo 'kamailio: not installed')"
 echo "# results appended to $OUT"
 
-start_b2bua() { # [media [readers]]
+start_b2bua() { # [media [readers [flags...]]]
 	local media=${1:-$MEDIA} readers=${2:-$READERS}
+	shift $(($# < 2 ? $# : 2))
 	local db="$work/b2bua.db"
 	if [ ! -f "$db" ]; then
 		go build -o "$work/b2bua" ./cmd/b2bua
@@ -94,7 +104,7 @@ start_b2bua() { # [media [readers]]
 	"$work/b2bua" --db "$db" --domain bench.example serve --sip-listen "$SIP" --http-listen "$HTTP" \
 		--scp-subscribers "$work/subscribers.json" --trusted 127.0.0.1/32 --log-level warn \
 		--media "$media" --rtp-ports "$RTP_PORTS" --drain-timeout 10s --sip-udp-readers "$readers" \
-		--pprof "$PPROF" >"$work/b2bua.log" 2>&1 &
+		--pprof "$PPROF" "$@" >"$work/b2bua.log" 2>&1 &
 	b2bua_pid=$!
 	for _ in $(seq 100); do
 		if python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://$HTTP/healthz', timeout=1).status == 200 else 1)" 2>/dev/null; then
@@ -209,8 +219,10 @@ b2bua_pids() { tree "$b2bua_pid"; }
 kamailio_pids() { # the kamailio sipbench (pid $1) started, and its workers
 	local k
 	[ "$1" != 0 ] || return 0
-	k=$(ps -o pid= --ppid "$1" | while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = kamailio ] && echo "$p"; done | head -1)
-	[ -n "$k" ] && tree "$k"
+	k=$(ps -o pid= --ppid "$1" | while read -r p; do
+		if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = kamailio ]; then echo "$p"; fi
+	done | head -1) || true
+	if [ -n "$k" ]; then tree "$k"; fi
 }
 
 b2bua_go_memory() { # live heap, stacks, goroutines per call from --pprof
@@ -244,19 +256,35 @@ PY
 for step in $STEPS; do
 	case $step in
 	b2bua)
-		start_b2bua
+		start_b2bua "$MEDIA" "$READERS" $SEARCH_FLAGS
 		search b2bua --sut external --target "$SIP" --sut-pid "$b2bua_pid" --lo "$B2B_LO" --hi "$B2B_HI"
 		stop_b2bua
 		;;
 	b2bua-anchor)
-		start_b2bua anchor
+		start_b2bua anchor "$READERS" $SEARCH_FLAGS
 		search b2bua-anchor --sut external --target "$SIP" --sut-pid "$b2bua_pid" --lo "$B2B_LO" --hi "$B2B_HI"
 		stop_b2bua
 		;;
 	readers)
 		for n in $READER_CURVE; do
-			start_b2bua "$MEDIA" "$n"
+			start_b2bua "$MEDIA" "$n" $SEARCH_FLAGS
 			search "b2bua-readers-$n" --sut external --target "$SIP" --sut-pid "$b2bua_pid" --lo "$B2B_LO" --hi "$B2B_HI"
+			stop_b2bua
+		done
+		;;
+	overload)
+		# OVER_RATE for DURATION, then CLEAN_RATE at once: with the
+		# guard (the default flags) and without it.
+		for guard in on off; do
+			flags=()
+			[ "$guard" = on ] || flags=(--overload-delay 0)
+			start_b2bua "$MEDIA" "$READERS" "${flags[@]}"
+			for r in "$OVER_RATE" "$CLEAN_RATE"; do
+				python3 "$PEERS/sipbench.py" run --sut external --target "$SIP" --sut-pid "$b2bua_pid" --rate "$r" \
+					--duration "$DURATION" --quiet-wait 5 --noise-retries 0 --out "$OUT" 2>&1 >/dev/null |
+					grep -v '^# waiting\|^# machine\|^# {' | sed "s/^/OVERLOAD guard $guard: /" || true # a failed run is the point
+				python3 -c "import urllib.request,re; m=urllib.request.urlopen('http://$HTTP/metrics', timeout=30).read().decode(); print('OVERLOAD guard $guard: after %s calls/s:' % $r, ' '.join(l for l in m.splitlines() if re.match(r'^b2bua_(calls_active|sip_overload_refused_total) ', l)))" || true
+			done
 			stop_b2bua
 		done
 		;;
@@ -271,12 +299,15 @@ for step in $STEPS; do
 		done
 		live kamailio-dialog "$LIVE" kamailio_pids --sut kamailio --dialog
 		;;
+	live-kamailio)
+		live kamailio-dialog "$LIVE" kamailio_pids --sut kamailio --dialog
+		;;
 	kamailio)
 		search kamailio --sut kamailio --lo "$KAM_LO" --hi "$KAM_HI"
 		;;
 	pdd)
 		pdd direct --sut direct
-		start_b2bua
+		start_b2bua "$MEDIA" "$READERS" $SEARCH_FLAGS
 		pdd b2bua --sut external --target "$SIP"
 		stop_b2bua
 		pdd kamailio --sut kamailio
