@@ -13,10 +13,21 @@
 # Calls: INVITE / 100 / 180 / 200 / ACK, 1 s, BYE / 200, UDP. The caller is
 # on the trusted list, as behind a Kamailio: no digest challenge.
 #
-#   bench/sip.sh                          # everything, ~30 min
+# 3. The same search through the b2bua with 1, 2 and 4 UDP readers
+#    (--sip-udp-readers): how it scales with the sockets it reads.
+# 4. LIVE concurrent long calls (LIVE_RATE calls/s, each LIVE_MS long),
+#    measured once the INVITE transactions are over: memory per call of
+#    the b2bua (proportional set size, Go live heap and stacks, goroutines)
+#    beside Kamailio with its dialog module (the proportional set size of
+#    all its processes, shared memory counted once).
+# 5. Overload: OVER_RATE (past capacity) for DURATION, then CLEAN_RATE at
+#    once, with the overload guard and without it: what is refused (503),
+#    what is retransmitted, and whether the next clean run is clean.
+#
+#   bench/sip.sh                          # everything, ~60 min
 #   DURATION=30 MAX_RUNS=4 bench/sip.sh   # quicker
-#   STEPS=b2bua bench/sip.sh              # only the b2bua (also: kamailio, pdd)
-#   MEDIA=anchor bench/sip.sh             # media through the RTP proxy
+#   STEPS=b2bua bench/sip.sh              # only the b2bua (also: b2bua-anchor, kamailio, pdd, readers, overload, live)
+#   MEDIA=anchor bench/sip.sh             # media through the RTP proxy in every b2bua step
 #
 # Needs sipp (sip-tester) and kamailio (apt-get install -y kamailio).
 # Ports: UAC 5070, UAS 5080, Kamailio 5060, b2bua 5090 (SIP) and 5091 (HTTP).
@@ -32,7 +43,21 @@ KAM_LO=${KAM_LO:-500}
 KAM_HI=${KAM_HI:-4000}
 PDD_RATE=${PDD_RATE:-200}
 PDD_SECS=${PDD_SECS:-30}
-STEPS=${STEPS:-b2bua kamailio pdd}
+STEPS=${STEPS:-b2bua kamailio b2bua-anchor readers pdd overload live}
+READERS=${READERS:-0} # --sip-udp-readers of the b2bua steps; 0: one per CPU
+# The searches measure capacity without the overload guard, as Kamailio
+# has none: with it, a run past capacity ends in 503s rather than in
+# retransmissions, and fails either way. The overload step measures it.
+SEARCH_FLAGS=${SEARCH_FLAGS:---overload-delay 0}
+OVER_RATE=${OVER_RATE:-1000}   # overload step: a rate past capacity
+CLEAN_RATE=${CLEAN_RATE:-100}  # and one under it, run right after
+READER_CURVE=${READER_CURVE:-1 2 4}
+LIVE=${LIVE:-10000}
+LIVE_RATE=${LIVE_RATE:-200}
+LIVE_MS=${LIVE_MS:-100000}
+# Anchored, a call holds four sockets: 4,000 calls are 16,000 descriptors
+# of the 20,000 the hard limit allows here.
+LIVE_ANCHOR=${LIVE_ANCHOR:-4000}
 # SIPp's uac sends SDP but no RTP: passthrough measures signalling alone.
 # Anchored (MEDIA=anchor), a call holds two port pairs for its length plus
 # the 2 s drain, so the range must hold about 6 pairs per call/s of 1 s calls.
@@ -41,6 +66,7 @@ RTP_PORTS=${RTP_PORTS:-10000-59999}
 OUT=${OUT:-$ROOT/bench/sip/results.jsonl}
 SIP=127.0.0.1:5090
 HTTP=127.0.0.1:5091
+PPROF=127.0.0.1:5092
 
 for tool in sipp python3 go; do
 	command -v "$tool" >/dev/null || { echo "sip.sh: $tool is required" >&2; exit 1; }
@@ -63,7 +89,9 @@ echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -srm)  cpus: $(nproc
 echo "# $(go version)  $(sipp -v 2>&1 | grep -o 'SIPp v[^ -]*' | head -1)  $(kamailio -v 2>/dev/null | head -1 || echo 'kamailio: not installed')"
 echo "# results appended to $OUT"
 
-start_b2bua() {
+start_b2bua() { # [media [readers [flags...]]]
+	local media=${1:-$MEDIA} readers=${2:-$READERS}
+	shift $(($# < 2 ? $# : 2))
 	local db="$work/b2bua.db"
 	if [ ! -f "$db" ]; then
 		go build -o "$work/b2bua" ./cmd/b2bua
@@ -75,8 +103,8 @@ start_b2bua() {
 	echo '[{"imsi": "001010000000001", "addr": "127.0.0.1:5080", "state": "online"}]' >"$work/subscribers.json"
 	"$work/b2bua" --db "$db" --domain bench.example serve --sip-listen "$SIP" --http-listen "$HTTP" \
 		--scp-subscribers "$work/subscribers.json" --trusted 127.0.0.1/32 --log-level warn \
-		--media "$MEDIA" --rtp-ports "$RTP_PORTS" --drain-timeout 10s \
-		>"$work/b2bua.log" 2>&1 &
+		--media "$media" --rtp-ports "$RTP_PORTS" --drain-timeout 10s --sip-udp-readers "$readers" \
+		--pprof "$PPROF" "$@" >"$work/b2bua.log" 2>&1 &
 	b2bua_pid=$!
 	for _ in $(seq 100); do
 		if python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://$HTTP/healthz', timeout=1).status == 200 else 1)" 2>/dev/null; then
@@ -107,7 +135,7 @@ search() { # label, sipbench args...
 	shift
 	echo "## search: $label"
 	python3 "$PEERS/sipbench.py" search --duration "$DURATION" --max-runs "$MAX_RUNS" \
-		--quiet-wait 20 --noise-retries 1 --out "$OUT" "$@" | tee "$work/search-$label.jsonl" >/dev/null
+		--quiet-wait "${QUIET_WAIT:-20}" --noise-retries 1 --out "$OUT" "$@" | tee "$work/search-$label.jsonl" >/dev/null
 	python3 - "$work/search-$label.jsonl" "$label" <<'PY'
 import json, sys
 runs = [r for r in (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")) if "rate_target" in r]
@@ -138,19 +166,148 @@ print("PDD %-8s at %d calls/s: p50 %s ms  p90 %s ms  p99 %s ms  max %s ms  (%d/%
     "" if r["pass"] else "  FAILED (uac rc %s)" % r["uac_rc"]))'
 }
 
+pss() { # proportional set size in kB of the processes given
+	local t=0 p v
+	for p in "$@"; do
+		v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+
+tree() { # a process and its descendants
+	local p
+	echo "$1"
+	for p in $(cat "/proc/$1/task/"*/children 2>/dev/null); do tree "$p"; done
+}
+
+live() { # label, calls, sut pid finder (function), sipbench args...
+	local label=$1 calls=$2 finder=$3
+	shift 3
+	local secs=$((calls / LIVE_RATE))
+	local pids before="" after
+	# The b2bua runs already: its baseline is taken before any call.
+	pids=$($finder 0)
+	[ -z "$pids" ] || before=$(pss $pids)
+	python3 "$PEERS/sipbench.py" run --rate "$LIVE_RATE" --duration "$secs" --call-ms "$LIVE_MS" \
+		--quiet-wait 5 --noise-retries 0 --out "$OUT" "$@" >"$work/live-$label.jsonl" 2>"$work/live-$label.err" &
+	local bench=$!
+	if [ -z "$before" ]; then
+		# Kamailio is started by sipbench 2 s before its UAC: the
+		# baseline is taken as soon as it is up.
+		for _ in $(seq 300); do
+			pids=$($finder "$bench")
+			[ -z "$pids" ] || break
+			sleep 0.1
+		done
+		sleep 0.5
+		pids=$($finder "$bench")
+		before=$(pss $pids)
+	fi
+	# Once the last INVITE transaction is over (64*T1 after the last
+	# call was placed), what is left is what the calls hold.
+	sleep $((secs + 45))
+	pids=$($finder "$bench")
+	after=$(pss $pids)
+	echo "LIVE $label: $calls calls placed at $LIVE_RATE/s, ${LIVE_MS} ms each: PSS ${before} kB before, ${after} kB with the calls up: $(((after - before) * 1024 / calls)) bytes per call"
+	[ -z "${LIVE_EXTRA:-}" ] || $LIVE_EXTRA "$calls"
+	wait "$bench" || true
+	tail -1 "$work/live-$label.err" >&2 || true
+}
+
+b2bua_pids() { tree "$b2bua_pid"; }
+kamailio_pids() { # the kamailio sipbench (pid $1) started, and its workers
+	local k
+	[ "$1" != 0 ] || return 0
+	k=$(ps -o pid= --ppid "$1" | while read -r p; do
+		if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = kamailio ]; then echo "$p"; fi
+	done | head -1) || true
+	if [ -n "$k" ]; then tree "$k"; fi
+}
+
+b2bua_go_memory() { # live heap, stacks, goroutines per call from --pprof
+	python3 - "http://$PPROF" "$1" "$b2bua_base" <<'PY'
+import re, sys, urllib.request
+base, n, idle = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+urllib.request.urlopen(base + "/debug/pprof/heap?gc=1", timeout=30).read()
+t = urllib.request.urlopen(base + "/debug/pprof/heap?debug=1", timeout=30).read().decode()
+heap = int(re.search(r"# HeapAlloc = (\d+)", t).group(1))
+stack = int(re.search(r"# Stack = (\d+)", t).group(1))
+g = int(urllib.request.urlopen(base + "/debug/pprof/goroutine?debug=1", timeout=30).read().decode().split()[3])
+m = urllib.request.urlopen("http://" + base.split("//")[1].rsplit(":", 1)[0] + ":5091/metrics", timeout=30).read().decode()
+up = int(re.search(r"^b2bua_calls_active (\d+)", m, re.M).group(1))
+h0, s0, g0 = (int(x) for x in idle)
+print("LIVE b2bua Go: %d calls up: live heap %d bytes, stacks %d bytes, %.2f goroutines per call" % (
+    up, (heap - h0) / max(up, 1), (stack - s0) / max(up, 1), (g - g0) / max(up, 1)))
+PY
+}
+
+b2bua_go_idle() {
+	python3 - "http://$PPROF" <<'PY'
+import re, sys, urllib.request
+base = sys.argv[1]
+urllib.request.urlopen(base + "/debug/pprof/heap?gc=1", timeout=30).read()
+t = urllib.request.urlopen(base + "/debug/pprof/heap?debug=1", timeout=30).read().decode()
+g = urllib.request.urlopen(base + "/debug/pprof/goroutine?debug=1", timeout=30).read().decode().split()[3]
+print(re.search(r"# HeapAlloc = (\d+)", t).group(1), re.search(r"# Stack = (\d+)", t).group(1), g)
+PY
+}
+
 for step in $STEPS; do
 	case $step in
 	b2bua)
-		start_b2bua
+		start_b2bua "$MEDIA" "$READERS" $SEARCH_FLAGS
 		search b2bua --sut external --target "$SIP" --sut-pid "$b2bua_pid" --lo "$B2B_LO" --hi "$B2B_HI"
 		stop_b2bua
+		;;
+	b2bua-anchor)
+		start_b2bua anchor "$READERS" $SEARCH_FLAGS
+		search b2bua-anchor --sut external --target "$SIP" --sut-pid "$b2bua_pid" --lo "$B2B_LO" --hi "$B2B_HI"
+		stop_b2bua
+		;;
+	readers)
+		for n in $READER_CURVE; do
+			start_b2bua "$MEDIA" "$n" $SEARCH_FLAGS
+			search "b2bua-readers-$n" --sut external --target "$SIP" --sut-pid "$b2bua_pid" --lo "$B2B_LO" --hi "$B2B_HI"
+			stop_b2bua
+		done
+		;;
+	overload)
+		# OVER_RATE for DURATION, then CLEAN_RATE at once: with the
+		# guard (the default flags) and without it.
+		for guard in on off; do
+			flags=()
+			[ "$guard" = on ] || flags=(--overload-delay 0)
+			start_b2bua "$MEDIA" "$READERS" "${flags[@]}"
+			for r in "$OVER_RATE" "$CLEAN_RATE"; do
+				python3 "$PEERS/sipbench.py" run --sut external --target "$SIP" --sut-pid "$b2bua_pid" --rate "$r" \
+					--duration "$DURATION" --quiet-wait 5 --noise-retries 0 --out "$OUT" 2>&1 >/dev/null |
+					grep -v '^# waiting\|^# machine\|^# {' | sed "s/^/OVERLOAD guard $guard: /" || true # a failed run is the point
+				python3 -c "import urllib.request,re; m=urllib.request.urlopen('http://$HTTP/metrics', timeout=30).read().decode(); print('OVERLOAD guard $guard: after %s calls/s:' % $r, ' '.join(l for l in m.splitlines() if re.match(r'^b2bua_(calls_active|sip_overload_refused_total) ', l)))" || true
+			done
+			stop_b2bua
+		done
+		;;
+	live)
+		for media in passthrough anchor; do
+			n=$LIVE
+			[ "$media" = passthrough ] || n=$LIVE_ANCHOR
+			start_b2bua "$media"
+			b2bua_base=$(b2bua_go_idle)
+			LIVE_EXTRA=b2bua_go_memory live "b2bua-$media" "$n" b2bua_pids --sut external --target "$SIP"
+			stop_b2bua
+		done
+		live kamailio-dialog "$LIVE" kamailio_pids --sut kamailio --dialog
+		;;
+	live-kamailio)
+		live kamailio-dialog "$LIVE" kamailio_pids --sut kamailio --dialog
 		;;
 	kamailio)
 		search kamailio --sut kamailio --lo "$KAM_LO" --hi "$KAM_HI"
 		;;
 	pdd)
 		pdd direct --sut direct
-		start_b2bua
+		start_b2bua "$MEDIA" "$READERS" $SEARCH_FLAGS
 		pdd b2bua --sut external --target "$SIP"
 		stop_b2bua
 		pdd kamailio --sut kamailio

@@ -126,6 +126,11 @@ type Config struct {
 	// SIPConns bounds SIP's TCP and TLS connections (counts, idle and
 	// message timeouts); zero fields: sip's defaults.
 	SIPConns sip.ConnLimits
+	// SIPUDPReaders is the number of UDP sockets (and readers) on the SIP
+	// port; 0: one per CPU.
+	SIPUDPReaders int
+	// SIPOverload refuses new calls early past capacity; zero: never.
+	SIPOverload sip.Overload
 	// HTTP bounds the HTTP listener (timeouts, sizes, open connections);
 	// zero fields: httpserver's defaults.
 	HTTP httpserver.Config
@@ -330,6 +335,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		Proxies:     cfg.Proxies,
 		Limits:      cfg.SIPLimits,
 		Conns:       cfg.SIPConns,
+		UDPReaders:  cfg.SIPUDPReaders,
+		Overload:    cfg.SIPOverload,
 		RingTimeout: cfg.RingTimeout,
 		SCPTimeout:  cfg.SCPTimeout,
 

@@ -24,6 +24,7 @@ func newMetrics(d *Daemon, scpSpec string) *metrics.Metrics {
 	cfg := metrics.Config{
 		ActiveCalls: func() int { return d.sip.ActiveCalls() },
 		Paths:       d.pathMetrics,
+		Overload:    func() sip.OverloadStats { return d.sip.OverloadStats() },
 		SCPBackend:  backend,
 	}
 	if d.rtp != nil {

@@ -26,6 +26,8 @@ type Config struct {
 	ActiveCalls func() int
 	// Paths are the dual-path counters.
 	Paths func() sip.PathMetrics
+	// Overload is the SIP overload guard's state.
+	Overload func() sip.OverloadStats
 	// RTP are the RTP proxy's counters; nil in passthrough mode.
 	RTP func() rtpproxy.Metrics
 	// Clients is the number of clients logged in now (live REGISTER
@@ -132,6 +134,27 @@ func (m *Metrics) registerPulled(cfg Config) {
 			Name: "b2bua_calls_active",
 			Help: "Calls the SIP side holds now, from the INVITE accepted until both legs are ended.",
 		}, func() float64 { return float64(cfg.ActiveCalls()) }))
+	}
+	if cfg.Overload != nil {
+		m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "b2bua_sip_overload_refused_total",
+				Help: "New INVITEs answered 503 with Retry-After because the node was past its capacity (--overload-delay, --max-calls).",
+			}, func() float64 { return float64(cfg.Overload().Refused) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "b2bua_sip_overload_shedding",
+				Help: "1 while new calls are refused for overload.",
+			}, func() float64 {
+				if cfg.Overload().Shedding {
+					return 1
+				}
+				return 0
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "b2bua_sip_sched_delay_p90_seconds",
+				Help: "90th percentile of the time goroutines waited to run in the overload guard's last window (0 when not watched or idle).",
+			}, func() float64 { return cfg.Overload().Delay.Seconds() }),
+		)
 	}
 	if cfg.Clients != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

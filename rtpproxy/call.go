@@ -108,6 +108,10 @@ func (c *Call) addLeg(l Leg) *legState {
 // found dead media (Err wraps ErrMediaTimeout), or it was closed.
 func (c *Call) Done() <-chan struct{} { return c.ctx.Done() }
 
+// Context is the call's context: Done is its Done, Err its cause. A
+// caller can wait on it without a goroutine (context.AfterFunc).
+func (c *Call) Context() context.Context { return c.ctx }
+
 // Err tells why Done was closed; nil while it is open.
 func (c *Call) Err() error {
 	if c.ctx.Err() == nil {

@@ -27,11 +27,12 @@ type dialogState struct {
 	laddr     sipmsg.Addr // our socket for UDP, so requests leave from the listen port
 }
 
-// key identifies the dialog for matching requests the peer sends on it:
-// Call-ID and our tag (the To tag of the peer's requests).
-func (l *dialogState) key() string { return dialogKey(l.callID, l.localTag) }
+// dialogID identifies the dialog for matching requests the peer sends on
+// it: Call-ID and our tag (the To tag of the peer's requests).
+func (l *dialogState) dialogID() dialogID { return dialogID{l.callID, l.localTag} }
 
-func dialogKey(callID, localTag string) string { return callID + "\x00" + localTag }
+// key is dialogID as one string, the key of the dialog's snapshot.
+func (l *dialogState) key() string { return l.callID + "\x00" + l.localTag }
 
 // newRequest builds an in-dialog request on this leg (RFC 3261 §12.2.1.1).
 // A CSeq of 0 takes the next local sequence number.

@@ -23,21 +23,21 @@ func (s *Server) route(ctx context.Context, imID string) ([]Target, error) {
 func (s *Server) addSession(c *session) {
 	s.mu.Lock()
 	s.calls[c] = struct{}{}
+	s.live.Store(int64(len(s.calls)))
 	s.mu.Unlock()
 }
 
-func (s *Server) removeSession(c *session, keys []string) {
+func (s *Server) removeSession(c *session, keys []dialogID) {
 	s.joins.remove(c)
 	if c.dual != nil && c.dual.two {
 		s.pathMetrics.twoPaths.Add(-1)
 	}
+	for _, k := range keys {
+		s.dialogs.remove(k, c)
+	}
 	s.mu.Lock()
 	delete(s.calls, c)
-	for _, k := range keys {
-		if s.dialogs[k] == c {
-			delete(s.dialogs, k)
-		}
-	}
+	s.live.Store(int64(len(s.calls)))
 	s.mu.Unlock()
 	select {
 	case s.idle <- struct{}{}:
@@ -45,11 +45,7 @@ func (s *Server) removeSession(c *session, keys []string) {
 	}
 }
 
-func (s *Server) setDialog(key string, c *session) {
-	s.mu.Lock()
-	s.dialogs[key] = c
-	s.mu.Unlock()
-}
+func (s *Server) setDialog(key dialogID, c *session) { s.dialogs.set(key, c) }
 
 func (s *Server) dialog(req *sipmsg.Request) *session {
 	to := req.To()
@@ -61,9 +57,7 @@ func (s *Server) dialog(req *sipmsg.Request) *session {
 	if tag == "" {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dialogs[dialogKey(cid.Value(), tag)]
+	return s.dialogs.get(dialogID{cid.Value(), tag})
 }
 
 // onWire sees every message in the order the transport read it, before the
@@ -88,7 +82,8 @@ func (s *Server) onWire(m sipmsg.Message) {
 }
 
 // onInvite handles an INVITE: in a dialog it is a re-INVITE for the call;
-// otherwise it starts a call, and this goroutine becomes the call's loop.
+// otherwise it starts a call, and this goroutine is the call's loop until
+// the INVITE has its final answer (session.run).
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if tag, _ := req.To().Params.Get("tag"); tag != "" {
 		s.inDialog(req, tx)
@@ -147,17 +142,20 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respondFailure(tx, req, &Failure{Status: 503, Cause: CauseTemporaryFailure, Text: "service shutting down", RetryAfter: int(s.cfg.RetryAfter / time.Second)})
 		return
 	}
-	defer s.wg.Done()
 	if join != nil {
+		defer s.wg.Done()
 		s.joinLeg(join, req, tx, dev)
 		return
 	}
 	c := newSession(s, req, tx, in.caller, in.callee)
 	if c == nil {
+		s.wg.Done()
 		return
 	}
 	c.in = in
 	c.initDual(dev)
+	// The session holds the count until its cleanup; run returns once the
+	// INVITE is answered, with the session live or over.
 	c.run()
 }
 

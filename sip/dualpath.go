@@ -81,36 +81,60 @@ func (d *DualPathConfig) setDefaults() {
 }
 
 // joinIndex holds a view of every session that a second path may join,
-// published by the session's loop, read by the INVITE handlers.
+// published by the session's loop, read by the INVITE handlers. Views are
+// kept by far party, so that an INVITE looks only at the sessions to the
+// party it calls, not at every live call.
 type joinIndex struct {
 	mu    sync.Mutex
-	views map[*session]sessionView
+	byFar map[string]map[*session]sessionView
 }
 
 func (x *joinIndex) put(c *session, v sessionView) {
 	x.mu.Lock()
-	if x.views == nil {
-		x.views = map[*session]sessionView{}
+	if x.byFar == nil {
+		x.byFar = map[string]map[*session]sessionView{}
 	}
-	x.views[c] = v
+	m := x.byFar[v.Far]
+	if m == nil {
+		m = map[*session]sessionView{}
+		x.byFar[v.Far] = m
+	}
+	m[c] = v
 	x.mu.Unlock()
 }
 
+// remove drops c's view; c.callee, its far party, never changes.
 func (x *joinIndex) remove(c *session) {
 	x.mu.Lock()
-	delete(x.views, c)
+	if m := x.byFar[c.callee]; m != nil {
+		delete(m, c)
+		if len(m) == 0 {
+			delete(x.byFar, c.callee)
+		}
+	}
 	x.mu.Unlock()
 }
 
-// correlate runs correlate over the published views.
+// correlate runs correlate over the published views: those to q's far
+// party, or every view for a Join header, whose dialog may belong to a
+// session to another party (a 403, correlateJoin).
 func (x *joinIndex) correlate(q joinQuery) (*session, *Failure) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	cs := make([]*session, 0, len(x.views))
-	vs := make([]sessionView, 0, len(x.views))
-	for c, v := range x.views {
-		cs = append(cs, c)
-		vs = append(vs, v)
+	var cs []*session
+	var vs []sessionView
+	add := func(m map[*session]sessionView) {
+		for c, v := range m {
+			cs = append(cs, c)
+			vs = append(vs, v)
+		}
+	}
+	if q.Join != nil {
+		for _, m := range x.byFar {
+			add(m)
+		}
+	} else {
+		add(x.byFar[q.Far])
 	}
 	i, f := correlate(q, vs)
 	if i < 0 {
@@ -124,8 +148,8 @@ func (x *joinIndex) correlate(q joinQuery) (*session, *Failure) {
 func (x *joinIndex) candidates(far string) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, v := range x.views {
-		if v.Far == far && !v.Ending {
+	for _, v := range x.byFar[far] {
+		if !v.Ending {
 			return true
 		}
 	}
@@ -200,7 +224,7 @@ func (s *Server) joinOf(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev de
 			return nil, false
 		}
 		q.Join = &j
-	} else if !s.joins.candidates(callee) {
+	} else if !dev.pairable() || !s.joins.candidates(callee) {
 		return nil, true
 	}
 	q.Device = dev
@@ -226,7 +250,10 @@ func (s *Server) joinLeg(c *session, req *sipmsg.Request, tx sipmsg.ServerTransa
 // initDual starts the dual-path state of a new session whose first leg
 // speaks for dev.
 func (c *session) initDual(dev device) {
-	if c.s.cfg.DualPath.Window <= 0 {
+	// A leg of no known path (a trusted peer's) is nobody's other path,
+	// and nothing can join it (sameDevice, speaksFor): its session needs
+	// no dual-path state, and is kept out of the join index.
+	if c.s.cfg.DualPath.Window <= 0 || dev.Path == pathUnknown {
 		return
 	}
 	now := c.now()
@@ -293,7 +320,7 @@ func (c *session) onJoin(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev d
 	c.dual.joined[u] = c.now()
 	c.policy = dualPath{}
 	c.watchPathFlow(u)
-	c.s.setDialog(u.key(), c)
+	c.s.setDialog(u.dialogID(), c)
 	if !tx.OnCancel(func(*sipmsg.Request) { c.post(func() { c.onUASCancel(u) }) }) {
 		u.final = true
 		c.legEnded(&u.leg, "caller CANCEL")

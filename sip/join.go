@@ -42,6 +42,13 @@ type device struct {
 	Number  string   // pathCarrier: the trunk's asserted caller number, E.164
 }
 
+// pairable tells whether d can be one of a device's two paths without a
+// Join header (sameDevice): a data path with the MSISDNs of its user's
+// terminals, or a carrier path with its asserted number.
+func (d device) pairable() bool {
+	return (d.Path == pathData && len(d.MSISDNs) > 0) || (d.Path == pathCarrier && d.Number != "")
+}
+
 // sameDevice tells whether a and b are the two paths of one device: one
 // from a trunk whose asserted number is an MSISDN of the user the other
 // authenticated as. Two legs of one path kind never are: two clients of a

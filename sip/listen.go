@@ -13,7 +13,9 @@ import (
 )
 
 // Listen binds UDP and TCP on addr (the same port for both; port 0 picks
-// one) and, when configured, TLS. Serve then answers on them.
+// one) and, when configured, TLS. Serve then answers on them. UDP is
+// Config.UDPReaders sockets on the one port (SO_REUSEPORT, udp_readers.go),
+// each read by a loop of its own.
 func (s *Server) Listen(addr string) error {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -23,39 +25,46 @@ func (s *Server) Listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("sip: listen port %q: %w", portStr, err)
 	}
-	var udp net.PacketConn
+	readers := s.cfg.UDPReaders
+	var udp []net.PacketConn
 	var tcp net.Listener
 	// With port 0 the kernel picks a UDP port that may be taken for TCP:
 	// try a few times so both transports share one port.
 	for attempt := 0; ; attempt++ {
-		udp, err = net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		first, err := listenUDP(host, port, readers > 1)
 		if err != nil {
 			return fmt.Errorf("sip: %w", err) // net names the operation and the address
 		}
-		p := udp.LocalAddr().(*net.UDPAddr).Port
+		p := first.LocalAddr().(*net.UDPAddr).Port
 		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err == nil {
+			udp = append(udp, first)
 			break
 		}
-		udp.Close()
+		first.Close()
 		if port != 0 || attempt >= 10 {
 			return fmt.Errorf("sip: %w", err)
 		}
 	}
-	if uc, ok := udp.(*net.UDPConn); ok {
-		// One socket carries every call: a burst must not overflow the
-		// kernel's default buffer (about 200 KB), or the lost 180s and
-		// 200s come back as retransmissions. The kernel caps this at
-		// net.core.rmem_max.
-		_ = uc.SetReadBuffer(4 << 20)
-		_ = uc.SetWriteBuffer(4 << 20)
+	p := udp[0].LocalAddr().(*net.UDPAddr).Port
+	for len(udp) < readers {
+		u, err := listenUDP(host, p, true)
+		if err != nil {
+			closeAll(udp)
+			tcp.Close()
+			return fmt.Errorf("sip: listen udp %s (reader %d): %w", addr, len(udp)+1, err)
+		}
+		udp = append(udp, u)
+	}
+	for i, u := range udp {
+		udp[i] = newCountingConn(s.tracedUDP(u)) // trace.go
 	}
 	lim := s.cfg.Conns.withDefaults()
 	var tlsL net.Listener
 	if s.cfg.TLSConfig != nil && s.cfg.TLSAddr != "" {
 		raw, err := net.Listen("tcp", s.cfg.TLSAddr)
 		if err != nil {
-			udp.Close()
+			closeAll(udp)
 			tcp.Close()
 			return fmt.Errorf("sip: tls: %w", err)
 		}
@@ -66,20 +75,29 @@ func (s *Server) Listen(addr string) error {
 	g := newGuardListener(tcp, nil, lim, s.log.With("transport", "tcp"), s.redial)
 	g.flows, g.transport = &s.flows, "tcp"
 	tcp = g
+	tcp, tlsL = s.tracedStreams(tcp, tlsL) // trace.go
 	s.log.Info("SIP stream connection limits", "max_conns", lim.MaxConns, "max_conns_per_source", lim.MaxConnsPerSource,
 		"idle_timeout", lim.IdleTimeout, "message_timeout", lim.MessageTimeout)
-	ua := udp.LocalAddr().(*net.UDPAddr)
-	adv := ua.IP.String()
+	ua := udp[0].LocalAddr().(*net.UDPAddr)
+	ln := &listeners{udp: udp, tcp: tcp, tls: tlsL, host: ua.IP.String(), port: ua.Port,
+		laddr: sipmsg.Addr{IP: ua.IP, Port: ua.Port}}
 	if ua.IP.IsUnspecified() {
 		// A wildcard listener advertises the address that reaches the
 		// outside; loopback is the safe default for a lab.
-		adv = outboundIP()
+		ln.host = outboundIP()
 	}
-	udp, tcp, tlsL = s.traced(udp, tcp, tlsL) // trace.go
-	s.mu.Lock()
-	s.udp, s.tcp, s.tlsL = udp, tcp, tlsL
-	s.host, s.port = adv, ua.Port
-	s.mu.Unlock()
+	ln.tlsPort = ln.port
+	if tlsL != nil {
+		ln.tlsPort = tlsL.Addr().(*net.TCPAddr).Port
+	}
+	if !s.ln.CompareAndSwap(nil, ln) {
+		closeAll(udp)
+		tcp.Close()
+		if tlsL != nil {
+			tlsL.Close()
+		}
+		return errors.New("sip: Listen called twice")
+	}
 	return nil
 }
 
@@ -94,22 +112,20 @@ func outboundIP() string {
 
 // Addr is the UDP/TCP address the server listens on, valid after Listen.
 func (s *Server) Addr() netip.AddrPort {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.udp == nil {
+	ln := s.ln.Load()
+	if ln == nil {
 		return netip.AddrPort{}
 	}
-	return s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	return ln.udp[0].LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // TLSAddr is the SIP-over-TLS address, "" without TLS; valid after Listen.
 func (s *Server) TLSAddr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tlsL == nil {
+	ln := s.ln.Load()
+	if ln == nil || ln.tls == nil {
 		return ""
 	}
-	return s.tlsL.Addr().String()
+	return ln.tls.Addr().String()
 }
 
 // Ready is closed once the server answers SIP.
@@ -119,19 +135,20 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // closes the listeners and the transport when it returns; call Shutdown
 // first for a graceful stop.
 func (s *Server) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	udp, tcp, tlsL := s.udp, s.tcp, s.tlsL
-	s.mu.Unlock()
-	if udp == nil {
+	ln := s.ln.Load()
+	if ln == nil {
 		return errors.New("sip: Serve before Listen")
 	}
-	errc := make(chan error, 3)
+	udp, tcp, tlsL := ln.udp, ln.tcp, ln.tls
+	errc := make(chan error, len(udp)+2)
 	n := 0
 	serve := func(f func() error) {
 		n++
 		go func() { errc <- f() }()
 	}
-	serve(func() error { return s.srv.ServeUDP(udp) })
+	for _, u := range udp {
+		serve(func() error { return s.srv.ServeUDP(u) })
+	}
 	serve(func() error { return s.srv.ServeTCP(tcp) })
 	if tlsL != nil {
 		serve(func() error { return s.srv.ServeTLS(tlsL) })
@@ -139,13 +156,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Ready only once the UDP listener is in sipgo's pool: a request sent
 	// from it before that would try to bind the port a second time.
 	for i := 0; i < 1000; i++ {
-		if c, _ := s.ua.TransportLayer().GetConnection("udp", udp.LocalAddr().String()); c != nil {
+		if c, _ := s.ua.TransportLayer().GetConnection("udp", udp[0].LocalAddr().String()); c != nil {
 			break
 		}
 		time.Sleep(time.Millisecond)
 	}
 	recCtx, stopRec := context.WithCancel(context.Background())
-	recDone := make(chan struct{}, 2)
+	recDone := make(chan struct{}, 3)
 	go func() {
 		defer func() { recDone <- struct{}{} }()
 		if s.rec != nil {
@@ -158,9 +175,13 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.snaps.run(recCtx)
 		}
 	}()
-	defer func() { stopRec(); <-recDone; <-recDone }()
+	go func() {
+		defer func() { recDone <- struct{}{} }()
+		s.over.watch(recCtx) // overload.go
+	}()
+	defer func() { stopRec(); <-recDone; <-recDone; <-recDone }()
 	close(s.ready)
-	s.log.Info("SIP listening", "udp", udp.LocalAddr().String(), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
+	s.log.Info("SIP listening", "udp", udp[0].LocalAddr().String(), "udp_readers", len(udp), "tcp", tcp.Addr().String(), "domain", s.cfg.Domain)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -175,7 +196,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		s.log.Error("SIP listener stopped: SIP is down", "err", err)
 	}
-	udp.Close()
+	closeAll(udp)
 	tcp.Close()
 	if tlsL != nil {
 		tlsL.Close()
@@ -202,11 +223,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 func (s *Server) FlushRecords(ctx context.Context) error { return s.rec.flush(ctx) }
 
 // ActiveCalls is the number of calls in progress.
-func (s *Server) ActiveCalls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.calls)
-}
+func (s *Server) ActiveCalls() int { return int(s.live.Load()) }
 
 // Shutdown stops the server gracefully in two phases (the pattern of
 // livekit/sip and Caddy): new INVITEs get 503 with Retry-After at once and

@@ -38,7 +38,7 @@ func TestServeEndsWhenAListenerDies(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(context.Background()) }()
 	<-s.Ready()
-	s.tcp.Close() // as if the socket were torn away
+	s.ln.Load().tcp.Close() // as if the socket were torn away
 	select {
 	case err := <-done:
 		if err == nil {

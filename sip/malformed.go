@@ -34,6 +34,9 @@ func (s *Server) badRequestFilter(props sipmsg.TransportReadProps, data []byte) 
 	if stream && !oneMessage(data) {
 		return data, nil
 	}
+	if s.shed(props, data) { // overload.go
+		return nil, nil
+	}
 	bad := checkRequest(data, !stream)
 	if bad == nil {
 		if fixed := rfc2543Branch(data); fixed != nil {
@@ -57,28 +60,32 @@ func (s *Server) badRequestFilter(props sipmsg.TransportReadProps, data []byte) 
 		}
 		return nil, nil
 	}
-	if stream {
+	s.answerRaw(props, res)
+	s.log.Debug("malformed request refused", "from", props.RemoteAddr.String(), "status", bad.status, "err", bad.err)
+	return nil, nil
+}
+
+// answerRaw sends res, a response built from raw bytes, back where the
+// request came from, before sipgo has seen the request.
+func (s *Server) answerRaw(props sipmsg.TransportReadProps, res []byte) {
+	if props.Transport != "UDP" {
 		c, err := s.ua.TransportLayer().GetConnection(props.Transport, props.RemoteAddr.String())
 		if err != nil {
-			return nil, nil
+			return
 		}
 		defer c.TryClose()
 		if w, ok := c.(io.Writer); ok {
 			_, _ = w.Write(res)
 		}
-	} else {
-		s.mu.Lock()
-		udp := s.udp
-		s.mu.Unlock()
-		if udp == nil || props.LocalAddr == nil || props.LocalAddr.String() != udp.LocalAddr().String() {
-			return nil, nil
-		}
-		if ua, ok := props.RemoteAddr.(*net.UDPAddr); ok {
-			_, _ = udp.WriteTo(res, ua)
-		}
+		return
 	}
-	s.log.Debug("malformed request refused", "from", props.RemoteAddr.String(), "status", bad.status, "err", bad.err)
-	return nil, nil
+	ln := s.ln.Load()
+	if ln == nil || props.LocalAddr == nil || props.LocalAddr.String() != ln.udp[0].LocalAddr().String() {
+		return
+	}
+	if ua, ok := props.RemoteAddr.(*net.UDPAddr); ok {
+		_, _ = ln.udp[0].WriteTo(res, ua)
+	}
 }
 
 // oneMessage reports whether a stream read holds exactly one request: its
@@ -114,10 +121,22 @@ func contentLength(head []byte) (int, bool) {
 // is nowhere to send a response, and it returns nil. The status line is
 // always SIP/2.0, whatever version the request claimed (RFC 3261 §7.1).
 func refusal(data []byte, bad *rawRefusal) []byte {
+	why := strings.NewReplacer(`"`, "'", "\r", " ", "\n", " ").Replace(bad.err.Error())
+	if len(why) > 120 {
+		why = why[:120]
+	}
+	return rawResponse(data, bad.status, "", `Warning: 399 b2bua "malformed request: `+why+`"`)
+}
+
+// rawResponse is a response to the raw request data: its Via, From, To,
+// Call-ID and CSeq lines, toTag added to a To without a tag (RFC 3261
+// §8.2.6.2; "" adds none), then extra lines. nil without a Via.
+func rawResponse(data []byte, status int, toTag string, extra ...string) []byte {
 	head, _, _ := bytes.Cut(data, []byte("\r\n\r\n"))
 	lines := strings.Split(string(head), "\n")
 	var b strings.Builder
-	b.WriteString("SIP/2.0 " + strconv.Itoa(bad.status) + " " + reasonPhrase(bad.status) + "\r\n")
+	b.Grow(len(head) + 128)
+	b.WriteString("SIP/2.0 " + strconv.Itoa(status) + " " + reasonPhrase(status) + "\r\n")
 	hasVia := false
 	for _, l := range lines[1:] {
 		l = strings.TrimRight(l, "\r")
@@ -128,7 +147,11 @@ func refusal(data []byte, bad *rawRefusal) []byte {
 		switch strings.ToLower(strings.TrimSpace(name)) {
 		case "via", "v":
 			hasVia = true
-		case "from", "f", "to", "t", "call-id", "i", "cseq":
+		case "to", "t":
+			if toTag != "" && !hasTagParam(l) {
+				l += ";tag=" + toTag
+			}
+		case "from", "f", "call-id", "i", "cseq":
 		default:
 			continue
 		}
@@ -138,11 +161,10 @@ func refusal(data []byte, bad *rawRefusal) []byte {
 	if !hasVia {
 		return nil
 	}
-	why := strings.NewReplacer(`"`, "'", "\r", " ", "\n", " ").Replace(bad.err.Error())
-	if len(why) > 120 {
-		why = why[:120]
+	for _, e := range extra {
+		b.WriteString(e)
+		b.WriteString("\r\n")
 	}
-	b.WriteString(`Warning: 399 b2bua "malformed request: ` + why + "\"\r\n")
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return []byte(b.String())
 }

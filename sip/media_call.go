@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"errors"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -13,11 +14,17 @@ import (
 
 // watchMedia ends the session when its media session dies on its own: BYE
 // to every leg with Reason Q.850 cause 102, recovery on timer expiry (RFC
-// 3326), and "media timeout" as the record's end cause. The goroutine ends
-// with the session.
+// 3326), and "media timeout" as the record's end cause. A supervisor with
+// a context is watched without a goroutine (an idle call holds none);
+// otherwise a goroutine waits, and ends with the session.
 func (c *session) watchMedia(m MediaSession) {
 	w, ok := m.(MediaSupervisor)
 	if !ok {
+		return
+	}
+	if wc, ok := w.(interface{ Context() context.Context }); ok {
+		stop := context.AfterFunc(wc.Context(), func() { c.post(func() { c.onMediaDone(w.Err()) }) })
+		context.AfterFunc(c.ctx, func() { stop() })
 		return
 	}
 	c.s.wg.Add(1)

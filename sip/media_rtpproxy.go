@@ -61,6 +61,10 @@ func (s *RTPSession) Answered() { s.call.Answered() }
 // its context ends.
 func (s *RTPSession) Done() <-chan struct{} { return s.call.Done() }
 
+// Context is closed with Done; the session waits on it without a
+// goroutine of its own.
+func (s *RTPSession) Context() context.Context { return s.call.Context() }
+
 // Err tells why Done was closed.
 func (s *RTPSession) Err() error {
 	err := s.call.Err()

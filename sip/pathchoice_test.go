@@ -155,7 +155,7 @@ func TestPollPathsOnInjectedClock(t *testing.T) {
 	c := &session{
 		s:     &Server{cfg: Config{DualPath: dp}},
 		log:   slog.New(slog.DiscardHandler),
-		tasks: newTaskQueue(),
+		tasks: newTaskQueue(nil),
 	}
 	mk := func(id LegID) *uasLeg {
 		u := &uasLeg{leg: newLeg(id, "caller", dialogState{})}

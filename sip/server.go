@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,6 +116,12 @@ type Config struct {
 
 	Limits Limits     // per-source limits of untrusted sources (ratelimit.go); zero: none
 	Conns  ConnLimits // SIP TCP/TLS connections: counts and timeouts (listen_guard.go)
+	// UDPReaders is the number of UDP sockets on the SIP port, each read
+	// by a loop of its own (udp_readers.go); 0: one per CPU.
+	UDPReaders int
+	// Overload refuses new calls early past capacity (overload.go); zero:
+	// never.
+	Overload Overload
 
 	DualPath DualPathConfig // dual-path calls (dualpath.go); zero: off
 
@@ -168,18 +174,17 @@ type Server struct {
 	snaps  *snapshotter // nil without Config.Dialogs
 	trunks *trunkCache  // nil without Config.Numbers
 	lim    limiters     // per-source limits (ratelimit.go)
+	over   *overload    // nil: never refuses for overload (overload.go)
 	token  string       // marks our Via branches, to detect loops
 
-	mu      sync.Mutex
-	udp     net.PacketConn
-	tcp     net.Listener
-	tlsL    net.Listener
-	host    string // advertised host of our Via and Contact
-	port    int
-	ready   chan struct{}
+	ln    atomic.Pointer[listeners] // set once by Listen (udp_readers.go)
+	ready chan struct{}
+
+	mu      sync.Mutex // guards calls; never taken per message
 	calls   map[*session]struct{}
-	dialogs map[string]*session // dialog key (Call-ID, our tag) → session
-	binv    sync.Map            // Call-ID of a placed leg → *session, read by onWire
+	live    atomic.Int64 // len(calls), read without the lock
+	dialogs *dialogTable // (Call-ID, our tag) → session (dialogtable.go)
+	binv    sync.Map     // Call-ID of a placed leg → *session, read by onWire
 
 	flows       flowTable   // open TCP/TLS flows and what lives on them (flow.go)
 	joins       joinIndex   // sessions a second path may join (dualpath.go)
@@ -254,6 +259,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
+	if cfg.UDPReaders <= 0 {
+		cfg.UDPReaders = runtime.NumCPU()
+	}
 	if cfg.IsStale == nil {
 		cfg.IsStale = func(error) bool { return false }
 	}
@@ -276,9 +284,10 @@ func NewServer(cfg Config) (*Server, error) {
 		token:   "b2b" + hex.EncodeToString(tok[:]),
 		ready:   make(chan struct{}),
 		calls:   map[*session]struct{}{},
-		dialogs: map[string]*session{},
+		dialogs: newDialogTable(),
 		idle:    make(chan struct{}, 1),
 	}
+	s.over = newOverload(cfg.Overload, s.token)
 	if cfg.Calls != nil {
 		s.rec = newRecorder(cfg.Calls, cfg.Logger)
 	}
@@ -382,12 +391,14 @@ func (s *Server) trusted(src string) bool {
 
 // contact is our Contact for a transport.
 func (s *Server) contact(transport string) *sipmsg.ContactHeader {
-	s.mu.Lock()
-	host, port := s.host, s.port
-	if strings.EqualFold(transport, "TLS") && s.tlsL != nil {
-		port = s.tlsL.Addr().(*net.TCPAddr).Port
+	var host string
+	var port int
+	if ln := s.ln.Load(); ln != nil {
+		host, port = ln.host, ln.port
+		if strings.EqualFold(transport, "TLS") {
+			port = ln.tlsPort
+		}
 	}
-	s.mu.Unlock()
 	c := &sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", Host: host, Port: port}}
 	if !strings.EqualFold(transport, "UDP") && transport != "" {
 		c.Address.UriParams = sipmsg.NewParams()
@@ -399,12 +410,12 @@ func (s *Server) contact(transport string) *sipmsg.ContactHeader {
 // via is our Via for a new client transaction; the branch carries our token
 // so that a request coming back to us is recognised as a loop.
 func (s *Server) via(transport string) *sipmsg.ViaHeader {
-	s.mu.Lock()
-	host, port := s.host, s.port
-	s.mu.Unlock()
-	if strings.EqualFold(transport, "TCP") || strings.EqualFold(transport, "TLS") {
-		// The transport fills in the connection's own address.
-		host, port = "", 0
+	var host string
+	var port int
+	if ln := s.ln.Load(); ln != nil && !strings.EqualFold(transport, "TCP") && !strings.EqualFold(transport, "TLS") {
+		// Over a stream the transport fills in the connection's own
+		// address.
+		host, port = ln.host, ln.port
 	}
 	v := &sipmsg.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport), Host: host, Port: port, Params: sipmsg.NewParams()}
 	v.Params.Add("branch", sipmsg.RFC3261BranchMagicCookie+"."+s.token+sipmsg.GenerateTagN(12))
@@ -414,16 +425,11 @@ func (s *Server) via(transport string) *sipmsg.ViaHeader {
 // laddr is the local socket for requests we send over transport: our UDP
 // listener, so that a terminal sees requests from the port it answers to.
 func (s *Server) laddr(transport string) sipmsg.Addr {
-	if !strings.EqualFold(transport, "UDP") {
+	ln := s.ln.Load()
+	if ln == nil || !strings.EqualFold(transport, "UDP") {
 		return sipmsg.Addr{}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.udp == nil {
-		return sipmsg.Addr{}
-	}
-	ua := s.udp.LocalAddr().(*net.UDPAddr)
-	return sipmsg.Addr{IP: ua.IP, Port: ua.Port}
+	return ln.laddr
 }
 
 // addVia is the client option for our requests: our own Via, nothing else

@@ -71,7 +71,6 @@ func newSession(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, cal
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &session{
 		s:      s,
-		tasks:  newTaskQueue(),
 		ended:  make(chan struct{}),
 		ctx:    ctx,
 		cancel: cancel,
@@ -80,6 +79,7 @@ func newSession(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, cal
 		policy: twoParty{},
 		peer:   map[*leg]*leg{},
 	}
+	c.tasks = newTaskQueue(c.startRunner)
 	u := c.addUAS(req, tx)
 	c.origin = u
 	c.log = s.log.With("call", u.callID, "callee", callee)
@@ -88,7 +88,7 @@ func newSession(s *Server, req *sipmsg.Request, tx sipmsg.ServerTransaction, cal
 		return nil
 	}
 	s.addSession(c)
-	s.setDialog(u.key(), c)
+	s.setDialog(u.dialogID(), c)
 	return c
 }
 
@@ -101,12 +101,42 @@ func (c *session) after(d time.Duration, fn func()) *time.Timer {
 	return time.AfterFunc(d, func() { c.post(fn) })
 }
 
-// run is the session's event loop.
+// run is the session's event loop while the call is set up, on the
+// goroutine of its INVITE's handler, which must not return before the
+// INVITE has its final answer (sipgo ends the transaction then). Once it
+// has, the loop detaches: the session keeps no goroutine of its own, and
+// each burst of tasks runs on a runner that a post starts (drain). Either
+// way one goroutine at a time runs the session's tasks, in the order they
+// were posted.
 func (c *session) run() {
-	defer c.cleanup()
-	c.start()
-	for !c.finished {
+	for c.start(); !c.finished; {
+		if c.origin.final && c.tasks.detach() {
+			return
+		}
 		c.tasks.pop()()
+	}
+	c.cleanup()
+}
+
+func (c *session) startRunner() {
+	c.s.wg.Add(1)
+	go c.drain()
+}
+
+// drain runs the queued tasks of a detached session, and its cleanup when
+// one of them finishes it.
+func (c *session) drain() {
+	defer c.s.wg.Done()
+	for {
+		fn, ok := c.tasks.next()
+		if !ok {
+			return
+		}
+		fn()
+		if c.finished {
+			c.cleanup()
+			return
+		}
 	}
 }
 
@@ -380,17 +410,21 @@ func (c *session) cleanup() {
 	c.closeMedia()
 	c.writeRecord()
 	// One info line per call, with what its record holds (no credential).
+	// The log's attributes are built only for a log that takes them: at
+	// warn level they were a dozen allocations per call for nothing.
 	sum := c.rec.Summary()
-	c.s.log.Info("call ended", sum.LogAttrs()...)
+	if c.s.log.Enabled(context.Background(), slog.LevelInfo) {
+		c.s.log.Info("call ended", sum.LogAttrs()...)
+	}
 	c.s.cfg.Observer.CallEnded(sum)
 	c.dropDialogs()
-	var keys []string
+	var keys []dialogID
 	for _, u := range c.uas {
-		keys = append(keys, u.key())
+		keys = append(keys, u.dialogID())
 		u.end(c.endCause)
 	}
 	for _, l := range c.uac {
-		keys = append(keys, l.key())
+		keys = append(keys, l.dialogID())
 		c.s.binv.Delete(l.callID)
 		if l.tx != nil && !l.txFailed {
 			// A transaction that took a non-2xx final is left to its
@@ -403,6 +437,7 @@ func (c *session) cleanup() {
 	c.cancel(errors.New(c.endCause))
 	c.tasks.close()
 	close(c.ended)
+	c.s.wg.Done() // the count onInvite took for the session's life
 }
 
 // closeMedia takes the media counters into the record and closes the

@@ -30,20 +30,26 @@ type WireMessage struct {
 	Data          []byte // the message; valid only during TraceSIP
 }
 
-// traced wraps the listeners Listen opened so that cfg.Tracer sees their
-// traffic; without a Tracer they are returned as they are, and the hot path
-// pays nothing.
-func (s *Server) traced(udp net.PacketConn, tcp, tlsL net.Listener) (net.PacketConn, net.Listener, net.Listener) {
+// tracedUDP and tracedStreams wrap the sockets Listen opened so that
+// cfg.Tracer sees their traffic; without a Tracer they are returned as they
+// are, and the hot path pays nothing.
+func (s *Server) tracedUDP(udp net.PacketConn) net.PacketConn {
+	if s.cfg.Tracer == nil {
+		return udp
+	}
+	return &tracePacketConn{PacketConn: udp, t: s.cfg.Tracer, local: addrPort(udp.LocalAddr())}
+}
+
+func (s *Server) tracedStreams(tcp, tlsL net.Listener) (net.Listener, net.Listener) {
 	t := s.cfg.Tracer
 	if t == nil {
-		return udp, tcp, tlsL
+		return tcp, tlsL
 	}
-	udp = &tracePacketConn{PacketConn: udp, t: t, local: addrPort(udp.LocalAddr())}
 	tcp = &traceListener{Listener: tcp, t: t, transport: "tcp"}
 	if tlsL != nil {
 		tlsL = &traceListener{Listener: tlsL, t: t, transport: "tls"}
 	}
-	return udp, tcp, tlsL
+	return tcp, tlsL
 }
 
 // traceStreamIn gives the Tracer the messages sipgo parsed from stream

@@ -77,7 +77,7 @@ func (c *session) buildInvite(l *uacLeg, body []byte) *sipmsg.Request {
 
 // send sends l's INVITE.
 func (c *session) send(l *uacLeg) {
-	c.s.setDialog(l.key(), c)
+	c.s.setDialog(l.dialogID(), c)
 	c.s.binv.Store(l.callID, c)
 	tx, err := c.s.cli.TransactionRequest(c.ctx, l.inv, c.s.addVia)
 	if err != nil {
@@ -295,6 +295,7 @@ func (c *session) onUAC2xx(l *uacLeg, res *sipmsg.Response) {
 	c.rec.TerminalID = l.target.Terminal.ID // the branch that took the call
 	c.writeRecord()
 	c.saveDialogs()
+	c.compactLater() // compact.go
 	c.log.Debug("call answered", "leg", l.id)
 }
 

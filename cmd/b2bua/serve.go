@@ -47,6 +47,7 @@ type serveOptions struct {
 	rtp          rtpOptions
 	limits       limitOptions // serve_limits.go
 	conns        connOptions  // serve_conns.go
+	load         loadOptions  // serve_load.go
 	pprof        string       // serve_pprof.go
 	ops          opsOptions   // serve_ops.go
 	nodeID       string       // names the node in the store's call snapshots
@@ -137,6 +138,7 @@ the next start: BYE on both legs with Reason Q.850 cause 41 "node restarted".`,
 	f.StringVar(&o.nodeID, "node-id", envOr("B2BUA_NODE_ID", ""), "this node's name in the store's call snapshots, kept across restarts so that a restarted node ends the calls it held; distinct per node sharing a store (default the host name) (env B2BUA_NODE_ID)")
 	o.conns.register(f)
 	o.ops.register(f)
+	o.load.register(f)
 	f.StringVar(&o.pprof, "pprof", "", "debug: serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	return cmd
 }
@@ -159,6 +161,10 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		return usageError(cmd, err.Error())
 	}
 	conns, err := o.conns.limits()
+	if err != nil {
+		return usageError(cmd, err.Error())
+	}
+	readers, overload, err := o.load.config()
 	if err != nil {
 		return usageError(cmd, err.Error())
 	}
@@ -244,6 +250,8 @@ func runServe(cmd *cobra.Command, root *rootOptions, o *serveOptions) error {
 		NodeID:           o.nodeID,
 		SIPLimits:        limits,
 		SIPConns:         conns,
+		SIPUDPReaders:    readers,
+		SIPOverload:      overload,
 	}
 	o.ops.apply(&cfg)
 	d, err := daemon.Start(cmd.Context(), cfg)

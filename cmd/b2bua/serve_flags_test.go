@@ -27,6 +27,9 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"--digest-algorithms", "MD5,md5"}, `--digest-algorithms: "md5": listed twice`},
 		{[]string{"--digest-algorithms", ","}, `--digest-algorithms: ",": must list SHA-256, MD5 or both`},
 		{[]string{"--pprof", "nonsense"}, `--pprof: listen tcp: address nonsense: missing port in address`},
+		{[]string{"--sip-udp-readers", "-1"}, `--sip-udp-readers: -1: must be 0 (one per CPU) or more`},
+		{[]string{"--max-calls", "-5"}, `--max-calls: -5: must be 0 (no limit) or more`},
+		{[]string{"--overload-retry-after", "500ms"}, `--overload-retry-after: 500ms: must be at least 1s`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
