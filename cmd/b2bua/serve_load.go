@@ -19,7 +19,7 @@ type loadOptions struct {
 
 func (o *loadOptions) register(f *pflag.FlagSet) {
 	f.IntVar(&o.readers, "sip-udp-readers", 0, "UDP sockets on the SIP port (SO_REUSEPORT), one reader each; the kernel spreads peers over them (default one per CPU)")
-	f.DurationVar(&o.maxDelay, "overload-delay", 100*time.Millisecond, "past capacity: while goroutines wait longer than this to run (90th percentile over 20 ms), new INVITEs get 503 with Retry-After at once; 0: off")
+	f.DurationVar(&o.maxDelay, "overload-delay", 250*time.Millisecond, "past capacity: while goroutines wait longer than this to run (90th percentile over 20 ms), new INVITEs get 503 with Retry-After at once; 0: off")
 	f.IntVar(&o.maxCalls, "max-calls", 0, "live calls past which new INVITEs get 503 with Retry-After (0: no limit)")
 	f.DurationVar(&o.retryAfter, "overload-retry-after", 5*time.Second, "Retry-After of the overload 503s")
 }
