@@ -37,6 +37,7 @@ func exercised(t *testing.T) *Metrics {
 		Paths: func() sip.PathMetrics {
 			return sip.PathMetrics{GapBounds: []int{20, 40}, GapBuckets: []uint64{1, 2, 3}, GapSumMs: 300}
 		},
+		Overload:   func() sip.OverloadStats { return sip.OverloadStats{Refused: 3, Shedding: true} },
 		RTP:        func() rtpproxy.Metrics { return rtpproxy.Metrics{PortPairs: 10, PortPairsFree: 7} },
 		Clients:    func(context.Context) (int, error) { return 5, nil },
 		SCPBackend: "http",

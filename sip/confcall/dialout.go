@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -264,13 +265,20 @@ func (s *Service) answered(m *member, tx sipmsg.ClientTransaction, res *sipmsg.R
 	m.mu.Unlock()
 	ack.AppendHeader(sipmsg.NewHeader("User-Agent", s.cfg.SIP.UserAgent()))
 	// The transaction passes the 2xx's retransmissions here until Timer M
-	// (RFC 6026 §8.4); each gets the same ACK.
+	// (RFC 6026 §8.4); each gets the same ACK. Writing the ACK sets its
+	// Via, so the writes take turns.
+	var ackMu sync.Mutex
+	writeACK := func() error {
+		ackMu.Lock()
+		defer ackMu.Unlock()
+		return s.cfg.SIP.WriteRequest(ack)
+	}
 	tx.OnRetransmission(func(r *sipmsg.Response) {
 		if t, _ := r.To().Params.Get("tag"); r.IsSuccess() && t == tag {
-			_ = s.cfg.SIP.WriteRequest(ack)
+			_ = writeACK()
 		}
 	})
-	if err := s.cfg.SIP.WriteRequest(ack); err != nil {
+	if err := writeACK(); err != nil {
 		s.log.Warn("confcall: ACK", "conference", m.confID, "participant", m.pid, "err", err)
 	}
 	if why != nil {
