@@ -324,7 +324,10 @@ func (w *worker) relay(s *sock, now int64) {
 	moved := kern && (evicted || ep.latched != latched || ep.dstRTP.Load() != cur)
 	ep.mu.Unlock()
 	if moved {
-		w.e.p.kick(ep.call) // the stream may move into the kernel, or its entry change
+		// The stream may move into the kernel, or its entry change: only
+		// once this batch is sent, or the kernel's next packets would pass
+		// the ones userspace still holds.
+		defer w.e.p.kick(ep.call)
 	}
 	if k == 0 || rt == nil || (len(rt.to) == 0 && rt.sink == nil) {
 		w.dropped.Add(uint64(n))
